@@ -1,0 +1,100 @@
+"""The generated interfaces over real DDS: a topic round trip and a service between processes."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+from sensor_msgs.msg import Image
+
+from yolz_ros.msg import ObjectDetection, ObjectProbabilities
+from yolz_ros.srv import ListObjects, RegisterObject, RemoveObject
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture
+def ros_context():
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.try_shutdown(context=context)
+
+
+def spin_until(context, nodes, done, timeout=10.0):
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    for node in nodes:
+        executor.add_node(node)
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.05)
+    executor.shutdown()
+    return done()
+
+
+def test_interfaces_import():
+    assert RemoveObject.Request().name == ""
+    assert list(ListObjects.Response().names) == []
+
+
+def test_object_probabilities_round_trip(ros_context):
+    pub_node = rclpy.create_node("probs_pub", context=ros_context)
+    sub_node = rclpy.create_node("probs_sub", context=ros_context)
+    received = []
+    sub_node.create_subscription(ObjectProbabilities, "probabilities", received.append, 10)
+    pub = pub_node.create_publisher(ObjectProbabilities, "probabilities", 10)
+
+    msg = ObjectProbabilities()
+    msg.header.frame_id = "camera_color_optical_frame"
+    msg.header.stamp.sec = 42
+    msg.names = ["mug", "drill"]
+    msg.rows, msg.cols = 3, 4
+    msg.cell_width = msg.cell_height = 16.0
+    msg.scale, msg.offset_x, msg.offset_y = 0.5, 0.0, 8.0
+    msg.image_width, msg.image_height = 128, 80
+    grid = np.linspace(0, 1, 2 * 3 * 4, dtype=np.float32)
+    msg.probabilities = grid.tolist()
+    msg.detections = [ObjectDetection(name="mug", score=0.9, peak_x=10.0, peak_y=20.0)]
+
+    def publish_until_received():
+        if not received:
+            pub.publish(msg)
+        return bool(received)
+
+    assert spin_until(ros_context, [pub_node, sub_node], publish_until_received)
+    got = received[0]
+    assert got.header.frame_id == "camera_color_optical_frame" and got.header.stamp.sec == 42
+    assert list(got.names) == ["mug", "drill"]
+    np.testing.assert_array_equal(np.asarray(got.probabilities, np.float32), grid)
+    assert got.detections[0].name == "mug" and got.detections[0].score == pytest.approx(0.9)
+
+
+def test_register_object_between_processes(ros_context):
+    server = subprocess.Popen([sys.executable, str(HERE / "register_server.py")],
+                              stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        node = rclpy.create_node("register_client", context=ros_context)
+        client = node.create_client(RegisterObject, "register_object")
+        assert spin_until(ros_context, [node], client.service_is_ready)
+
+        rng = np.random.default_rng(0)
+        request = RegisterObject.Request(name="mug", replace=False)
+        sums = []
+        for i in range(4):
+            pixels = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+            sums.append(int(pixels.sum()))
+            request.views.append(Image(height=480, width=640, encoding="rgb8", step=640 * 3,
+                                       data=pixels.tobytes()))
+        future = client.call_async(request)
+        assert spin_until(ros_context, [node], future.done, timeout=20.0)
+        response = future.result()
+        assert response.success and response.num_views_used == 4
+        assert response.message == "mug:" + ",".join(map(str, sums))
+        assert [f.note for f in response.view_feedback] == ["640x480"] * 4
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
