@@ -1,0 +1,175 @@
+"""Evaluate a detector on held-out objects: JSON + Markdown + plots.
+
+    python -m training.evaluate --model models/yolz_lite0 --split test --scenes 200 --out models/yolz_lite0
+
+Any method with `embed(views) -> object` and `score(scene_rgb, objects) -> [K, rows, cols]` is scored
+by the same code on the same episodes (the baselines in training/baselines.py too). yolz is run
+through the runtime's Detector on ONNX Runtime: what is measured is what ships.
+
+Pairs: every (scene, episode object); objects absent from the scene are negative pairs.
+Reported overall, by visible object size, and by N = 1, 4, 8 reference views.
+"""
+import argparse
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from training.data.episodes import EpisodeConfig, make_eval_set
+from training.metrics import roc_curve, summarize
+
+SIZE_BUCKETS = (("small (<1% of image)", 0.0, 0.01), ("medium (1-5%)", 0.01, 0.05),
+                ("large (>=5%)", 0.05, 1.01))
+
+
+class YolzMethod:
+    """The shipped model through the runtime API (ONNX Runtime, CPU)."""
+
+    calibrated = True
+
+    def __init__(self, model_dir, num_threads=0):
+        from yolz_ros.detector import Detector
+
+        self.detector = Detector(model_dir, backend="onnxruntime", device="cpu",
+                                 num_threads=num_threads)
+        self.name = f"yolz ({self.detector.model_id})"
+        self.input_size = tuple(self.detector.info.input_size)
+
+    def embed(self, views):
+        return self.detector.embed_views(list(views)).vector
+
+    def score(self, scene, objects):
+        return self.detector.detect(scene, np.stack(objects)).probabilities
+
+
+def evaluate(method, episodes, ns=(1, 4, 8)):
+    """Score every (scene, object) pair of every episode for each N; returns records and timings."""
+    records, frame_ms = [], []
+    for ep in episodes:
+        c, n_max = ep["views_a"].shape[:2]
+        h, w = ep["scenes"].shape[1:3]
+        for n in ns:
+            if n > n_max:
+                continue
+            objects = [method.embed(ep["views_a"][i, :n]) for i in range(c)]
+            for b, scene in enumerate(ep["scenes"]):
+                t0 = time.perf_counter()
+                grids = np.asarray(method.score(scene, objects), np.float32)
+                frame_ms.append((time.perf_counter() - t0) * 1000)
+                targets = ep["targets"][b]
+                if grids.shape != targets.shape:
+                    raise ValueError(f"{method.name}: grids {grids.shape} but targets "
+                                     f"{targets.shape}; score scenes at the evaluation grid")
+                valid = np.ones(targets.shape[1:], bool)
+                for i in range(c):
+                    records.append({
+                        "n": n, "grid": grids[i], "targets": targets[i],
+                        "present": bool(ep["present"][b, i]), "valid": valid,
+                        "size": float(ep["visible_pixels"][b, i]) / (h * w),
+                    })
+    return records, np.asarray(frame_ms)
+
+
+def report(records, frame_ms, calibrated):
+    res = {"frame_ms_p50": float(np.median(frame_ms)) if len(frame_ms) else None, "by_n": {}}
+    for n in sorted({r["n"] for r in records}):
+        sel = [r for r in records if r["n"] == n]
+        entry = {"overall": summarize(sel, calibrated), "by_size": {}}
+        negatives = [r for r in sel if not r["present"]]
+        for name, lo, hi in SIZE_BUCKETS:
+            pos = [r for r in sel if r["present"] and lo <= r["size"] < hi]
+            entry["by_size"][name] = summarize(pos + negatives, calibrated) if pos else {}
+        res["by_n"][str(n)] = entry
+    return res
+
+
+def fmt(v):
+    return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else (
+        f"{v:.3f}" if isinstance(v, float) else str(v))
+
+
+def markdown(title, res, meta):
+    cols = ["cell_ap", "presence_auroc", "fpr_at_95_tpr", "pointing_accuracy", "cell_ece",
+            "presence_brier", "pairs", "positive_pairs"]
+    lines = [f"# {title}", "", *[f"- {k}: {v}" for k, v in meta.items()],
+             f"- per-frame latency p50: {fmt(res['frame_ms_p50'])} ms", "",
+             "| N views | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for n, entry in res["by_n"].items():
+        lines.append(f"| {n} | " + " | ".join(fmt(entry["overall"].get(c)) for c in cols) + " |")
+    for n, entry in res["by_n"].items():
+        lines += ["", f"## By visible object size, N = {n} (size positives + all negatives)", "",
+                  "| size | " + " | ".join(cols[:4]) + " | positive_pairs |", "|---" * 6 + "|"]
+        for size, m in entry["by_size"].items():
+            lines.append(f"| {size} | " + " | ".join(fmt(m.get(c)) for c in cols[:4])
+                         + f" | {fmt(m.get('positive_pairs'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(records, out_png, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for n in sorted({r["n"] for r in records}):
+        sel = [r for r in records if r["n"] == n]
+        pres = np.array([r["grid"].max() for r in sel])
+        lab = np.array([r["present"] for r in sel])
+        fpr, tpr = roc_curve(pres, lab)
+        axes[0].plot(fpr, tpr, label=f"N={n}")
+        cells = np.concatenate([r["grid"].ravel() for r in sel])
+        labels = np.concatenate([r["targets"].ravel() for r in sel])
+        edges = np.linspace(0, 1, 11)
+        idx = np.clip(np.digitize(cells, edges[1:-1]), 0, 9)
+        xs = [cells[idx == b].mean() for b in range(10) if (idx == b).any()]
+        ys = [labels[idx == b].mean() for b in range(10) if (idx == b).any()]
+        axes[1].plot(xs, ys, "o-", label=f"N={n}")
+    axes[0].set(xlabel="false positive rate", ylabel="true positive rate",
+                title="presence ROC (max cell)")
+    axes[1].plot([0, 1], [0, 1], "k--", lw=0.8)
+    axes[1].set(xlabel="predicted cell probability", ylabel="observed frequency",
+                title="cell calibration")
+    for ax in axes:
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+
+
+def write_outputs(out_dir, stem, title, res, meta, records):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{stem}.json").write_text(json.dumps({"meta": meta, **res}, indent=2) + "\n")
+    (out_dir / f"{stem}.md").write_text(markdown(title, res, meta))
+    plot(records, out_dir / f"{stem}.png", title)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Evaluate a model folder on held-out objects.")
+    ap.add_argument("--model", type=Path, default=Path("models/yolz_lite0"))
+    ap.add_argument("--split", default="test", choices=["val", "test"])
+    ap.add_argument("--scenes", type=int, default=200, help="held-out scenes")
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--data-dir", default="data")
+    ap.add_argument("--out", type=Path, help="output folder (default: the model folder)")
+    ap.add_argument("--stem", default="evaluation")
+    args = ap.parse_args(argv)
+
+    method = YolzMethod(args.model)
+    cfg = replace(EpisodeConfig(), split=args.split, views_per_object=8, data_dir=args.data_dir,
+                  scene_size=method.input_size)
+    episodes = make_eval_set(args.split, args.scenes, cfg, args.seed)
+    records, frame_ms = evaluate(method, episodes)
+    res = report(records, frame_ms, method.calibrated)
+    meta = {"method": method.name, "split": args.split, "scenes": args.scenes,
+            "seed": args.seed, "episode_config": json.dumps(asdict(cfg))}
+    write_outputs(args.out or args.model, args.stem, f"yolz evaluation ({args.split} objects)",
+                  res, meta, records)
+    print(markdown("evaluation", res, meta))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Detection metrics on per-cell score grids, shared by yolz and every baseline (numpy only).
+
+Inputs are flat arrays gathered over (scene, query) pairs; a query of an object absent from the scene
+is a negative pair, so presence metrics measure false alarms as well as hits.
+"""
+import numpy as np
+
+
+def average_precision(scores, labels):
+    """Area under the precision-recall curve as a step sum (sklearn's definition). NaN if no positives."""
+    scores, labels = np.asarray(scores, np.float64), np.asarray(labels, bool)
+    n_pos = labels.sum()
+    if n_pos == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="mergesort")
+    scores, labels = scores[order], labels[order]
+    # one point per distinct score: ties are ranked together
+    last_of_tie = np.r_[np.diff(scores) != 0, True]
+    tp = np.cumsum(labels)[last_of_tie]
+    fp = np.cumsum(~labels)[last_of_tie]
+    precision = tp / (tp + fp)
+    recall = tp / n_pos
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def roc_curve(scores, labels):
+    scores, labels = np.asarray(scores, np.float64), np.asarray(labels, bool)
+    order = np.argsort(-scores, kind="mergesort")
+    scores, labels = scores[order], labels[order]
+    last_of_tie = np.r_[np.diff(scores) != 0, True]
+    tps = np.r_[0, np.cumsum(labels)[last_of_tie]]
+    fps = np.r_[0, np.cumsum(~labels)[last_of_tie]]
+    return fps / max(1, fps[-1]), tps / max(1, tps[-1])
+
+
+def auroc(scores, labels):
+    labels = np.asarray(labels, bool)
+    if labels.all() or not labels.any():
+        return float("nan")
+    fpr, tpr = roc_curve(scores, labels)
+    return float(np.trapezoid(tpr, fpr))
+
+
+def fpr_at_tpr(scores, labels, tpr_target=0.95):
+    """The lowest false-positive rate at which at least `tpr_target` of the positives are found."""
+    labels = np.asarray(labels, bool)
+    if labels.all() or not labels.any():
+        return float("nan")
+    fpr, tpr = roc_curve(scores, labels)
+    return float(fpr[np.argmax(tpr >= tpr_target)])
+
+
+def expected_calibration_error(probs, labels, bins=10):
+    probs, labels = np.asarray(probs, np.float64), np.asarray(labels, np.float64)
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            ece += sel.mean() * abs(probs[sel].mean() - labels[sel].mean())
+    return float(ece)
+
+
+def summarize(pairs, calibrated=True):
+    """Metrics over a list of (scene, query) records.
+
+    Each record: {"grid": float [r, c] scores, "targets": {0,1} [r, c], "present": bool,
+    "valid": bool [r, c] (cells on the image, not on letterbox padding)}.
+    Probabilities (calibrated=True) also get calibration numbers; raw similarity scores do not.
+    """
+    if not pairs:
+        return {}
+    cell_scores = np.concatenate([p["grid"][p["valid"]] for p in pairs])
+    cell_labels = np.concatenate([p["targets"][p["valid"]] for p in pairs]).astype(bool)
+    presence = np.array([p["grid"][p["valid"]].max() for p in pairs])
+    present = np.array([p["present"] for p in pairs], bool)
+    hits = [bool(p["targets"].flat[np.argmax(np.where(p["valid"], p["grid"], -np.inf))])
+            for p in pairs if p["present"]]
+    out = {
+        "pairs": len(pairs),
+        "positive_pairs": int(present.sum()),
+        "cell_ap": average_precision(cell_scores, cell_labels),
+        "presence_auroc": auroc(presence, present),
+        "fpr_at_95_tpr": fpr_at_tpr(presence, present, 0.95),
+        "pointing_accuracy": float(np.mean(hits)) if hits else float("nan"),
+    }
+    if calibrated:
+        out["cell_ece"] = expected_calibration_error(cell_scores, cell_labels)
+        out["presence_brier"] = float(np.mean((presence - present) ** 2))
+    return out
