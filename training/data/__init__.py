@@ -1,0 +1,1 @@
+"""Training data: sources (objects, backgrounds), PyBullet rendering, composites and episode sampling."""
