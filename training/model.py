@@ -24,7 +24,7 @@ LITE0_STAGE_ENDS = {8: (4, 40), 16: (10, 112), 32: (15, 320)}
 class ModelConfig:
     embedding_dim: int = 256
     scene_dim: int = 128
-    film_dim: int = 64
+    film_dim: int = 32
     stride: int = 16  # 8 or 16
     pretrained: bool = True
     freeze_blocks: int = 3  # stem + first blocks stay fixed (ImageNet low-level features)

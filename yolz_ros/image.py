@@ -1,0 +1,168 @@
+"""Camera images to RGB uint8 (plus alpha where the image has one), and back to sensor_msgs.
+
+Accepted encodings: rgb8, bgr8, rgba8, bgra8, mono8, mono16. mono16 becomes 8 bit by keeping the
+high byte (``>> 8``): a fixed mapping, so the same scene gives the same pixels in every frame
+(scaling by each frame's maximum would make brightness flicker with content).
+
+sensor_msgs/Image goes through cv_bridge when it is importable, else through the numpy conversion
+here; both honour ``step`` (row padding) and ``is_bigendian``. Every bad input raises ImageError
+saying what is wrong and what is accepted.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import cv2
+import numpy as np
+
+MAX_PIXELS = 50_000_000  # larger frames are refused rather than letterboxed at great cost
+
+# encoding -> (channels, dtype)
+ENCODINGS = {
+    "rgb8": (3, np.uint8),
+    "bgr8": (3, np.uint8),
+    "rgba8": (4, np.uint8),
+    "bgra8": (4, np.uint8),
+    "mono8": (1, np.uint8),
+    "mono16": (1, np.uint16),
+}
+ACCEPTED = ", ".join(ENCODINGS)
+
+RgbAlpha = Tuple[np.ndarray, Optional[np.ndarray]]
+
+try:  # ROS systems with cv_bridge; the PyPI wheels have none (see ENVIRONMENT.md)
+    from cv_bridge import CvBridge
+except ImportError:  # pragma: no cover - depends on the installation
+    CvBridge = None
+
+
+class ImageError(ValueError):
+    """An image that cannot be converted; the message says what is wrong and what is accepted."""
+
+
+def _check_size(height: int, width: int, max_pixels: int) -> None:
+    if height <= 0 or width <= 0:
+        raise ImageError(f"image is empty ({width}x{height}); send an image with at least 1x1 "
+                         "pixels")
+    if height * width > max_pixels:
+        raise ImageError(f"image {width}x{height} has {height * width} pixels, over the limit "
+                         f"of {max_pixels}; downscale it first")
+
+
+def _encoding(encoding: str) -> Tuple[int, type]:
+    try:
+        return ENCODINGS[str(encoding).lower()]
+    except KeyError:
+        raise ImageError(f"unsupported encoding {encoding!r}; accepted: {ACCEPTED}") from None
+
+
+def to_rgb(array: np.ndarray, encoding: str, max_pixels: int = MAX_PIXELS) -> RgbAlpha:
+    """Pixels in ``encoding`` (HxW or HxWxC) -> (RGB uint8 HxWx3, alpha uint8 HxW or None).
+
+    rgb8 input is returned without a copy, so the result may share (read-only) memory with it."""
+    channels, dtype = _encoding(encoding)
+    encoding = str(encoding).lower()
+    array = np.asarray(array)
+    if array.ndim == 3 and channels == 1 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    expected = (channels,) if channels > 1 else ()
+    if array.ndim != 2 + (channels > 1) or array.shape[2:] != expected:
+        want = "HxW" if channels == 1 else f"HxWx{channels}"
+        raise ImageError(f"{encoding} needs a {want} array, got shape {array.shape}")
+    if array.dtype != dtype:
+        raise ImageError(f"{encoding} needs {np.dtype(dtype).name} pixels, got {array.dtype}")
+    _check_size(array.shape[0], array.shape[1], max_pixels)
+
+    alpha = None
+    if encoding == "rgb8":
+        rgb = np.ascontiguousarray(array)
+    elif encoding == "bgr8":
+        rgb = cv2.cvtColor(np.ascontiguousarray(array), cv2.COLOR_BGR2RGB)
+    elif encoding == "rgba8":
+        rgb, alpha = np.ascontiguousarray(array[:, :, :3]), np.ascontiguousarray(array[:, :, 3])
+    elif encoding == "bgra8":
+        rgb = cv2.cvtColor(np.ascontiguousarray(array[:, :, :3]), cv2.COLOR_BGR2RGB)
+        alpha = np.ascontiguousarray(array[:, :, 3])
+    else:
+        mono = array if encoding == "mono8" else (array >> 8).astype(np.uint8)
+        rgb = cv2.cvtColor(np.ascontiguousarray(mono), cv2.COLOR_GRAY2RGB)
+    return rgb, alpha
+
+
+def _bytes(data) -> np.ndarray:
+    """Message bytes (bytes, array.array('B'), list of ints) as a uint8 array, without a copy
+    where the buffer protocol allows."""
+    try:
+        return np.frombuffer(data, np.uint8)
+    except TypeError:
+        return np.asarray(data, np.uint8).ravel()
+
+
+def _msg_pixels(msg, channels: int, dtype) -> np.ndarray:
+    """sensor_msgs/Image data -> HxW(xC) array, dropping row padding and fixing byte order."""
+    itemsize = np.dtype(dtype).itemsize
+    row_bytes = msg.width * channels * itemsize
+    if msg.step < row_bytes:
+        raise ImageError(f"step {msg.step} is smaller than one row of {msg.width} "
+                         f"{msg.encoding} pixels ({row_bytes} bytes)")
+    data = _bytes(msg.data)
+    if data.size != msg.step * msg.height:
+        raise ImageError(f"data has {data.size} bytes, expected step*height = "
+                         f"{msg.step}*{msg.height} = {msg.step * msg.height}")
+    rows = data.reshape(msg.height, msg.step)[:, :row_bytes]
+    order = ">" if msg.is_bigendian else "<"
+    pixels = np.ascontiguousarray(rows).view(np.dtype(dtype).newbyteorder(order))
+    pixels = pixels.astype(dtype, copy=False)  # native byte order
+    shape = (msg.height, msg.width, channels) if channels > 1 else (msg.height, msg.width)
+    return pixels.reshape(shape)
+
+
+def image_msg_to_array(msg, max_pixels: int = MAX_PIXELS) -> RgbAlpha:
+    """sensor_msgs/Image -> (RGB uint8 HxWx3, alpha uint8 HxW or None)."""
+    channels, dtype = _encoding(msg.encoding)
+    _check_size(msg.height, msg.width, max_pixels)
+    if CvBridge is not None:
+        # Validate the layout ourselves first: cv_bridge's errors do not say what to fix.
+        _msg_pixels(msg, channels, dtype)
+        pixels = CvBridge().imgmsg_to_cv2(msg, desired_encoding="passthrough")
+    else:
+        pixels = _msg_pixels(msg, channels, dtype)
+    return to_rgb(pixels, msg.encoding, max_pixels)
+
+
+def compressed_msg_to_rgb(msg, max_pixels: int = MAX_PIXELS) -> RgbAlpha:
+    """sensor_msgs/CompressedImage (jpeg, png, ...) -> (RGB uint8 HxWx3, alpha HxW or None)."""
+    data = _bytes(msg.data)
+    if data.size == 0:
+        raise ImageError("compressed image has no data; send jpeg or png bytes")
+    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        raise ImageError(f"cannot decode the compressed image (format {msg.format!r}, "
+                         f"{data.size} bytes); send valid jpeg or png data")
+    if pixels.dtype == np.uint16:  # 16-bit png: same rule as mono16
+        pixels = (pixels >> 8).astype(np.uint8)
+    if pixels.dtype != np.uint8:
+        raise ImageError(f"decoded image has {pixels.dtype} pixels; accepted: 8 or 16 bit")
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    encoding = {1: "mono8", 3: "bgr8", 4: "bgra8"}.get(channels)
+    if encoding is None:
+        raise ImageError(f"decoded image has {channels} channels; accepted: 1, 3 or 4")
+    return to_rgb(pixels, encoding, max_pixels)
+
+
+def rgb_to_image_msg(rgb: np.ndarray, header=None):
+    """RGB uint8 HxWx3 -> sensor_msgs/Image (rgb8, no row padding)."""
+    from sensor_msgs.msg import Image  # only the ROS side needs the message types
+
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ImageError(f"need an HxWx3 uint8 RGB array, got shape {rgb.shape} {rgb.dtype}")
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
+    msg.encoding = "rgb8"
+    msg.is_bigendian = 0
+    msg.step = msg.width * 3
+    msg.data = np.ascontiguousarray(rgb).tobytes()
+    return msg
