@@ -1,0 +1,55 @@
+"""Launch the yolz node (and optionally rviz2 showing the camera and the overlay).
+
+    ros2 launch yolz_ros yolz.launch.py image:=/camera/color/image_raw
+    ros2 launch yolz_ros yolz.launch.py image:=/camera/image_raw model_dir:=/path/model rviz:=true
+"""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+
+def generate_launch_description():
+    share = get_package_share_directory("yolz_ros")
+    image = LaunchConfiguration("image")
+    params_file = LaunchConfiguration("params_file")
+    model_dir = LaunchConfiguration("model_dir")
+    backend = LaunchConfiguration("backend")
+    namespace = LaunchConfiguration("namespace")
+    rviz = LaunchConfiguration("rviz")
+    return LaunchDescription([
+        DeclareLaunchArgument("image", default_value="/camera/image_raw",
+                              description="camera topic (sensor_msgs/Image) to run on"),
+        DeclareLaunchArgument("params_file",
+                              default_value=os.path.join(share, "config", "yolz.yaml"),
+                              description="node parameters (YAML)"),
+        DeclareLaunchArgument("model_dir", default_value="",
+                              description="model folder; empty = the shipped default model"),
+        DeclareLaunchArgument("backend", default_value="auto",
+                              description="auto | tensorrt | onnxruntime"),
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="namespace of the node"),
+        DeclareLaunchArgument("rviz", default_value="false",
+                              description="start rviz2 with the camera and overlay displays"),
+        Node(
+            package="yolz_ros",
+            executable="yolz_node",
+            name="yolz",
+            namespace=namespace,
+            parameters=[params_file, {"model_dir": model_dir, "backend": backend}],
+            remappings=[("image", image)],
+            output="screen",
+        ),
+        Node(
+            package="rviz2",
+            executable="rviz2",
+            name="rviz2",
+            arguments=["-d", os.path.join(share, "config", "yolz.rviz")],
+            condition=IfCondition(rviz),
+            output="screen",
+        ),
+    ])

@@ -1,0 +1,36 @@
+"""List the objects registered with the yolz node.
+
+    list_objects [--node /yolz] [--timeout 10]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv=None):
+    import rclpy.utilities
+    argv = rclpy.utilities.remove_ros_args(sys.argv if argv is None else ["x", *argv])[1:]
+    parser = argparse.ArgumentParser(prog="list_objects", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--node", default="/yolz", help="the yolz node's name (default /yolz)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait")
+    args = parser.parse_args(argv)
+    from yolz_ros.cli.common import call_service, run_cli, service_name
+    from yolz_ros.srv import ListObjects
+
+    def body():
+        response = call_service(ListObjects, service_name(args.node, "list_objects"),
+                                ListObjects.Request(), args.timeout, "yolz_list_objects")
+        if not response.success:
+            print("failed: " + response.message)
+            return 1
+        print(f"model {response.model_id}: {response.message}")
+        for name, views in zip(response.names, response.num_views):
+            print(f"  {name}  ({views} views)")
+        return 0
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Register an object with the yolz node from image files.
+
+    register NAME img1.jpg img2.png ... [--replace] [--node /yolz] [--timeout 30]
+
+PNG files with an alpha channel are sent as rgba8 (the alpha masks the object); other images as
+rgb8, grayscale as mono8, 16-bit grayscale as mono16. Exit code 0 on success, 1 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+
+def read_view(path: str):
+    """An image file -> sensor_msgs/Image (rgb8, rgba8, mono8 or mono16). Raises ValueError."""
+    import cv2
+    from sensor_msgs.msg import Image
+    pixels = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        raise ValueError(f"cannot read image file {path}")
+    if pixels.ndim == 2:
+        encoding = "mono16" if pixels.dtype == np.uint16 else "mono8"
+    else:
+        if pixels.dtype == np.uint16:
+            pixels = (pixels >> 8).astype(np.uint8)
+        if pixels.shape[2] == 4:
+            pixels, encoding = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA), "rgba8"
+        else:
+            pixels, encoding = cv2.cvtColor(pixels[:, :, :3], cv2.COLOR_BGR2RGB), "rgb8"
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"{path}: unsupported pixel type {pixels.dtype}")
+    pixels = np.ascontiguousarray(pixels)
+    h, w = pixels.shape[:2]
+    return Image(height=h, width=w, encoding=encoding, is_bigendian=0,
+                 step=pixels.strides[0], data=pixels.tobytes())
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="register", description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", help="object name ([A-Za-z0-9_.-], 1..64 characters)")
+    parser.add_argument("images", nargs="+", help="reference view image files (1..32)")
+    parser.add_argument("--replace", action="store_true", help="overwrite an existing object")
+    parser.add_argument("--node", default="/yolz", help="the yolz node's name (default /yolz)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    import rclpy.utilities
+    argv = rclpy.utilities.remove_ros_args(sys.argv if argv is None else ["register", *argv])[1:]
+    args = parse_args(argv)
+    from yolz_ros.cli.common import call_service, run_cli, service_name
+    from yolz_ros.srv import RegisterObject
+
+    def body():
+        request = RegisterObject.Request(name=args.name, replace=args.replace)
+        for path in args.images:
+            try:
+                request.views.append(read_view(path))
+            except ValueError as exc:
+                print(f"error: {exc}")
+                return 1
+        name = service_name(args.node, "register_object")
+        response = call_service(RegisterObject, name, request, args.timeout, "yolz_register")
+        print(("ok: " if response.success else "failed: ") + response.message)
+        for fb in response.view_feedback:
+            path = args.images[fb.index] if fb.index < len(args.images) else "?"
+            state = "used" if fb.used else "not used"
+            line = f"  view {fb.index} {path}: {state}, agreement {fb.agreement:+.3f}"
+            print(line + (f" -- {fb.note}" if fb.note else ""))
+        print("registered objects: " + (", ".join(response.names) or "(none)"))
+        return 0 if response.success else 1
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
