@@ -16,6 +16,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from training.data.episodes import EpisodeConfig, make_eval_set
 from training.metrics import roc_curve, summarize
@@ -42,6 +43,16 @@ class YolzMethod:
 
     def score(self, scene, objects):
         return self.detector.detect(scene, np.stack(objects)).probabilities
+
+
+def eval_episode_config(method, split, data_dir, overrides=()):
+    """Held-out episodes with 8 views per object, scenes at the method's input size."""
+    extra = {}
+    for item in overrides:
+        key, _, value = item.partition("=")
+        extra[key] = yaml.safe_load(value)
+    return replace(EpisodeConfig(), split=split, views_per_object=8, data_dir=data_dir,
+                   scene_size=tuple(method.input_size), **extra)
 
 
 def evaluate(method, episodes, ns=(1, 4, 8)):
@@ -156,11 +167,12 @@ def main(argv=None):
     ap.add_argument("--data-dir", default="data")
     ap.add_argument("--out", type=Path, help="output folder (default: the model folder)")
     ap.add_argument("--stem", default="evaluation")
+    ap.add_argument("--episode", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="EpisodeConfig overrides, values as YAML (e.g. objects_per_episode=8)")
     args = ap.parse_args(argv)
 
     method = YolzMethod(args.model)
-    cfg = replace(EpisodeConfig(), split=args.split, views_per_object=8, data_dir=args.data_dir,
-                  scene_size=method.input_size)
+    cfg = eval_episode_config(method, args.split, args.data_dir, args.episode)
     episodes = make_eval_set(args.split, args.scenes, cfg, args.seed)
     records, frame_ms = evaluate(method, episodes)
     res = report(records, frame_ms, method.calibrated)
