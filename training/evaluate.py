@@ -45,14 +45,17 @@ class YolzMethod:
         return self.detector.detect(scene, np.stack(objects)).probabilities
 
 
-def eval_episode_config(method, split, data_dir, overrides=()):
-    """Held-out episodes with 8 views per object, scenes at the method's input size."""
+def eval_episode_config(scene_size, split, data_dir, overrides=()):
+    """Held-out episodes with 8 views per object and scenes of `scene_size`.
+
+    overrides: "KEY=VALUE" strings for EpisodeConfig fields, values parsed as YAML.
+    """
     extra = {}
     for item in overrides:
         key, _, value = item.partition("=")
         extra[key] = yaml.safe_load(value)
     return replace(EpisodeConfig(), split=split, views_per_object=8, data_dir=data_dir,
-                   scene_size=tuple(method.input_size), **extra)
+                   scene_size=tuple(scene_size), **extra)
 
 
 def evaluate(method, episodes, ns=(1, 4, 8)):
@@ -172,7 +175,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     method = YolzMethod(args.model)
-    cfg = eval_episode_config(method, args.split, args.data_dir, args.episode)
+    cfg = eval_episode_config(method.input_size, args.split, args.data_dir, args.episode)
     episodes = make_eval_set(args.split, args.scenes, cfg, args.seed)
     records, frame_ms = evaluate(method, episodes)
     res = report(records, frame_ms, method.calibrated)
