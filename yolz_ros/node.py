@@ -45,6 +45,7 @@ from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
 from sensor_msgs.msg import CompressedImage, Image
 
+from yolz_ros.geometry import Letterbox
 from yolz_ros.library import LibraryError, ObjectLibrary, validate_name
 from yolz_ros.msg import ObjectDetection, ObjectProbabilities, ViewFeedback
 from yolz_ros.srv import ListObjects, RegisterObject, RemoveObject
@@ -82,23 +83,6 @@ def camera_key(topic: str) -> str:
     key = re.sub(r"[^A-Za-z0-9_]+", "_", topic).strip("_")
     key = re.sub(r"_+", "_", key) or "camera"
     return key if not key[0].isdigit() else "camera_" + key
-
-
-def letterbox_mapping(image_size, input_size):
-    """(scale, offset_x, offset_y) of the letterbox of docs/model_folder.md."""
-    from yolz_ros.geometry import Letterbox
-    lb = Letterbox.fit(tuple(image_size), tuple(input_size))
-    return float(lb.scale), float(lb.offset_x), float(lb.offset_y)
-
-
-def _mapping_from(letterbox, image_size, input_size):
-    """(scale, offset_x, offset_y) from the runtime's Letterbox, falling back to the contract."""
-    scale = getattr(letterbox, "scale", None)
-    ox = getattr(letterbox, "offset_x", getattr(letterbox, "pad_x", None))
-    oy = getattr(letterbox, "offset_y", getattr(letterbox, "pad_y", None))
-    if scale is None or ox is None or oy is None:
-        return letterbox_mapping(image_size, input_size)
-    return float(scale), float(ox), float(oy)
 
 
 def _palette(k: int):
@@ -450,13 +434,9 @@ class YolzNode(Node):
             if isinstance(msg, CompressedImage):
                 if len(msg.data) > MAX_COMPRESSED_BYTES:
                     raise ValueError(f"compressed image of {len(msg.data)} bytes is too large")
-                rgb = compressed_msg_to_rgb(msg, max_pixels=max_pixels)
+                rgb, _ = compressed_msg_to_rgb(msg, max_pixels=max_pixels)
             else:
-                rgb = image_msg_to_array(msg, max_pixels=max_pixels)
-            if isinstance(rgb, tuple):  # (rgb, alpha): camera frames ignore alpha
-                rgb = rgb[0]
-            if rgb is None or rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
-                raise ValueError("image decodes to no pixels")
+                rgb, _ = image_msg_to_array(msg, max_pixels=max_pixels)  # alpha: unused here
             return rgb
         except ValueError as exc:  # ImageError is a ValueError
             self._error(cam, f"bad frame on {cam.resolved}: {exc}")
@@ -477,7 +457,7 @@ class YolzNode(Node):
         if names:
             result = self.detector.detect(rgb, snapshot.embeddings)
             probabilities = np.asarray(result.probabilities, np.float32)
-            mapping = _mapping_from(result.letterbox, (h, w), info.input_size)
+            lb = result.letterbox
             peaks = self.detector.peaks(result, None if threshold < 0 else threshold)
             for k, object_peaks in enumerate(peaks):
                 for pk in object_peaks:
@@ -486,11 +466,12 @@ class YolzNode(Node):
                         peak_y=float(pk.peak_y), x_min=float(pk.x_min), y_min=float(pk.y_min),
                         x_max=float(pk.x_max), y_max=float(pk.y_max),
                         num_cells=int(pk.num_cells)), k))
-            inference_ms = float(getattr(result, "latency_ms", 0.0))
+            inference_ms = result.latency_ms
         else:
             probabilities = np.zeros((0, info.rows, info.cols), np.float32)
-            mapping = letterbox_mapping((h, w), info.input_size)
+            lb = Letterbox.fit((h, w), tuple(info.input_size))
             inference_ms = 0.0
+        mapping = (float(lb.scale), float(lb.offset_x), float(lb.offset_y))
 
         out = ObjectProbabilities()
         out.header = msg.header
