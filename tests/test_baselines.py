@@ -113,6 +113,8 @@ def _check_outputs(out):
     for res in data["methods"].values():
         assert set(res["by_n"]) == {"1", "4", "8"}
         assert res["frame_ms_p50"] > 0 and res["by_texture"]["8"]
+        assert set(res["by_occlusion"]["8"]) == {"unoccluded (>=90% visible)", "partly (50-90%)",
+                                                 "heavily (<50%)"}
     assert "Occlusion" in (out / "comparison.md").read_text()
     return data
 

@@ -79,9 +79,12 @@ def test_composite_instance_map_matches_pasted():
     cfg = ComposeConfig(max_rotation=0, object_jitter=0, blur_prob=0, noise_max=0, global_jitter=0,
                         overlap_prob=1.0, min_scale=0.3, max_scale=0.5)
     bg = np.full((96, 128, 3), 40, np.uint8)
-    img, inst = compose_scene(bg, cutouts, rng, cfg)
+    img, inst, painted = compose_scene(bg, cutouts, rng, cfg)
     assert img.shape == (96, 128, 3) and inst.shape == (96, 128) and inst.dtype == np.int16
-    assert (inst == 2).any()  # the last paste is never hidden
+    assert (inst == 2).any()  # the last paste is never hidden ...
+    assert painted[2] == (inst == 2).sum()  # ... so all it painted is still visible
+    for i in range(3):  # earlier pastes keep at most what they painted
+        assert 0 < painted[i] and (inst == i).sum() <= painted[i]
     for i, col in enumerate(colours):
         sel = inst == i
         if sel.any():
@@ -136,6 +139,10 @@ def test_sampler_shapes_and_dtypes(tiny_data):
     assert ep["targets"].shape == (3, 3, 4, 6) and ep["targets"].dtype == np.float32
     assert ep["present"].shape == (3, 3) and ep["present"].dtype == bool
     assert ep["visible_pixels"].shape == (3, 3) and ep["visible_pixels"].dtype == np.int32
+    frac = ep["visible_fraction"]
+    assert frac.shape == (3, 3) and frac.dtype == np.float32
+    known = ~np.isnan(frac)
+    assert ((frac[known] >= 0) & (frac[known] <= 1)).all()
     assert sorted(ep["object_ids"]) == [0, 1, 2]
     np.testing.assert_array_equal(ep["present"], ep["visible_pixels"] >= 20)
     assert (ep["targets"].sum(axis=(2, 3)) > 0).tolist() == ep["present"].tolist()
@@ -147,7 +154,8 @@ def test_eval_set_is_deterministic(tiny_data):
     a, b = make_eval_set("train", 4, cfg, seed=7), make_eval_set("train", 4, cfg, seed=7)
     assert len(a) == 2
     for ea, eb in zip(a, b):
-        for k in ("views_a", "views_b", "scenes", "targets", "present", "visible_pixels"):
+        for k in ("views_a", "views_b", "scenes", "targets", "present", "visible_pixels",
+                  "visible_fraction"):
             np.testing.assert_array_equal(ea[k], eb[k])
         assert ea["object_ids"] == eb["object_ids"]
 

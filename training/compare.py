@@ -124,7 +124,7 @@ def _subset_summary(records, keys, select, calibrated):
 
 def breakdowns(records, keys, episodes, textureless, calibrated):
     """by_texture and by_occlusion per N (by_size comes from evaluate.report)."""
-    out = {"by_texture": {}, "by_occlusion": None}
+    out = {"by_texture": {}, "by_occlusion": {}}
     ns = sorted({k[1] for k in keys})
     for n in ns:
         out["by_texture"][str(n)] = {
@@ -132,18 +132,16 @@ def breakdowns(records, keys, episodes, textureless, calibrated):
                                   lambda k, r, flag=flag: k[1] == n and textureless[k[0], k[3]] == flag,
                                   calibrated)
             for name, flag in (("textured", False), ("textureless", True))}
-    if all("visible_fraction" in ep for ep in episodes):
-        out["by_occlusion"] = {}
-        buckets = (("unoccluded (>=90% visible)", 0.9, 1.01), ("partly (50-90%)", 0.5, 0.9),
-                   ("heavily (<50%)", 0.0, 0.5))
-        for n in ns:
-            entry = {}
-            neg = [r for r, k in zip(records, keys) if k[1] == n and not r["present"]]
-            for name, lo, hi in buckets:
-                pos = [r for r, k in zip(records, keys) if k[1] == n and r["present"]
-                       and lo <= float(episodes[k[0]]["visible_fraction"][k[2], k[3]]) < hi]
-                entry[name] = summarize(pos + neg, calibrated) if pos else {}
-            out["by_occlusion"][str(n)] = entry
+    buckets = (("unoccluded (>=90% visible)", 0.9, 1.01), ("partly (50-90%)", 0.5, 0.9),
+               ("heavily (<50%)", 0.0, 0.5))
+    for n in ns:
+        entry = {}
+        neg = [r for r, k in zip(records, keys) if k[1] == n and not r["present"]]
+        for name, lo, hi in buckets:
+            pos = [r for r, k in zip(records, keys) if k[1] == n and r["present"]
+                   and lo <= float(episodes[k[0]]["visible_fraction"][k[2], k[3]]) < hi]
+            entry[name] = summarize(pos + neg, calibrated) if pos else {}
+        out["by_occlusion"][str(n)] = entry
     return out
 
 
@@ -196,18 +194,16 @@ def markdown(results, meta, examples):
                 rows.append([name, bucket] + [m.get(k) for k in METRICS] + [m.get("positive_pairs")])
         lines += [f"### N = {n}", ""] + _table(["method", "objects", *METRICS, "positive_pairs"], rows) + [""]
     lines += ["## Occlusion", ""]
-    if all(r["by_occlusion"] is None for r in results.values()):
-        lines += ["Not broken down: the episodes expose only each object's VISIBLE pixel count "
-                  "(`visible_pixels`), not the fraction of the object that is visible, so occluded "
-                  "and small objects cannot be told apart. The size breakdown above is by visible "
-                  "area."]
-    else:
-        for n in ns:
-            rows = []
-            for name, r in results.items():
-                for bucket, m in (r["by_occlusion"] or {}).get(str(n), {}).items():
-                    rows.append([name, bucket] + [m.get(k) for k in METRICS] + [m.get("positive_pairs")])
-            lines += [f"### N = {n}", ""] + _table(["method", "visible", *METRICS, "positive_pairs"], rows) + [""]
+    lines += ["Positives bucketed by the share of the object left visible by the objects pasted "
+              "on top of it (border truncation does not count), against all negatives. Known only "
+              "for composite scenes, where the compositor counts what it painted; positives in "
+              "PyBullet tabletop scenes are not in these buckets.", ""]
+    for n in ns:
+        rows = []
+        for name, r in results.items():
+            for bucket, m in r["by_occlusion"].get(str(n), {}).items():
+                rows.append([name, bucket] + [m.get(k) for k in METRICS] + [m.get("positive_pairs")])
+        lines += [f"### N = {n}", ""] + _table(["method", "visible", *METRICS, "positive_pairs"], rows) + [""]
     lines += ["", "## Plots", "", "![cell AP and presence AUROC](comparison_bars.png)", "",
               "![presence ROC and cell PR](comparison_curves.png)", ""]
     if examples:

@@ -1,13 +1,15 @@
 """Train the yolz detector.
 
     python -m training.train --config training/configs/cpu_small.yaml [--out runs/NAME] [--resume]
+    python -m training.train --config training/configs/cpu_long.yaml --init runs/cpu_default/last.pt
     torchrun --nproc_per_node=G -m training.train --config training/configs/gpu.yaml   # multi-GPU (DDP)
 
 One episode per step: C objects with two disjoint sets of N reference views each (the contrastive
 pair), and B scenes whose per-cell targets say where each of the C objects is visible (objects
 absent from a scene are all-negative grids). Loss = w_nce * InfoNCE(mean-of-N anchors, positives)
 + w_focal * focal(cells). Checkpoints (`last.pt`, weights and optimiser only, loaded with
-weights_only=True) make runs resumable; TensorBoard logs go to the run folder.
+weights_only=True) make runs resumable; `--init` starts a new run (fresh optimiser and schedule)
+from another run's weights. TensorBoard logs go to the run folder.
 """
 import argparse
 import dataclasses
@@ -94,6 +96,8 @@ def main(argv=None):
     ap.add_argument("--out", help="run folder (default runs/<config name>)")
     ap.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     ap.add_argument("--steps", type=int, help="override the config's steps")
+    ap.add_argument("--init", help="start from this checkpoint's model weights (new optimiser and "
+                                   "schedule); ignored when --resume finds <out>/last.pt")
     args = ap.parse_args(argv)
 
     cfg = load_config(args.config)
@@ -140,6 +144,11 @@ def main(argv=None):
         step = int(ckpt["step"])
         elapsed_before = float(ckpt["elapsed_s"])
         rng = np.random.default_rng([cfg["seed"], rank, step])  # fresh episodes after resume
+    elif args.init:
+        init = torch.load(args.init, map_location=device, weights_only=True)
+        model.load_state_dict(init["model"])
+        cfg["init"] = str(args.init)
+        rng = np.random.default_rng([cfg["seed"], rank, int(init["step"])])  # unseen episodes
     if ddp:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)

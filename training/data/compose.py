@@ -79,19 +79,22 @@ def transform_cutout(rgba: np.ndarray, side: int, angle: float) -> np.ndarray:
     return rgba
 
 
-def paste(image: np.ndarray, instances: np.ndarray, rgba: np.ndarray, label: int, x: int, y: int) -> None:
+def paste(image: np.ndarray, instances: np.ndarray, rgba: np.ndarray, label: int, x: int, y: int) -> int:
     """Alpha-blend rgba into image (float32 HxWx3) with its top-left at (x, y), clipped to the
-    image; pixels where its alpha >= 128 take `label` in instances (occluding earlier labels)."""
+    image; pixels where its alpha >= 128 take `label` in instances (occluding earlier labels).
+    Returns how many pixels it labelled: its unoccluded area inside the image."""
     h, w = image.shape[:2]
     ch, cw = rgba.shape[:2]
     x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + cw, w), min(y + ch, h)
     if x0 >= x1 or y0 >= y1:
-        return
+        return 0
     part = rgba[y0 - y:y1 - y, x0 - x:x1 - x]
     alpha = part[:, :, 3:].astype(np.float32) / 255.0
     region = image[y0:y1, x0:x1]
     region[...] = region * (1 - alpha) + part[:, :, :3].astype(np.float32) * alpha
-    instances[y0:y1, x0:x1][part[:, :, 3] >= ALPHA_VISIBLE] = label
+    opaque = part[:, :, 3] >= ALPHA_VISIBLE
+    instances[y0:y1, x0:x1][opaque] = label
+    return int(opaque.sum())
 
 
 def compose_scene(background: np.ndarray, cutouts: list[np.ndarray], rng: np.random.Generator,
@@ -99,13 +102,16 @@ def compose_scene(background: np.ndarray, cutouts: list[np.ndarray], rng: np.ran
     """Paste cutouts (RGBA uint8, in order: later ones on top) onto background (RGB uint8 HxWx3).
 
     warp[i] = True applies a random perspective warp to cutout i (flat photos: a new viewpoint).
-    Returns (image uint8 [H, W, 3], instances int16 [H, W] with the cut-out index or -1).
+    Returns (image uint8 [H, W, 3], instances int16 [H, W] with the cut-out index or -1,
+    painted int64 [len(cutouts)]: each cut-out's pixels inside the image before later ones covered
+    it, so (instances == i).sum() / painted[i] is the fraction of it left visible).
     """
     cfg = cfg or ComposeConfig()
     h, w = background.shape[:2]
     image = background.astype(np.float32)
     instances = np.full((h, w), -1, np.int16)
     centres: list[tuple[int, int]] = []
+    painted = np.zeros(len(cutouts), np.int64)
     short = min(h, w)
     for i, cut in enumerate(cutouts):
         if warp is not None and warp[i]:
@@ -121,11 +127,11 @@ def compose_scene(background: np.ndarray, cutouts: list[np.ndarray], rng: np.ran
         else:  # centre anywhere in the image: objects may be cut by the border
             cx, cy = int(rng.integers(w)), int(rng.integers(h))
         centres.append((cx, cy))
-        paste(image, instances, cut, i, cx - cut.shape[1] // 2, cy - cut.shape[0] // 2)
+        painted[i] = paste(image, instances, cut, i, cx - cut.shape[1] // 2, cy - cut.shape[0] // 2)
     # Photometric effects on the whole image: they never move pixels, so instances stay exact.
     image = color_jitter(image, rng, cfg.global_jitter)
     if rng.random() < cfg.blur_prob:
         image = cv2.GaussianBlur(image, (0, 0), float(rng.uniform(0.5, 1.5)))
     if cfg.noise_max > 0:
         image = image + rng.normal(0, rng.uniform(0, cfg.noise_max), image.shape).astype(np.float32)
-    return np.clip(image + 0.5, 0, 255).astype(np.uint8), instances
+    return np.clip(image + 0.5, 0, 255).astype(np.uint8), instances, painted

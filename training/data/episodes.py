@@ -290,6 +290,9 @@ class EpisodeSampler:
         scenes = np.zeros((B, H, W, 3), np.uint8)
         targets = np.zeros((B, C, H // cfg.stride, W // cfg.stride), np.float32)
         visible = np.zeros((B, C), np.int32)
+        # Share of each object left visible by the objects on top of it: known for composites
+        # (compose_scene counts what it painted), NaN for tabletop renders and objects not pasted.
+        visible_fraction = np.full((B, C), np.nan, np.float32)
         lut = np.full(1001, -1, np.int16)  # random_urdf id -> episode index (index -1 -> last: -1)
         for obj, c in index_of.items():
             if not isinstance(obj, str):
@@ -322,10 +325,14 @@ class EpisodeSampler:
                 order = rng.permutation(len(cutouts))
                 sh, sw = self._composite_size(rng)
                 bg = sources.random_background(sh, sw, rng, self.photos)
-                img, pasted = compose_scene(bg, [cutouts[i] for i in order], rng, cfg.compose,
-                                            [warp[i] for i in order])
+                img, pasted, painted = compose_scene(bg, [cutouts[i] for i in order], rng,
+                                                     cfg.compose, [warp[i] for i in order])
                 paste_label = np.array([labels[i] for i in order] + [-1], np.int16)
                 index_map = paste_label[pasted.astype(np.int64)]  # -1 -> last entry -> -1
+                for c in members:
+                    full = painted[[j for j, i in enumerate(order) if labels[i] == c]].sum()
+                    if full:
+                        visible_fraction[b, c] = np.count_nonzero(index_map == c) / full
             scenes[b] = letterbox(np.ascontiguousarray(img), (H, W), PAD_VALUE)
             index_map = letterbox(np.ascontiguousarray(index_map), (H, W), -1, nearest=True)
             targets[b], visible[b] = cell_targets(index_map, C, cfg.stride, cfg.cell_positive_coverage,
@@ -339,6 +346,7 @@ class EpisodeSampler:
             "present": visible >= cfg.min_visible_pixels,
             "object_ids": objects,
             "visible_pixels": visible,
+            "visible_fraction": visible_fraction,
         }
 
 
