@@ -729,6 +729,11 @@ def main(args=None):
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # SIGINT/SIGTERM can shut the context down while the executor is building its wait set;
+        # rclpy then raises RCLError instead of ExternalShutdownException. Still a clean stop.
+        if rclpy.ok():
+            raise
     finally:
         if rclpy.ok():
             node.get_logger().info("shutting down")
