@@ -139,3 +139,18 @@ def test_compare_cli_with_yolz(tmp_path, toy_data_dir):
                   "--data-dir", str(toy_data_dir), "--episode", *TOY_EPISODE])
     data = _check_outputs(tmp_path)
     assert next(iter(data["methods"])).startswith("yolz")
+
+
+def test_verdict_checks_the_targets():
+    from training.compare import verdict
+
+    def res(ap, auc, ms):
+        return {"by_n": {"8": {"overall": {"cell_ap": ap, "presence_auroc": auc}}}, "frame_ms_p50": ms}
+    good = {"yolz (m)": res(0.5, 0.8, 10), "SIFT + homography": res(0.2, 0.6, 30),
+            "histogram backprojection": res(0.1, 0.7, 5)}
+    assert "Target met in this run." in verdict(good)
+    for worse in ({"yolz (m)": res(0.35, 0.8, 10)},   # only 1.75x the best baseline's AP
+                  {"yolz (m)": res(0.5, 0.65, 10)},   # AUROC below histogram's
+                  {"yolz (m)": res(0.5, 0.8, 40)}):   # slower than SIFT
+        assert "Target NOT met in this run." in verdict({**good, **worse})
+    assert verdict({"SIFT + homography": res(0.2, 0.6, 30)}) == []  # no yolz: no verdict

@@ -154,7 +154,49 @@ def _table(header, rows):
     return lines
 
 
-def markdown(results, meta, examples):
+def verdict(results, keypoints=None):
+    """The issue's target, checked on these numbers: yolz beats every baseline on presence AUROC
+    and cell AP with >= 2x the best baseline's AP, at a lower p50 latency than SIFT."""
+    yolz = next((n for n in results if n.startswith("yolz")), None)
+    baselines = [n for n in results if n != yolz]
+    if yolz is None or not baselines:
+        return []
+    lines = ["## Target check", "",
+             "| N | yolz cell AP | best baseline AP | ratio (≥ 2) | yolz AUROC | best baseline AUROC | beats all |",
+             "|---|---|---|---|---|---|---|"]
+    met = True
+    for n in sorted(results[yolz]["by_n"], key=int):
+        o = {m: results[m]["by_n"].get(n, {}).get("overall", {}) for m in results}
+        best_ap = max(baselines, key=lambda m: o[m].get("cell_ap") or 0)
+        best_auc = max(baselines, key=lambda m: o[m].get("presence_auroc") or 0)
+        ratio = (o[yolz]["cell_ap"] / o[best_ap]["cell_ap"]) if o[best_ap].get("cell_ap") else float("inf")
+        beats = (ratio >= 2 and o[yolz]["presence_auroc"] > o[best_auc]["presence_auroc"])
+        met &= beats
+        lines.append(f"| {n} | {fmt(o[yolz]['cell_ap'])} | {fmt(o[best_ap]['cell_ap'])} ({best_ap}) | "
+                     f"{ratio:.1f} | {fmt(o[yolz]['presence_auroc'])} | "
+                     f"{fmt(o[best_auc]['presence_auroc'])} ({best_auc}) | {'yes' if beats else 'NO'} |")
+    sift = next((n for n in baselines if n.startswith("SIFT")), None)
+    lines.append("")
+    if sift:
+        faster = results[yolz]["frame_ms_p50"] < results[sift]["frame_ms_p50"]
+        met &= faster
+        lines.append(f"Latency p50: yolz {fmt(results[yolz]['frame_ms_p50'])} ms vs SIFT + homography "
+                     f"{fmt(results[sift]['frame_ms_p50'])} ms per frame "
+                     f"({'faster' if faster else 'NOT faster'}).")
+    lines.append(f"Target {'met' if met else 'NOT met'} in this run.")
+    if keypoints is not None and len(keypoints):
+        kp = np.asarray(keypoints, np.float64)
+        lines += ["", f"Context for the feature-matching baselines: the reference views of these "
+                  f"objects yield a median of {np.median(kp):.0f} SIFT keypoints per view "
+                  f"(10th percentile {np.percentile(kp, 10):.0f}), and most query objects cover "
+                  "< 1% of the scene (see the size tables), so a homography rarely finds enough "
+                  "inliers. Colour histograms need no keypoints, which is likely why back-projection is "
+                  "the strongest baseline on AUROC; same-coloured objects and backgrounds light "
+                  "it up too."]
+    return lines + [""]
+
+
+def markdown(results, meta, examples, keypoints=None):
     names = list(results)
     ns = sorted({int(n) for r in results.values() for n in r["by_n"]})
     lines = ["# yolz vs classical reference-image baselines", ""]
@@ -170,7 +212,8 @@ def markdown(results, meta, examples):
             o = r["by_n"].get(str(n), {}).get("overall", {})
             rows.append([name, str(n)] + [o.get(m) for m in METRICS] + [o.get("pairs")])
     lines += _table(["method", "N", *METRICS, "pairs"], rows)
-    lines += ["", "## Per-frame latency (ms)", ""]
+    lines += [""] + verdict(results, keypoints)
+    lines += ["## Per-frame latency (ms)", ""]
     lines += _table(["method", "p50", "p90", "mean", "frames"],
                     [[name, r["frame_ms_p50"], r["frame_ms_p90"], r["frame_ms_mean"],
                       r["frames"]] for name, r in results.items()])
@@ -397,7 +440,7 @@ def run_comparison(methods, episodes, out_dir: Path, meta: dict, n_examples: int
                "texture": {"mean_gradient": grads.tolist(), "sift_keypoints_per_view": kps.tolist(),
                            "median_gradient": median}}
     (out_dir / "comparison.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (out_dir / "comparison.md").write_text(markdown(results, meta, examples))
+    (out_dir / "comparison.md").write_text(markdown(results, meta, examples, kps.ravel()))
     plots(results, all_records, out_dir)
     return results
 
@@ -418,7 +461,17 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1,
                     help="CPU threads for every method (OpenCV, torch, ONNX Runtime); 1 keeps "
                          "latencies comparable and robust to other load; 0 = library defaults")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite comparison.md from the comparison.json in --out (no scoring)")
     args = ap.parse_args(argv)
+
+    if args.report_only:
+        data = json.loads((args.out / "comparison.json").read_text())
+        (args.out / "comparison.md").write_text(markdown(
+            data["methods"], data["meta"], data["examples"],
+            np.ravel(data["texture"]["sift_keypoints_per_view"])))
+        print(f"wrote {args.out / 'comparison.md'} from comparison.json")
+        return
 
     keys = [k.strip() for k in args.methods.split(",") if k.strip()]
     unknown = [k for k in keys if k not in METHODS]
