@@ -116,6 +116,7 @@ def _check_outputs(out):
         assert set(res["by_occlusion"]["8"]) == {"unoccluded (>=90% visible)", "partly (50-90%)",
                                                  "heavily (<50%)"}
     assert "Occlusion" in (out / "comparison.md").read_text()
+    assert "cores" in data["meta"]["machine"]
     return data
 
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -35,6 +37,7 @@ import numpy as np
 from training.data.episodes import make_eval_set
 from training.evaluate import SIZE_BUCKETS, eval_episode_config, evaluate, fmt, report
 from training.metrics import roc_curve, summarize
+from yolz_ros.benchmark import cpu_model
 
 METHODS = ("yolz", "sift", "template", "histogram", "xfeat")
 NS = (1, 4, 8)
@@ -489,6 +492,7 @@ def main(argv=None):
     episodes = make_eval_set(args.split, args.scenes, cfg, args.seed)
     meta = {"split": args.split, "scenes": len(episodes) * cfg.scenes_per_episode,
             "seed": args.seed, "methods": ", ".join(m.name for m in methods),
+            "machine": f"{cpu_model()}, {os.cpu_count()} cores, {platform.platform()}",
             "cpu_threads": args.threads or "library defaults",
             "objects_per_episode": cfg.objects_per_episode, "scene_size": list(cfg.scene_size),
             "episode_config": json.dumps(asdict(cfg))}
