@@ -157,6 +157,17 @@ def _table(header, rows):
     return lines
 
 
+def _bucket_tables(results, ns, breakdown, column):
+    """One table per N: every method's metrics in each bucket of results[m][breakdown][N]."""
+    lines = []
+    for n in ns:
+        rows = [[name, bucket] + [m.get(k) for k in METRICS] + [m.get("positive_pairs")]
+                for name, r in results.items()
+                for bucket, m in r[breakdown].get(str(n), {}).items()]
+        lines += [f"### N = {n}", ""] + _table(["method", column, *METRICS, "positive_pairs"], rows) + [""]
+    return lines
+
+
 def verdict(results, keypoints=None):
     """The issue's target, checked on these numbers: yolz beats every baseline on presence AUROC
     and cell AP with >= 2x the best baseline's AP, at a lower p50 latency than SIFT."""
@@ -233,23 +244,13 @@ def markdown(results, meta, examples, keypoints=None):
               f"median over this evaluation set's episode objects ({meta['texture_median']:.2f}; "
               "gray-background views only when the object has any). Both buckets hold the "
               "positive and negative pairs of their query objects.", ""]
-    for n in ns:
-        rows = []
-        for name, r in results.items():
-            for bucket, m in r["by_texture"].get(str(n), {}).items():
-                rows.append([name, bucket] + [m.get(k) for k in METRICS] + [m.get("positive_pairs")])
-        lines += [f"### N = {n}", ""] + _table(["method", "objects", *METRICS, "positive_pairs"], rows) + [""]
+    lines += _bucket_tables(results, ns, "by_texture", "objects")
     lines += ["## Occlusion", ""]
     lines += ["Positives bucketed by the share of the object left visible by the objects pasted "
               "on top of it (border truncation does not count), against all negatives. Known only "
               "for composite scenes, where the compositor counts what it painted; positives in "
               "PyBullet tabletop scenes are not in these buckets.", ""]
-    for n in ns:
-        rows = []
-        for name, r in results.items():
-            for bucket, m in r["by_occlusion"].get(str(n), {}).items():
-                rows.append([name, bucket] + [m.get(k) for k in METRICS] + [m.get("positive_pairs")])
-        lines += [f"### N = {n}", ""] + _table(["method", "visible", *METRICS, "positive_pairs"], rows) + [""]
+    lines += _bucket_tables(results, ns, "by_occlusion", "visible")
     lines += ["", "## Plots", "", "![cell AP and presence AUROC](comparison_bars.png)", "",
               "![presence ROC and cell PR](comparison_curves.png)", ""]
     if examples:

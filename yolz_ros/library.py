@@ -23,7 +23,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -33,11 +32,12 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from yolz_ros.atomic_file import TMP_PREFIX, write_bytes_atomic
+
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 INDEX_FORMAT = "yolz-library/1"
 INDEX_FILE = "library.json"
 OBJECTS_DIR = "objects"
-TMP_PREFIX = ".tmp-"
 
 log = logging.getLogger("yolz_ros.library")
 
@@ -76,31 +76,15 @@ class Snapshot:
         return iter((self.names, self.embeddings))
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _atomic_write_json(path: Path, obj) -> None:
-    _atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _write_npz(path: Path, **arrays) -> None:
     import io
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    _atomic_write_bytes(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def _embedding_arrays(embedding) -> dict:

@@ -329,10 +329,9 @@ class EpisodeSampler:
                                                      cfg.compose, [warp[i] for i in order])
                 paste_label = np.array([labels[i] for i in order] + [-1], np.int16)
                 index_map = paste_label[pasted.astype(np.int64)]  # -1 -> last entry -> -1
-                for c in members:
-                    full = painted[[j for j, i in enumerate(order) if labels[i] == c]].sum()
-                    if full:
-                        visible_fraction[b, c] = np.count_nonzero(index_map == c) / full
+                for j, i in enumerate(order):  # each member is pasted once; distractors are -1
+                    if labels[i] >= 0 and painted[j]:
+                        visible_fraction[b, labels[i]] = np.count_nonzero(index_map == labels[i]) / painted[j]
             scenes[b] = letterbox(np.ascontiguousarray(img), (H, W), PAD_VALUE)
             index_map = letterbox(np.ascontiguousarray(index_map), (H, W), -1, nearest=True)
             targets[b], visible[b] = cell_targets(index_map, C, cfg.stride, cfg.cell_positive_coverage,

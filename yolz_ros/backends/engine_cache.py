@@ -14,11 +14,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional, Tuple, TypeVar
+
+from yolz_ros.atomic_file import write_bytes_atomic
 
 FORMAT = "yolz-engine/1"
 BUILD_HINT = ("this takes a few minutes on Jetson (about a minute on a desktop GPU) and happens "
@@ -61,22 +62,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 class EngineCache:
     def __init__(self, directory=None, logger=None):
         self.directory = Path(directory) if directory is not None else default_cache_dir()
@@ -115,8 +100,8 @@ class EngineCache:
                    "build_seconds": round(build_seconds, 1), "created": time.time()}
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            _write_atomic(engine_path, data)
-            _write_atomic(sidecar_path, (json.dumps(sidecar, indent=2) + "\n").encode())
+            write_bytes_atomic(engine_path, data)
+            write_bytes_atomic(sidecar_path, (json.dumps(sidecar, indent=2) + "\n").encode())
         except OSError as e:
             self.log.warning(f"cannot cache the engine in {self.directory} ({e}); it will be "
                              "built again at the next start")
