@@ -453,8 +453,13 @@ def test_restart_keeps_library_sigterm_exits_cleanly(ros, tiny_model, tmp_path):
         assert ros.spin_until(lambda: pub.get_subscription_count() > 0, 10.0)
         corrupt = CompressedImage(format="jpeg", data=b"\xff\xd8 definitely not a jpeg")
         corrupt.header.stamp.sec = 1
-        pub.publish(corrupt)
-        ros.spin_for(0.2)
+        seen = len(ros.diagnostics)
+
+        def publish_corrupt():  # best effort: the first message after matching can be lost
+            pub.publish(corrupt)
+            ros.spin_for(0.3)
+            return any(int(d["frames_rejected"]) >= 1 for d in ros.diagnostics[seen:])
+        assert ros.spin_until(publish_corrupt, 10.0), "the corrupt frame was never counted"
         ok, png = cv2.imencode(".png", scene(2))
         good = CompressedImage(format="png", data=png.tobytes())
         good.header.stamp.sec = 2
