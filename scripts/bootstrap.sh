@@ -1,26 +1,38 @@
 #!/usr/bin/env bash
-# One idempotent set-up for machines without apt ROS: venv in .venv, pinned ROS 2 wheels and
-# Python dependencies, the wheels' CMake exports fixed for this interpreter, and this package's
-# interfaces built and installed into the venv with CMake. Quick when nothing changed.
+# One idempotent set-up for machines without apt ROS: a venv with the pinned ROS 2 wheels of
+# ROS_DISTRO (kilted, the default: .venv; jazzy: .venv-jazzy) and the Python dependencies, the
+# wheels' CMake exports fixed for this interpreter, the wire-compatible vision_msgs interfaces
+# (compat/vision_msgs, only where vision_msgs is not installed) and this package's interfaces
+# built and installed into the venv with CMake. Quick when nothing changed.
 # Writes nothing outside the repository.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
-venv="$root/.venv"
+. scripts/distro.sh
+if [ -z "$yolz_venv_name" ]; then
+  echo "[bootstrap] ROS_DISTRO=$yolz_distro: the pip environment exists for kilted and jazzy" \
+       "only (PyPI has no other ROS 2 wheels); on a ROS system build with colcon (README)" >&2
+  exit 2
+fi
+venv="$root/$yolz_venv_name"
+build="$root/$yolz_build_name"
 py="${PYTHON:-python3}"
+logs="$root/$yolz_build_name"  # build.log / build-jazzy.log (+ .vision_msgs.log)
 
 if [ ! -x "$venv/bin/python" ]; then
-  echo "[bootstrap] creating $venv"
+  echo "[bootstrap] creating $venv (ROS 2 $yolz_distro)"
   "$py" -m venv "$venv"
 fi
 
 # 1. Python packages, reinstalled only when the requirement files change.
 stamp="$venv/.requirements.sha256"
-want="$(cat requirements-ros.txt requirements.txt requirements-baselines.txt | sha256sum | cut -d' ' -f1)"
+want="$(cat "$yolz_ros_requirements" requirements.txt requirements-baselines.txt \
+  requirements-dev.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "[bootstrap] installing Python packages (about a minute on a fresh machine)"
+  echo "[bootstrap] installing Python packages for $yolz_distro (about a minute on a fresh machine)"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    -r requirements-ros.txt -r requirements.txt 2>&1 | { grep -v "is ignored: it is neither" || true; }
+    -r "$yolz_ros_requirements" -r requirements.txt -r requirements-dev.txt 2>&1 \
+    | { grep -v "is ignored: it is neither" || true; }
   # XFeat (a baseline) would pull an unpinned torch: install it without dependencies.
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
     -r requirements-baselines.txt 2>&1 | { grep -v "is ignored: it is neither" || true; }
@@ -31,14 +43,27 @@ fi
 #    point them at this interpreter's headers and NumPy's (inside the venv only).
 "$venv/bin/python" scripts/fix_wheel_cmake.py "$venv"
 
-# 3. Build and install the interfaces + the Python package into the venv (incremental).
 . scripts/env.sh
-build="$root/build"
-if [ ! -f "$build/CMakeCache.txt" ]; then
-  cmake -S "$root" -B "$build" -DCMAKE_INSTALL_PREFIX="$venv" \
-    -DPython3_EXECUTABLE="$venv/bin/python" -DBUILD_TESTING=OFF >"$root/build.log" 2>&1 \
-    || { cat "$root/build.log"; exit 1; }
+cmake_build() {  # source folder, build folder, log
+  if [ ! -f "$2/CMakeCache.txt" ]; then
+    cmake -S "$1" -B "$2" -DCMAKE_INSTALL_PREFIX="$venv" \
+      -DPython3_EXECUTABLE="$venv/bin/python" -DBUILD_TESTING=OFF >"$3" 2>&1 \
+      || { cat "$3"; exit 1; }
+  fi
+  cmake --build "$2" -j "$(nproc)" >>"$3" 2>&1 || { tail -50 "$3"; exit 1; }
+  cmake --install "$2" >>"$3" 2>&1 || { tail -50 "$3"; exit 1; }
+}
+
+# 3. vision_msgs: the real package when it is installed, else our wire-compatible definitions.
+compat_marker="Wire-compatible subset of vision_msgs"
+if [ -f "$venv/share/vision_msgs/package.xml" ] && \
+    ! grep -q "$compat_marker" "$venv/share/vision_msgs/package.xml"; then
+  :  # a real vision_msgs is installed in the venv: use it
+else
+  cmake_build "$root/compat/vision_msgs" "$build/vision_msgs_compat" \
+    "$logs.vision_msgs.log"
 fi
-cmake --build "$build" -j "$(nproc)" >>"$root/build.log" 2>&1 || { tail -50 "$root/build.log"; exit 1; }
-cmake --install "$build" >>"$root/build.log" 2>&1 || { tail -50 "$root/build.log"; exit 1; }
-echo "[bootstrap] ready: . scripts/env.sh"
+
+# 4. This package's interfaces + the Python package, into the venv (incremental).
+cmake_build "$root" "$build" "$logs.log"
+echo "[bootstrap] ready ($ROS_DISTRO): . scripts/env.sh"

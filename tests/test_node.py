@@ -607,7 +607,7 @@ def test_rviz_config_shows_camera_and_overlay():
 
 
 def test_disagreeing_views_are_flagged():
-    from yolz_ros.node import DISAGREE_NOTE, disagreeing_views
+    from yolz_ros.registration import DISAGREE_NOTE, disagreeing_views
     assert disagreeing_views([0.95, 0.93, 0.96, 0.41]) == [3]
     assert disagreeing_views([0.95, 0.93, 0.96, 0.90]) == []
     assert disagreeing_views([0.9, 0.1]) == []  # two views: no majority to disagree with

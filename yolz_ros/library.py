@@ -144,16 +144,20 @@ def _now_iso() -> str:
 class ObjectLibrary:
     """Registered objects of one model, persisted under ``directory``. Thread-safe."""
 
-    def __init__(self, directory, model_id: str, logger=None):
+    def __init__(self, directory, model_id: str, logger=None, embedding_dim: int = 0):
+        """``embedding_dim``: the model's (the empty snapshot is then float32 [0, E], which
+        Detector.detect takes as "no objects")."""
         self.directory = Path(directory).expanduser()
         self.model_id = str(model_id)
+        self.embedding_dim = int(embedding_dim)
         self.log = logger or log
         self._lock = threading.RLock()
         self._objects: dict[str, StoredObject] = {}  # insertion order = grid order
         self._skipped: dict[str, dict] = {}  # name -> index entry kept as-is (unreadable)
         self.skipped_reasons: dict[str, str] = {}
         self.reembedded: list[str] = []
-        self._snapshot = Snapshot((), np.zeros((0, 0), np.float32), self.model_id)
+        self._snapshot = Snapshot((), np.zeros((0, self.embedding_dim), np.float32),
+                                  self.model_id)
 
     # -- paths -----------------------------------------------------------------------------
     @property
@@ -329,6 +333,11 @@ class ObjectLibrary:
         return self._snapshot
 
     @property
+    def snapshot(self) -> Snapshot:
+        """The registered objects now: immutable (names, float32 [K, E]), swapped whole."""
+        return self._snapshot
+
+    @property
     def skipped(self) -> list:
         return list(self._skipped)
 
@@ -427,6 +436,6 @@ class ObjectLibrary:
         if names:
             emb = np.stack([self._objects[n].vector for n in names]).astype(np.float32)
         else:
-            emb = np.zeros((0, 0), np.float32)
+            emb = np.zeros((0, self.embedding_dim), np.float32)
         emb.setflags(write=False)
         self._snapshot = Snapshot(names, emb, self.model_id)

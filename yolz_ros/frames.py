@@ -1,0 +1,254 @@
+"""Camera frames: the newest-frame mailbox, the worker loop, and one frame's processing
+(decode -> detect -> peaks -> messages -> publish). Plain Python: the node hands in publishers,
+the detector and a getter for the current (snapshot, settings).
+
+Only the newest frame per camera is kept: a frame replaced before it was processed counts as
+dropped; the worker serves cameras in turn, newest frame of each.
+"""
+from __future__ import annotations
+
+import collections
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+import numpy as np
+
+from yolz_ros.outputs import (Frame, detection2d_array, object_detections, probabilities_msg)
+from yolz_ros.params import Settings, detection_threshold
+
+MAX_COMPRESSED_BYTES = 64 * 1024 * 1024
+
+
+def camera_key(topic: str) -> str:
+    """A ROS-name-safe token for a camera topic: '/front/image_raw' -> 'front_image_raw'."""
+    key = re.sub(r"[^A-Za-z0-9_]+", "_", topic).strip("_")
+    key = re.sub(r"_+", "_", key) or "camera"
+    return key if not key[0].isdigit() else "camera_" + key
+
+
+def camera_keys(topics) -> List[str]:
+    """Distinct keys for the camera topics (a clash gets '_' appended)."""
+    keys: List[str] = []
+    for topic in topics:
+        key = camera_key(topic)
+        while key in keys:
+            key += "_"
+        keys.append(key)
+    return keys
+
+
+def output_prefix(key: str, num_cameras: int) -> str:
+    """'~/' with one camera, '~/<camera>/' with several."""
+    return "~/" if num_cameras == 1 else f"~/{key}/"
+
+
+@dataclass
+class Camera:
+    """Per-camera state: the newest unprocessed frame, counters and the output publishers."""
+    topic: str
+    key: str
+    resolved: str = ""
+    latest: object = None
+    received: int = 0
+    dropped: int = 0
+    processed: int = 0
+    rejected: int = 0
+    overlays: int = 0
+    subscription: object = None
+    pub_probabilities: object = None
+    pub_detections: object = None
+    pub_overlay: object = None
+
+
+class Mailbox:
+    """The newest message per camera, taken round robin by one worker."""
+
+    def __init__(self, cameras: List[Camera]):
+        self.cameras = cameras
+        self.cv = threading.Condition()
+        self._turn = 0
+
+    def put(self, cam: Camera, msg) -> None:
+        with self.cv:
+            if cam.latest is not None:
+                cam.dropped += 1
+            cam.latest = msg
+            cam.received += 1
+            self.cv.notify()
+
+    def take(self, timeout: float):
+        """(camera, message) of the next camera with a pending frame, or None after ``timeout``."""
+        with self.cv:
+            item = self._next()
+            if item is None:
+                self.cv.wait(timeout)
+                item = self._next()
+            return item
+
+    def _next(self):
+        n = len(self.cameras)
+        for i in range(n):
+            index = (self._turn + i) % n
+            cam = self.cameras[index]
+            if cam.latest is not None:
+                msg, cam.latest = cam.latest, None
+                self._turn = index + 1
+                return cam, msg
+        return None
+
+    def clear(self) -> None:
+        """Forget pending frames (they count as dropped)."""
+        with self.cv:
+            for cam in self.cameras:
+                if cam.latest is not None:
+                    cam.latest = None
+                    cam.dropped += 1
+
+    def wake(self) -> None:
+        with self.cv:
+            self.cv.notify_all()
+
+    def counts(self):
+        with self.cv:
+            return (sum(c.received for c in self.cameras), sum(c.dropped for c in self.cameras))
+
+
+def decode_frame(msg, max_pixels: int) -> np.ndarray:
+    """sensor_msgs/Image or CompressedImage -> RGB uint8; ValueError saying what is wrong."""
+    from yolz_ros.image import compressed_msg_to_rgb, image_msg_to_array
+    if hasattr(msg, "format"):  # CompressedImage
+        if len(msg.data) > MAX_COMPRESSED_BYTES:
+            raise ValueError(f"compressed image of {len(msg.data)} bytes is too large")
+        rgb, _ = compressed_msg_to_rgb(msg, max_pixels=max_pixels)
+    else:
+        rgb, _ = image_msg_to_array(msg, max_pixels=max_pixels)  # alpha: unused for scenes
+    return rgb
+
+
+def analyse(rgb, header, camera: str, detector, snapshot, settings: Settings) -> Frame:
+    """One frame through the detector: probabilities of every registered object, its peaks at
+    the threshold in ``settings``, the cell -> pixel mapping."""
+    names = tuple(snapshot.names)
+    result = detector.detect(rgb, snapshot.embeddings)
+    threshold = detection_threshold(settings.threshold, detector.info.default_threshold)
+    detections = object_detections(names, detector.peaks(result, threshold))
+    lb = result.letterbox
+    h, w = rgb.shape[:2]
+    return Frame(header=header, camera=camera, model_id=detector.model_id, names=names,
+                 probabilities=np.asarray(result.probabilities, np.float32),
+                 mapping=(float(lb.scale), float(lb.offset_x), float(lb.offset_y)),
+                 stride=int(detector.info.stride), image_size=(int(w), int(h)),
+                 detections=tuple(detections))
+
+
+@dataclass
+class Stats:
+    latencies: collections.deque = field(default_factory=lambda: collections.deque(maxlen=200))
+    inference: collections.deque = field(default_factory=lambda: collections.deque(maxlen=200))
+    errors: int = 0
+    last_error: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Pipeline:
+    """Processes frames from the mailbox on one worker thread and publishes the results.
+
+    ``state()`` returns the current (snapshot, settings); both are immutable and swapped whole
+    by their owners, so a frame sees one consistent pair. ``on_error(text)`` is told about every
+    skipped frame (the node logs it, throttled)."""
+
+    def __init__(self, cameras: List[Camera], detector, max_image_pixels: int,
+                 state: Callable, on_error: Callable[[str], None]):
+        self.cameras = cameras
+        self.mailbox = Mailbox(cameras)
+        self.detector = detector
+        self.max_image_pixels = int(max_image_pixels)
+        self.state = state
+        self.on_error = on_error
+        self.stats = Stats()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    # -- worker ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._work, name="yolz_worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self.mailbox.wake()
+        t = self._thread
+        if t is not None and t.is_alive() and t is not threading.current_thread():
+            t.join(timeout=timeout)
+        self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _work(self) -> None:
+        next_allowed = 0.0
+        while not self._stop.is_set():
+            wait = next_allowed - time.monotonic()
+            if wait > 0:
+                self._stop.wait(wait)
+                continue
+            item = self.mailbox.take(0.1)
+            if item is None:
+                continue
+            cam, msg = item
+            started = time.monotonic()
+            _, settings = self.state()
+            try:
+                self.process(cam, msg)
+            except Exception as exc:  # noqa: BLE001 - never let a frame kill the worker
+                self.error(cam, f"processing a frame from {cam.resolved} failed: "
+                                f"{type(exc).__name__}: {exc}")
+            rate = settings.max_rate
+            next_allowed = started + 1.0 / rate if rate > 0 else 0.0
+
+    # -- one frame ---------------------------------------------------------------------------
+    def error(self, cam: Optional[Camera], text: str) -> None:
+        with self.stats.lock:
+            self.stats.errors += 1
+            self.stats.last_error = text
+            if cam is not None:
+                cam.rejected += 1
+        self.on_error(text)
+
+    def process(self, cam: Camera, msg) -> Optional[Frame]:
+        """Decode, detect, publish ~/probabilities, ~/detections and (while subscribed)
+        ~/overlay. A bad frame is counted and reported, and None returned."""
+        t0 = time.perf_counter()
+        try:
+            rgb = decode_frame(msg, self.max_image_pixels)
+        except ValueError as exc:  # ImageError is a ValueError
+            self.error(cam, f"bad frame on {cam.resolved}: {exc}")
+            return None
+        snapshot, settings = self.state()
+        started = time.perf_counter()
+        frame = analyse(rgb, msg.header, cam.resolved, self.detector, snapshot, settings)
+        inference_ms = (time.perf_counter() - started) * 1e3 if frame.names else 0.0
+        cam.pub_probabilities.publish(probabilities_msg(frame))
+        if cam.pub_detections is not None:
+            cam.pub_detections.publish(detection2d_array(frame))
+        overlay = False
+        if settings.publish_overlay and cam.pub_overlay is not None and \
+                cam.pub_overlay.get_subscription_count() > 0:
+            from yolz_ros.image import rgb_to_image_msg
+            from yolz_ros.overlay import render_overlay
+            img = render_overlay(rgb, frame.probabilities, frame.mapping, frame.stride,
+                                 frame.detections, alpha=settings.overlay_alpha,
+                                 draw_peaks=settings.draw_peaks)
+            cam.pub_overlay.publish(rgb_to_image_msg(img, msg.header))
+            overlay = True
+        with self.stats.lock:
+            cam.processed += 1
+            cam.overlays += int(overlay)
+            self.stats.latencies.append((time.perf_counter() - t0) * 1000.0)
+            self.stats.inference.append(inference_ms)
+        return frame
