@@ -137,7 +137,9 @@ def test_leftover_temporaries_and_orphans(tmp_path, caplog):
         again = ObjectLibrary(tmp_path, "m@1").load()
     assert again.names() == ["mug"]
     assert not (tmp_path / "objects" / ".tmp-half.abc").exists()
-    assert orphan.exists() and "not in the index" in caplog.text
+    # the orphan (an interrupted write) is moved out of objects/ into quarantine/, not deleted
+    assert not orphan.exists() and "not in the index" in caplog.text
+    assert [p.name.endswith("-ghost.123") for p in (tmp_path / "quarantine").iterdir()] == [True]
 
 
 def test_corrupt_entries_are_skipped_not_deleted(tmp_path, caplog):
@@ -223,3 +225,199 @@ def test_reembedding_failure_skips_object(tmp_path):
     assert new.names() == [] and new.skipped == ["mug"]
     # still on disk: a later start with a working embedder recovers it
     assert ObjectLibrary(tmp_path, "model@bbbb").load(embed_fn=fake_embed).names() == ["mug"]
+
+
+# -- issue 12: reliability ------------------------------------------------------------------
+def index_entries(directory):
+    return json.loads((directory / "library.json").read_text())["objects"]
+
+
+def test_tmp_prefixed_name_survives_restart(tmp_path):
+    """Bug 1: an object called '.tmp-mug' must not be taken for an interrupted write."""
+    lib = ObjectLibrary(tmp_path, "m@1").load()
+    lib.add(".tmp-mug", views(3, seed=1), unit(1))
+    lib.add("mug", views(1, seed=2), unit(2))
+    again = ObjectLibrary(tmp_path, "m@1").load(embed_fn=pytest.fail)
+    assert again.names() == [".tmp-mug", "mug"] and again.skipped == []
+    assert again.num_views(".tmp-mug") == 3
+    for entry in index_entries(tmp_path):
+        assert not entry["folder"].startswith(".")  # never like the library's own temporaries
+
+
+def test_legacy_tmp_prefixed_folder_is_migrated(tmp_path):
+    """A yolz-library/1 library written before the fix (folder '.tmp-mug.<hex>') loads without
+    loss, and its folder is renamed out of the temporaries' namespace."""
+    lib = ObjectLibrary(tmp_path, "m@1").load()
+    lib.add("mug", views(2, seed=1), unit(1))
+    entries = index_entries(tmp_path)
+    old = tmp_path / "objects" / entries[0]["folder"]
+    legacy = tmp_path / "objects" / ".tmp-mug.0123456789ab"
+    old.rename(legacy)
+    meta = json.loads((legacy / "meta.json").read_text())
+    meta["name"] = ".tmp-mug"
+    (legacy / "meta.json").write_text(json.dumps(meta))
+    entries[0].update(name=".tmp-mug", folder=legacy.name)
+    (tmp_path / "library.json").write_text(json.dumps({"format": "yolz-library/1",
+                                                       "objects": entries}))
+    again = ObjectLibrary(tmp_path, "m@1").load(embed_fn=pytest.fail)
+    assert again.names() == [".tmp-mug"] and again.num_views(".tmp-mug") == 2
+    np.testing.assert_array_equal(again.views(".tmp-mug")[1], views(2, seed=1)[1])
+    assert not index_entries(tmp_path)[0]["folder"].startswith(".tmp-")
+    assert ObjectLibrary(tmp_path, "m@1").load().names() == [".tmp-mug"]
+
+
+@pytest.mark.parametrize("folder", ["..", ".", "", "../objects", "/etc", "a/../..", "a\\..",
+                                    "sub/dir"])
+def test_remove_never_leaves_objects_dir(tmp_path, folder):
+    """Bug 2: an index entry whose folder is '..' must not let remove() delete the library."""
+    library_dir = tmp_path / "library"
+    lib = ObjectLibrary(library_dir, "m@1").load()
+    lib.add("mug", views(1, seed=1), unit(1))
+    unrelated = library_dir / "unrelated.txt"
+    unrelated.write_text("keep me")
+    beside = tmp_path / "beside.txt"
+    beside.write_text("keep me too")
+    entries = index_entries(library_dir)
+    entries.append({"name": "evil", "folder": folder, "num_views": 1, "model_id": "x",
+                    "created": ""})
+    (library_dir / "library.json").write_text(json.dumps({"format": "yolz-library/1",
+                                                          "objects": entries}))
+    again = ObjectLibrary(library_dir, "m@1").load()
+    assert again.names() == ["mug"] and "evil" in again.skipped
+    again.remove("evil")
+    assert (library_dir / "library.json").is_file() and (library_dir / "objects").is_dir()
+    assert unrelated.read_text() == "keep me" and beside.read_text() == "keep me too"
+    assert ObjectLibrary(library_dir, "m@1").load().names() == ["mug"]
+    assert "evil" not in [e["name"] for e in index_entries(library_dir)]
+
+
+def test_symlinked_object_folder_is_not_followed(tmp_path):
+    library_dir = tmp_path / "library"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("x")
+    lib = ObjectLibrary(library_dir, "m@1").load()
+    lib.add("mug", views(1, seed=1), unit(1))
+    folder = index_entries(library_dir)[0]["folder"]
+    real = library_dir / "objects" / folder
+    for p in real.iterdir():
+        (outside / p.name).write_bytes(p.read_bytes())
+    import shutil
+    shutil.rmtree(real)
+    real.symlink_to(outside, target_is_directory=True)
+    again = ObjectLibrary(library_dir, "m@1").load()
+    assert again.names() == [] and again.skipped == ["mug"]
+    again.remove("mug")
+    assert (outside / "precious.txt").exists()
+
+
+def crash_before_commit(lib, monkeypatch, *args, **kwargs):
+    """lib.add(...) killed after its folder is in place but before the index commit: like
+    kill -9, nothing is cleaned up (no rollback runs)."""
+    class Killed(BaseException):
+        pass
+
+    def killed(self):
+        raise Killed()
+    with monkeypatch.context() as m:
+        m.setattr(ObjectLibrary, "_write_index", killed)
+        m.setattr(library_module.shutil, "rmtree", lambda *a, **k: None)
+        with pytest.raises(Killed):
+            lib.add(*args, **kwargs)
+
+
+def test_rebuild_never_prefers_an_unacknowledged_write(tmp_path, monkeypatch, caplog):
+    lib = ObjectLibrary(tmp_path, "m@1").load()
+    lib.add("warm", views(8, seed=1), unit(1))
+    lib.add("cold", views(2, seed=2), unit(2))
+    crash_before_commit(lib, monkeypatch, "warm", views(7, seed=3), unit(3), replace=True)
+    crash_before_commit(lib, monkeypatch, "ghost", views(1, seed=4), unit(4))
+    assert len(list((tmp_path / "objects").iterdir())) == 4  # two orphans on disk
+    (tmp_path / "library.json").write_text("garbage")
+    with caplog.at_level(logging.WARNING):
+        again = ObjectLibrary(tmp_path, "m@1").load(embed_fn=pytest.fail)
+    assert sorted(again.names()) == ["cold", "warm"]
+    assert again.num_views("warm") == 8  # the acknowledged version, not the newer orphan
+    np.testing.assert_allclose(again.embeddings_matrix().embeddings[again.names().index("warm")],
+                               unit(1))
+    assert "unreadable" in caplog.text
+    # the rebuilt index is written, the unacknowledged folders are out of objects/
+    assert sorted(e["name"] for e in index_entries(tmp_path)) == ["cold", "warm"]
+    assert len(list((tmp_path / "objects").iterdir())) == 2
+    assert ObjectLibrary(tmp_path, "m@1").load().num_views("warm") == 8
+
+
+def test_orphans_are_quarantined_and_bounded(tmp_path, monkeypatch, caplog):
+    lib = ObjectLibrary(tmp_path, "m@1").load()
+    lib.add("mug", views(2, seed=1), unit(1))
+    for i in range(library_module.QUARANTINE_KEEP + 3):
+        crash_before_commit(lib, monkeypatch, "mug", views(1, seed=10 + i), unit(10 + i),
+                            replace=True)
+        with caplog.at_level(logging.WARNING):
+            lib = ObjectLibrary(tmp_path, "m@1").load(embed_fn=pytest.fail)
+        assert lib.names() == ["mug"] and lib.num_views("mug") == 2
+        assert len(list((tmp_path / "objects").iterdir())) == 1
+    assert "quarantine" in caplog.text
+    kept = list((tmp_path / "quarantine").iterdir())
+    assert len(kept) == library_module.QUARANTINE_KEEP
+
+
+def test_corrupt_view_png_is_detected_on_load(tmp_path, caplog):
+    lib = ObjectLibrary(tmp_path, "m@1").load()
+    lib.add("good", views(2, seed=1), unit(1))
+    lib.add("noisy", views(3, seed=2), unit(2))
+    folder = tmp_path / "objects" / [e for e in index_entries(tmp_path)
+                                     if e["name"] == "noisy"][0]["folder"]
+    size = (folder / "view_001.png").stat().st_size
+    (folder / "view_001.png").write_bytes(np.random.default_rng(0).bytes(size))
+    with caplog.at_level(logging.WARNING):
+        again = ObjectLibrary(tmp_path, "m@1").load()
+    assert again.names() == ["good"] and again.skipped == ["noisy"]
+    assert "view_001.png" in again.skipped_reasons["noisy"]
+    assert "view_001.png" in caplog.text
+    assert folder.exists()  # kept on disk
+
+
+def test_corrupt_view_png_of_a_legacy_object_is_detected(tmp_path):
+    """Objects written before views carried checksums: the PNG structure is checked."""
+    lib = ObjectLibrary(tmp_path, "m@1").load()
+    lib.add("old", views(2, seed=1), unit(1))
+    folder = tmp_path / "objects" / index_entries(tmp_path)[0]["folder"]
+    meta = json.loads((folder / "meta.json").read_text())
+    meta.pop("view_sha256", None)
+    (folder / "meta.json").write_text(json.dumps(meta))
+    assert ObjectLibrary(tmp_path, "m@1").load().names() == ["old"]
+    data = bytearray((folder / "view_000.png").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside the image data
+    (folder / "view_000.png").write_bytes(bytes(data))
+    again = ObjectLibrary(tmp_path, "m@1").load()
+    assert again.names() == [] and "view_000.png" in again.skipped_reasons["old"]
+
+
+def test_library_written_by_format_1_code_loads(tmp_path):
+    """A library exactly as yolz-library/1 code wrote it (folder '<name>.<hex>', no checksums,
+    no commit marks) loads without loss, and survives an unreadable index after one start."""
+    import cv2
+    objects = tmp_path / "objects"
+    entries = []
+    for name, n in (("mug", 3), ("drill", 2)):
+        folder = objects / f"{name}.0123456789ab"
+        folder.mkdir(parents=True)
+        vs = views(n, seed=len(name))
+        for i, v in enumerate(vs):
+            ok, buf = cv2.imencode(".png", cv2.cvtColor(v, cv2.COLOR_RGB2BGR))
+            (folder / f"view_{i:03d}.png").write_bytes(buf.tobytes())
+        np.savez(folder / "embedding.npz", vector=unit(n))
+        (folder / "meta.json").write_text(json.dumps(
+            {"name": name, "num_views": n, "model_id": "m@1", "created": "2026-01-01T00:00:00",
+             "embedding_dim": 8}))
+        entries.append({"name": name, "folder": folder.name, "num_views": n, "model_id": "m@1",
+                        "created": "2026-01-01T00:00:00"})
+    (tmp_path / "library.json").write_text(json.dumps({"format": "yolz-library/1",
+                                                       "objects": entries}))
+    lib = ObjectLibrary(tmp_path, "m@1").load(embed_fn=pytest.fail)
+    assert lib.entries() == [("mug", 3), ("drill", 2)] and lib.skipped == []
+    np.testing.assert_array_equal(lib.views("mug")[2], views(3, seed=3)[2])
+    (tmp_path / "library.json").write_text("garbage")
+    again = ObjectLibrary(tmp_path, "m@1").load(embed_fn=pytest.fail)
+    assert sorted(again.entries()) == [("drill", 2), ("mug", 3)]

@@ -7,15 +7,27 @@ high byte (``>> 8``): a fixed mapping, so the same scene gives the same pixels i
 sensor_msgs/Image goes through cv_bridge when it is importable, else through the numpy conversion
 here; both honour ``step`` (row padding) and ``is_bigendian``. Every bad input raises ImageError
 saying what is wrong and what is accepted.
+
+Compressed data (CompressedImage frames, stored view PNGs) is only decoded after its size has
+been read from the PNG or JPEG header and found within the limit (``encoded_image_size``): a
+small file that declares a huge image (a decompression bomb) is refused without allocating it.
 """
 from __future__ import annotations
 
 from typing import Optional, Tuple
 
+import struct
+import zlib
+
 import cv2
 import numpy as np
 
-MAX_PIXELS = 50_000_000  # larger frames are refused rather than letterboxed at great cost
+from yolz_ros.limits import MAX_IMAGE_PIXELS
+
+MAX_PIXELS = MAX_IMAGE_PIXELS  # larger frames are refused rather than letterboxed at great cost
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (baseline, extended, progressive, lossless, ...; not DHT/JPG/DAC)
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 # encoding -> (channels, dtype)
 ENCODINGS = {
@@ -130,11 +142,99 @@ def image_msg_to_array(msg, max_pixels: int = MAX_PIXELS) -> RgbAlpha:
     return to_rgb(pixels, msg.encoding, max_pixels)
 
 
+def encoded_image_size(data) -> Tuple[int, int, str]:
+    """(width, height, 'png' | 'jpeg') read from the header of PNG or JPEG bytes, without
+    decoding. Raises ImageError for other formats or a header that cannot be read."""
+    buf = memoryview(_bytes(data)).cast("B")  # indexing gives ints (numpy uint8 would wrap)
+    head = bytes(buf[:8])
+    if head == PNG_SIGNATURE:
+        if len(buf) < 33 or bytes(buf[12:16]) != b"IHDR":
+            raise ImageError("PNG data without an IHDR header chunk; send a valid png")
+        width, height = struct.unpack(">II", bytes(buf[16:24]))
+        return int(width), int(height), "png"
+    if head[:2] == b"\xff\xd8":
+        return (*_jpeg_size(buf), "jpeg")
+    raise ImageError("compressed image is neither png nor jpeg (by its first bytes); "
+                     "accepted: png, jpeg")
+
+
+def _jpeg_size(buf) -> Tuple[int, int]:
+    i, n = 2, len(buf)
+    while i + 4 <= n:
+        if buf[i] != 0xFF:
+            raise ImageError("corrupt jpeg header (no marker where one was expected)")
+        marker = buf[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):
+            break  # end of image / start of scan before any frame header
+        length = (buf[i + 2] << 8) | buf[i + 3]
+        if length < 2:
+            raise ImageError("corrupt jpeg header (segment length < 2)")
+        if marker in _JPEG_SOF:
+            if i + 9 > n:
+                break
+            height = (buf[i + 5] << 8) | buf[i + 6]
+            width = (buf[i + 7] << 8) | buf[i + 8]
+            return int(width), int(height)
+        i += 2 + length
+    raise ImageError("jpeg data without a frame header (SOF) before the image data; send a "
+                     "valid jpeg")
+
+
+def check_encoded_size(data, max_pixels: int, max_side: int = 0) -> Tuple[int, int, str]:
+    """Refuse PNG/JPEG bytes whose header declares an empty image, more than ``max_pixels``
+    pixels or (when given) a side over ``max_side``, before anything is decoded."""
+    width, height, kind = encoded_image_size(data)
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{kind} header declares an empty image ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageError(f"{kind} header declares {width}x{height} = {width * height} pixels, "
+                         f"over the limit of {max_pixels}; refused before decoding (downscale "
+                         "it first)")
+    if max_side and (width > max_side or height > max_side):
+        raise ImageError(f"{kind} header declares {width}x{height}: each side must be at most "
+                         f"{max_side} pixels; refused before decoding")
+    return width, height, kind
+
+
+def png_problem(data: bytes) -> Optional[str]:
+    """None if ``data`` is a structurally sound PNG (signature, IHDR first, every chunk's CRC,
+    IEND last, nothing after it), else what is wrong. Cheap: no pixels are decoded."""
+    if data[:8] != PNG_SIGNATURE:
+        return "not a PNG (bad signature)"
+    i, n, first = 8, len(data), True
+    while True:
+        if i + 12 > n:
+            return "truncated PNG (no IEND chunk)"
+        length, kind = struct.unpack(">I4s", data[i:i + 8])
+        end = i + 12 + length
+        if end > n:
+            return f"truncated PNG (chunk {kind!r} runs past the end)"
+        if first and kind != b"IHDR":
+            return "PNG does not start with IHDR"
+        first = False
+        crc = struct.unpack(">I", data[end - 4:end])[0]
+        if zlib.crc32(data[i + 4:end - 4]) & 0xFFFFFFFF != crc:
+            return f"PNG chunk {kind.decode('latin-1')!r} at byte {i} has a bad CRC"
+        if kind == b"IEND":
+            return None if end == n else "bytes after the PNG's IEND chunk"
+        i = end
+
+
 def compressed_msg_to_rgb(msg, max_pixels: int = MAX_PIXELS) -> RgbAlpha:
-    """sensor_msgs/CompressedImage (jpeg, png, ...) -> (RGB uint8 HxWx3, alpha HxW or None)."""
+    """sensor_msgs/CompressedImage (jpeg, png) -> (RGB uint8 HxWx3, alpha HxW or None).
+
+    The image size is read from the PNG/JPEG header and checked against ``max_pixels`` before
+    decoding (a small file can declare a huge image)."""
     data = _bytes(msg.data)
     if data.size == 0:
         raise ImageError("compressed image has no data; send jpeg or png bytes")
+    check_encoded_size(data, max_pixels)
     pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if pixels is None:
         raise ImageError(f"cannot decode the compressed image (format {msg.format!r}, "

@@ -4,17 +4,32 @@ Plain Python (no ROS). Layout of ``directory``::
 
     library.json                 index: {"format", "objects": [{name, folder, num_views,
                                  model_id, created}]} -- the commit point of every change
-    objects/<name>.<id>/         one folder per stored version of an object
-        meta.json                {name, num_views, model_id, created, embedding_dim}
+    objects/o-<id>-<name>/       one folder per stored version of an object (folders written
+                                 by older code are called <name>.<id>; both load)
+        meta.json                {name, num_views, model_id, created, embedding_dim,
+                                 view_sha256}
         view_000.png ...         the reference views as received (RGB or RGBA, lossless)
         embedding.npz            vector [E], per_view [N, E], agreement [N] (no pickles)
+        committed                written once the index names this folder (see below)
+    quarantine/                  folders no index entry names (interrupted writes), moved out
+                                 of objects/ at start; the newest QUARANTINE_KEEP are kept
 
-Every write is atomic: files are written under a temporary name in the same directory and
-``os.replace``d into place; an object's folder is written under a temporary name and renamed;
-the index is rewritten last (atomically), so a crash at any point leaves either the old or the
-new state. Entries that cannot be read are skipped with a warning and left on disk untouched
-(they stay in the index, so nothing disappears silently). Embeddings made by another model are
-recomputed from the stored views at ``load``.
+Every write is atomic: files are written under a temporary name (prefix ``.tmp-``) in the same
+directory and ``os.replace``d into place; an object's folder is written under a temporary name
+and renamed; the index is rewritten last (atomically), so a crash at any point leaves either the
+old or the new state. Folder names never start with ``.``, so no object name can make its folder
+look like a temporary. Entries that cannot be read (including a view PNG whose checksum or
+structure is wrong) are skipped with a warning and left on disk untouched (they stay in the
+index, so nothing disappears silently). Embeddings made by another model are recomputed from the
+stored views at ``load``.
+
+Every path taken from the index must name a plain folder directly inside ``objects/`` (no
+``..``, no separators, no symlinks) before anything is read or deleted.
+
+If the index is unreadable, it is rebuilt from the folders: only folders carrying the
+``committed`` mark count (a mark is written after the index commit that acknowledged the folder,
+and taken away before the commit that retires it), so an interrupted, never-acknowledged write is
+never preferred; folders of libraries written before marks existed fall back to the newest.
 """
 from __future__ import annotations
 
@@ -33,11 +48,17 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from yolz_ros.atomic_file import TMP_PREFIX, write_bytes_atomic
+from yolz_ros.image import ImageError, check_encoded_size, png_problem
+from yolz_ros.limits import MAX_VIEW_SIDE
 
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 INDEX_FORMAT = "yolz-library/1"
 INDEX_FILE = "library.json"
 OBJECTS_DIR = "objects"
+QUARANTINE_DIR = "quarantine"
+QUARANTINE_KEEP = 5  # quarantined folders kept (newest first); older ones are deleted
+COMMIT_MARK = "committed"
+FOLDER_PREFIX = "o-"  # new object folders: o-<12 hex>-<name>; never starts with "."
 
 log = logging.getLogger("yolz_ros.library")
 
@@ -125,6 +146,10 @@ def _encode_png(view: np.ndarray) -> bytes:
 def _decode_png(path: Path) -> np.ndarray:
     import cv2
     data = np.frombuffer(path.read_bytes(), np.uint8)
+    try:  # the size from the header first: a stored file must not decode into gigabytes
+        check_encoded_size(data, MAX_VIEW_SIDE * MAX_VIEW_SIDE, MAX_VIEW_SIDE)
+    except ImageError as exc:
+        raise ValueError(f"{path.name}: {exc}") from None
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ValueError(f"cannot decode {path.name}")
@@ -139,6 +164,19 @@ def _decode_png(path: Path) -> np.ndarray:
 
 def _now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
+
+
+def _check_folder_name(folder) -> str:
+    """The folder name if it can only mean a folder directly inside objects/, else ValueError."""
+    if not isinstance(folder, str) or folder in ("", ".", "..") or len(folder) > 255 \
+            or any(c in folder for c in "/\\\x00"):
+        raise ValueError(f"bad folder {folder!r} (must be a plain folder name inside objects/)")
+    return folder
 
 
 class ObjectLibrary:
@@ -168,8 +206,45 @@ class ObjectLibrary:
     def objects_dir(self) -> Path:
         return self.directory / OBJECTS_DIR
 
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.directory / QUARANTINE_DIR
+
     def _ensure_dirs(self) -> None:
         self.objects_dir.mkdir(parents=True, exist_ok=True)
+
+    def _folder_path(self, folder) -> Path:
+        """objects/<folder>, checked to be a real folder name directly inside objects/ (not a
+        symlink, nothing resolving elsewhere); ValueError otherwise. Nothing is read from or
+        deleted at a path from the index before it passes here."""
+        path = self.objects_dir / _check_folder_name(folder)
+        if path.is_symlink():
+            raise ValueError(f"folder {folder!r} is a symlink; refused")
+        if path.resolve().parent != self.objects_dir.resolve():
+            raise ValueError(f"folder {folder!r} resolves outside {self.objects_dir}")
+        return path
+
+    def _delete_folder(self, folder) -> None:
+        """Delete objects/<folder> if ``folder`` passes _folder_path; else leave everything."""
+        try:
+            path = self._folder_path(folder)
+        except ValueError as exc:
+            self.log.warning(f"object library {self.directory}: not deleting {folder!r}: {exc}")
+            return
+        shutil.rmtree(path, ignore_errors=True)
+
+    def _set_mark(self, folder: str, on: bool) -> None:
+        path = self._folder_path(folder)
+        if on:
+            write_bytes_atomic(path / COMMIT_MARK, b"index commit acknowledged this folder\n")
+        else:
+            try:
+                (path / COMMIT_MARK).unlink()
+            except FileNotFoundError:
+                pass
+
+    def _new_folder_name(self, name: str) -> str:
+        return f"{FOLDER_PREFIX}{uuid.uuid4().hex[:12]}-{name}"
 
     # -- loading ---------------------------------------------------------------------------
     def load(self, embed_fn: Optional[Callable] = None) -> "ObjectLibrary":
@@ -182,14 +257,17 @@ class ObjectLibrary:
             self._skipped.clear()
             self.skipped_reasons.clear()
             self.reembedded = []
-            self._clean_temporaries()
-            entries = self._read_index()
+            entries, rebuilt = self._read_index()
             referenced = set()
             for entry in entries:
-                name = entry.get("name") if isinstance(entry, dict) else None
                 folder = entry.get("folder") if isinstance(entry, dict) else None
                 if isinstance(folder, str):
                     referenced.add(folder)
+            self._clean_temporaries(keep=referenced)
+            dirty = rebuilt
+            for entry in entries:
+                name = entry.get("name") if isinstance(entry, dict) else None
+                folder = entry.get("folder") if isinstance(entry, dict) else None
                 if not isinstance(name, str) or not NAME_RE.fullmatch(name):
                     self.log.warning(f"object library {self.directory}: index entry {entry!r} "
                                      "has no valid name; skipped")
@@ -200,27 +278,38 @@ class ObjectLibrary:
                     reason = f"{type(exc).__name__}: {exc}"
                     self.log.warning(f"object library {self.directory}: object {name!r} "
                                      f"cannot be read ({reason}); skipped (its files are kept "
-                                     f"in {self.objects_dir / str(folder)})")
+                                     f"in {self.objects_dir}/{folder})")
                     self._skipped[name] = entry
                     self.skipped_reasons[name] = reason
                     continue
+                if obj.folder.startswith(TMP_PREFIX):  # written by code before the o- names
+                    obj, dirty = self._migrate_folder(obj), True
+                    referenced.add(obj.folder)
                 self._objects[name] = obj
-            for path in sorted(self.objects_dir.iterdir()):
-                if path.is_dir() and not path.name.startswith(TMP_PREFIX) \
-                        and path.name not in referenced:
-                    self.log.warning(f"object library {self.directory}: folder {path} is not "
-                                     "in the index (an interrupted write?); left in place")
+            if dirty:
+                self._write_index()
+            for obj in self._objects.values():  # libraries from before the marks: add them
+                if not (self.objects_dir / obj.folder / COMMIT_MARK).exists():
+                    try:
+                        self._set_mark(obj.folder, True)
+                    except OSError as exc:
+                        self.log.warning(f"object {obj.name!r}: cannot write its commit mark "
+                                         f"({exc})")
+            self._quarantine_orphans(referenced)
             stale = [o for o in self._objects.values() if o.model_id != self.model_id]
             for obj in stale:
                 self._reembed(obj, embed_fn)
             self._rebuild_snapshot()
             return self
 
-    def _clean_temporaries(self) -> None:
+    def _clean_temporaries(self, keep=()) -> None:
+        """Delete leftovers of interrupted writes (names starting with TMP_PREFIX), except
+        folders the index names (objects called '.tmp-...' by code before the o- names)."""
         for path in list(self.objects_dir.iterdir()) + list(self.directory.iterdir()):
-            if path.name.startswith(TMP_PREFIX):
+            if path.name.startswith(TMP_PREFIX) and not (path.parent == self.objects_dir
+                                                         and path.name in keep):
                 self.log.info(f"object library: removing incomplete write {path}")
-                if path.is_dir():
+                if path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path, ignore_errors=True)
                 else:
                     try:
@@ -228,24 +317,82 @@ class ObjectLibrary:
                     except OSError:
                         pass
 
-    def _read_index(self) -> list:
+    def _migrate_folder(self, obj: StoredObject) -> StoredObject:
+        """Rename a legacy folder that starts with TMP_PREFIX to an o- name (the index is
+        rewritten by the caller); if the rename fails the object keeps its folder."""
+        new = self._new_folder_name(obj.name)
+        try:
+            os.replace(self._folder_path(obj.folder), self.objects_dir / new)
+        except OSError as exc:
+            self.log.warning(f"object {obj.name!r}: cannot rename {obj.folder} ({exc})")
+            return obj
+        self.log.info(f"object library: folder {obj.folder} renamed to {new} (names starting "
+                      f"with {TMP_PREFIX!r} are reserved for temporaries)")
+        return StoredObject(obj.name, new, obj.num_views, obj.model_id, obj.created, obj.vector)
+
+    def _quarantine_orphans(self, referenced) -> None:
+        """Move folders no index entry names (interrupted writes, never acknowledged) out of
+        objects/ into quarantine/, keeping the newest QUARANTINE_KEEP there."""
+        orphans = [p for p in sorted(self.objects_dir.iterdir())
+                   if p.name not in referenced and not p.name.startswith(TMP_PREFIX)]
+        if not orphans:
+            return
+        self.quarantine_dir.mkdir(exist_ok=True)
+        for path in orphans:
+            target = self.quarantine_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-{path.name}"
+            try:
+                os.replace(path, target)
+                os.utime(target)  # retention counts from the quarantine time
+            except OSError as exc:
+                self.log.warning(f"object library: cannot quarantine {path}: {exc}")
+                continue
+            self.log.warning(f"object library {self.directory}: {path.name} is not in the index "
+                             f"(an interrupted write, never acknowledged); moved to quarantine "
+                             f"{target}")
+        kept = sorted(self.quarantine_dir.iterdir(), key=lambda p: p.lstat().st_mtime,
+                      reverse=True)
+        for path in kept[QUARANTINE_KEEP:]:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
+
+    def _read_index(self):
+        """(index entries, rebuilt?)."""
         if not self.index_path.exists():
-            return self._scan_folders() if any(self.objects_dir.iterdir()) else []
+            if any(p for p in self.objects_dir.iterdir() if not p.name.startswith(TMP_PREFIX)):
+                self.log.warning(f"object library index {self.index_path} is missing; "
+                                 "rebuilding it from the acknowledged object folders")
+                return self._scan_folders(), True
+            return [], False
         try:
             data = json.loads(self.index_path.read_text())
             if not isinstance(data, dict) or not isinstance(data.get("objects"), list):
                 raise ValueError("no 'objects' list")
-            return data["objects"]
+            return data["objects"], False
         except Exception as exc:  # noqa: BLE001
+            self.quarantine_dir.mkdir(exist_ok=True)
+            keep = self.quarantine_dir / f"{INDEX_FILE}.{time.strftime('%Y%m%dT%H%M%S')}.unreadable"
+            try:
+                shutil.copyfile(self.index_path, keep)
+            except OSError:
+                keep = None
             self.log.warning(f"object library index {self.index_path} is unreadable ({exc}); "
-                             "rebuilding the list of objects from the object folders")
-            return self._scan_folders()
+                             "rebuilding it from the acknowledged object folders"
+                             + (f" (the unreadable file is kept as {keep})" if keep else ""))
+            return self._scan_folders(), True
 
     def _scan_folders(self) -> list:
-        """Index entries recovered from the folders' meta.json (newest folder per name)."""
-        found: dict[str, dict] = {}
+        """Index entries recovered from the folders' meta.json: per name, the newest folder
+        with the commit mark; a folder without one (never acknowledged, or retired) only if no
+        folder of the library has marks at all (a library from before the marks)."""
+        found: dict[str, tuple] = {}
+        any_marks = False
         for path in sorted(self.objects_dir.iterdir()):
-            if not path.is_dir() or path.name.startswith(TMP_PREFIX):
+            if path.is_symlink() or not path.is_dir() or path.name.startswith(TMP_PREFIX):
                 continue
             try:
                 meta = json.loads((path / "meta.json").read_text())
@@ -253,22 +400,45 @@ class ObjectLibrary:
                 mtime = path.stat().st_mtime
             except Exception:  # noqa: BLE001
                 continue
-            if name not in found or mtime > found[name][1]:
-                found[name] = ({**meta, "folder": path.name}, mtime)
-        return [entry for entry, _ in found.values()]
+            marked = (path / COMMIT_MARK).is_file()
+            any_marks |= marked
+            found.setdefault(name, []).append((marked, mtime, path.name, meta))
+        entries = []
+        for name, candidates in found.items():
+            pool = [c for c in candidates if c[0]] if any_marks else candidates
+            if not pool:
+                continue
+            _, _, folder, meta = max(pool, key=lambda c: c[1])
+            entries.append({"name": name, "folder": folder,
+                            "num_views": meta.get("num_views", 0),
+                            "model_id": meta.get("model_id", ""),
+                            "created": meta.get("created", "")})
+        entries.sort(key=lambda e: str(e["created"]))
+        return entries
 
     def _load_entry(self, entry: dict) -> StoredObject:
         folder = entry["folder"]
-        if not isinstance(folder, str) or "/" in folder or folder in ("", ".", ".."):
-            raise ValueError(f"bad folder {folder!r}")
-        path = self.objects_dir / folder
+        path = self._folder_path(folder)
         meta = json.loads((path / "meta.json").read_text())
         if meta.get("name") != entry["name"]:
             raise ValueError(f"meta.json names {meta.get('name')!r}")
         num_views = int(meta["num_views"])
+        hashes = meta.get("view_sha256")
+        if hashes is not None and (not isinstance(hashes, list) or len(hashes) != num_views):
+            raise ValueError("meta.json view_sha256 does not list one checksum per view")
         for i in range(num_views):
-            if not (path / f"view_{i:03d}.png").is_file():
+            view = path / f"view_{i:03d}.png"
+            if view.is_symlink() or not view.is_file():
                 raise ValueError(f"view_{i:03d}.png is missing")
+            data = view.read_bytes()
+            if hashes is not None:
+                if _sha256(data) != hashes[i]:
+                    raise ValueError(f"view_{i:03d}.png is corrupt (its sha256 does not match "
+                                     "meta.json)")
+            else:  # written before checksums: check the PNG's structure (every chunk's CRC)
+                problem = png_problem(data)
+                if problem:
+                    raise ValueError(f"view_{i:03d}.png is corrupt ({problem})")
         with np.load(path / "embedding.npz", allow_pickle=False) as npz:
             vector = np.asarray(npz["vector"], np.float32)
         if vector.ndim != 1 or vector.size == 0 or not np.all(np.isfinite(vector)):
@@ -325,7 +495,7 @@ class ObjectLibrary:
             obj = self._objects.get(name)
             if obj is None:
                 raise LibraryError(f"no object named {name!r}")
-            path = self.objects_dir / obj.folder
+            path = self._folder_path(obj.folder)
             return [_decode_png(path / f"view_{i:03d}.png") for i in range(obj.num_views)]
 
     def embeddings_matrix(self) -> Snapshot:
@@ -372,10 +542,13 @@ class ObjectLibrary:
             else:
                 known = ", ".join(self._objects) or "none"
                 raise LibraryError(f"no object named {name!r} (registered: {known})")
+            try:
+                self._set_mark(folder, False)  # retired before the commit (see _scan_folders)
+            except (ValueError, OSError):
+                pass
             self._write_index()  # commit point
             self._rebuild_snapshot()
-            if isinstance(folder, str) and folder and "/" not in folder:
-                shutil.rmtree(self.objects_dir / folder, ignore_errors=True)
+            self._delete_folder(folder)  # only a folder directly inside objects/
             return self._snapshot
 
     def _entry(self, obj: StoredObject) -> dict:
@@ -392,15 +565,19 @@ class ObjectLibrary:
         self._ensure_dirs()
         arrays = embedding if isinstance(embedding, dict) else _embedding_arrays(embedding)
         created = created or _now_iso()
-        folder = f"{name}.{uuid.uuid4().hex[:12]}"
+        folder = self._new_folder_name(name)
         tmp = self.objects_dir / f"{TMP_PREFIX}{folder}"
         tmp.mkdir()
         try:
+            hashes = []
             for i, view in enumerate(views):
-                (tmp / f"view_{i:03d}.png").write_bytes(_encode_png(view))
+                data = _encode_png(view)
+                (tmp / f"view_{i:03d}.png").write_bytes(data)
+                hashes.append(_sha256(data))
             _write_npz(tmp / "embedding.npz", **arrays)
             meta = {"name": name, "num_views": len(views), "model_id": self.model_id,
-                    "created": created, "embedding_dim": int(arrays["vector"].shape[0])}
+                    "created": created, "embedding_dim": int(arrays["vector"].shape[0]),
+                    "view_sha256": hashes}
             _atomic_write_json(tmp / "meta.json", meta)
             os.replace(tmp, self.objects_dir / folder)
         except BaseException:
@@ -414,18 +591,25 @@ class ObjectLibrary:
         self._objects[name] = new
         self._skipped.pop(name, None)
         try:
+            if old is not None:
+                self._set_mark(old.folder, False)  # retired before the commit
             self._write_index()  # commit point
         except BaseException:
             if old is not None:
                 self._objects[name] = old
+                try:
+                    self._set_mark(old.folder, True)
+                except (ValueError, OSError):
+                    pass
             else:
                 self._objects.pop(name, None)
             if old_skipped is not None:
                 self._skipped[name] = old_skipped
             shutil.rmtree(self.objects_dir / folder, ignore_errors=True)
             raise
+        self._set_mark(folder, True)  # acknowledged: the index names it
         if old is not None:
-            shutil.rmtree(self.objects_dir / old.folder, ignore_errors=True)
+            self._delete_folder(old.folder)
         if old_skipped is not None:
             self.log.warning(f"object {name!r} replaced an unreadable entry; its old files are "
                              f"kept in {self.objects_dir / str(old_skipped.get('folder'))}")

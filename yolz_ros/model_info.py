@@ -143,6 +143,8 @@ def default_model_dir() -> Path:
         installed = Path(get_package_share_directory("yolz_ros")) / "models" / DEFAULT_MODEL
         if installed.is_dir():
             return installed
-    except (ImportError, LookupError, ValueError):  # not installed: use the source tree
+    except (ImportError, LookupError, ValueError, OSError):
+        # not installed, or no ROS environment (get_package_share_directory raises OSError when
+        # AMENT_PREFIX_PATH is unset): use the source tree
         pass
     return Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL

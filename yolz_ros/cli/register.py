@@ -17,7 +17,20 @@ def read_view(path: str):
     """An image file -> sensor_msgs/Image (rgb8, rgba8, mono8 or mono16). Raises ValueError."""
     import cv2
     from sensor_msgs.msg import Image
-    pixels = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+
+    from yolz_ros.image import ImageError, check_encoded_size
+    from yolz_ros.limits import MAX_VIEW_PIXELS, MAX_VIEW_SIDE
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise ValueError(f"cannot read image file {path}: {exc}") from None
+    if data[:8] == b"\x89PNG\r\n\x1a\n" or data[:2] == b"\xff\xd8":
+        try:  # the size from the header, before decoding (a small file can declare gigapixels)
+            check_encoded_size(data, MAX_VIEW_PIXELS, MAX_VIEW_SIDE)
+        except ImageError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if pixels is None:
         raise ValueError(f"cannot read image file {path}")
     if pixels.ndim == 2:
