@@ -21,15 +21,16 @@ from yolz_ros.backends import create_backend
 from yolz_ros.decode import Peak, decode_peaks
 from yolz_ros.geometry import ALPHA_VISIBLE, Letterbox, cell_boxes, letterbox, prepare_view
 from yolz_ros.model_info import ModelInfo
+from yolz_ros.object_tokens import object_tokens, token_mask
 
 MIN_NORM = 1e-6  # a mean of views this short has no direction (views that cancel out)
 
 
 @dataclass(frozen=True)
 class ObjectEmbedding:
-    vector: np.ndarray  # float32 [E], unit norm: the renormalised mean of the views
-    per_view: np.ndarray  # float32 [N, E]
-    agreement: np.ndarray  # float32 [N]: cosine of each view to the mean
+    vector: np.ndarray  # float32 [E]: v1 the unit mean of the views; v2 T unit tokens, flattened
+    per_view: np.ndarray  # float32 [N, E] (v2: [N, D], each view's unit mean token)
+    agreement: np.ndarray  # float32 [N]: cosine of each view to the object's mean
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,12 @@ class Detector:
         if views is None or len(views) == 0:
             raise ValueError("no views given: send at least one RGB or RGBA image of the object "
                              f"(the model was trained with {self.info.views_per_object})")
+        split = [_split_view(i, view) for i, view in enumerate(views)]
+        if self.info.tokens is not None:
+            return self._embed_tokens(split)
         v, pad = self.info.view_size, self.info.pad_value
         batch = np.empty((len(views), 3, v, v), np.float32)
-        for i, view in enumerate(views):
-            rgb, alpha = _split_view(i, view)
+        for i, (rgb, alpha) in enumerate(split):
             batch[i] = prepare_view(rgb, alpha, v, pad).transpose(2, 0, 1)
         per_view = np.asarray(self.backend.embed(batch), np.float32)
         mean = per_view.mean(axis=0)
@@ -77,6 +80,29 @@ class Detector:
         vector = mean / norm
         agreement = per_view @ vector / np.maximum(np.linalg.norm(per_view, axis=1), MIN_NORM)
         return ObjectEmbedding(vector.astype(np.float32), per_view, agreement.astype(np.float32))
+
+    def _embed_tokens(self, split) -> ObjectEmbedding:
+        """yolz-model/2: tokens of every view at every view size -> T object tokens, flattened."""
+        spec, pad = self.info.tokens, self.info.pad_value
+        pooled = []  # per view size: [N, g*g, D] tokens and [N, g*g] masks
+        for s in self.info.view_sizes:
+            batch = np.empty((len(split), 3, s, s), np.float32)
+            masks = []
+            for i, (rgb, alpha) in enumerate(split):
+                batch[i] = prepare_view(rgb, alpha, s, pad).transpose(2, 0, 1)
+                masks.append(token_mask(alpha, rgb.shape[:2], s, spec.patch,
+                                        spec.min_alpha_fraction).reshape(-1))
+            tokens = np.asarray(self.backend.embed(batch), np.float32)  # [N, D, g, g]
+            pooled.append((tokens.reshape(len(split), spec.dim, -1).transpose(0, 2, 1),
+                           np.stack(masks)))
+        all_tokens = np.concatenate([t[m] for t, m in pooled])
+        slots, _ = object_tokens(all_tokens, spec.count)
+        per_view = np.stack([np.concatenate([t[i][m[i]] for t, m in pooled]).mean(axis=0)
+                             for i in range(len(split))])
+        per_view /= np.maximum(np.linalg.norm(per_view, axis=1, keepdims=True), MIN_NORM)
+        agreement = per_view @ slots[0]
+        return ObjectEmbedding(slots.reshape(-1), per_view.astype(np.float32),
+                               agreement.astype(np.float32))
 
     # ------------------------------------------------------------------ detection
     def detect(self, rgb: np.ndarray, embeddings: np.ndarray) -> DetectionResult:

@@ -5,9 +5,11 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
-FORMAT = "yolz-model/1"
+FORMAT = "yolz-model/1"  # one pooled embedding per object, one view size
+FORMAT_TOKENS = "yolz-model/2"  # an object is T feature tokens; views at several sizes
+FORMATS = (FORMAT, FORMAT_TOKENS)
 DEFAULT_MODEL = "yolz_lite0"
 
 
@@ -31,6 +33,15 @@ def compute_model_id(name: str, hashes: Dict[str, str]) -> str:
 
 
 @dataclass(frozen=True)
+class TokenSpec:
+    """yolz-model/2: how views become an object's tokens (yolz_ros/object_tokens.py)."""
+    count: int  # T tokens per object (slot 0 = mean, then a farthest-point sample)
+    dim: int  # D, unit norm
+    patch: int  # view pixels per token side (the embedder's stride)
+    min_alpha_fraction: float  # a token shows the object when this much of its patch is visible
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     directory: Path
     name: str
@@ -40,7 +51,7 @@ class ModelInfo:
     rows: int
     cols: int
     stride: int
-    embedding_dim: int
+    embedding_dim: int  # length of one object's vector (v2: token_count * token_dim)
     views_per_object: int
     default_threshold: float
     embedder_path: Path
@@ -48,6 +59,12 @@ class ModelInfo:
     sha256: Dict[str, str]
     model_id: str
     raw: dict = field(repr=False, compare=False)
+    view_sizes: Tuple[int, ...] = ()  # v2: the embedder runs at each; v1: (view_size,)
+    tokens: Optional["TokenSpec"] = None  # v2 only
+
+    @property
+    def format(self) -> str:
+        return FORMAT_TOKENS if self.tokens is not None else FORMAT
 
     @classmethod
     def load(cls, directory=None, verify: bool = True) -> "ModelInfo":
@@ -94,7 +111,7 @@ def _field(raw: dict, directory: Path, key: str, kind, check=lambda v: True, hin
 def _parse(directory: Path, raw: dict, verify: bool) -> ModelInfo:
     f = lambda *a, **k: _field(raw, directory, *a, **k)  # noqa: E731
     positive = lambda v: v > 0  # noqa: E731
-    f("format", str, lambda v: v == FORMAT, f"expected {FORMAT!r}")
+    fmt = f("format", str, lambda v: v in FORMATS, f"expected one of {FORMATS}")
     f("channel_order", str, lambda v: v == "rgb", "expected 'rgb'")
     f("pixel_range", list, lambda v: v == [0, 255], "expected [0, 255]")
     name = f("name", str, lambda v: len(v) > 0)
@@ -123,16 +140,32 @@ def _parse(directory: Path, raw: dict, verify: bool) -> ModelInfo:
     if "model_id" in raw and raw["model_id"] != model_id:
         raise ModelError(f"{directory}/model.json: model_id {raw['model_id']!r} does not match "
                          f"its name and sha256 values ({model_id!r})")
+    view_size = f("view_size", int, positive)
+    embedding_dim = f("embedding_dim", int, positive)
+    view_sizes, tokens = (view_size,), None
+    if fmt == FORMAT_TOKENS:
+        view_sizes = f("view_sizes", lambda v: tuple(int(x) for x in v),
+                       lambda v: len(v) > 0 and min(v) > 0, "expected a list of view sizes")
+        tokens = TokenSpec(
+            count=f("object_tokens.count", int, lambda v: v >= 1),
+            dim=f("object_tokens.dim", int, positive),
+            patch=f("object_tokens.patch", int, lambda v: all(s % v == 0 for s in view_sizes),
+                    "every view size must be a multiple of it"),
+            min_alpha_fraction=f("object_tokens.min_alpha_fraction", float,
+                                 lambda v: 0.0 <= v <= 1.0))
+        if tokens.count * tokens.dim != embedding_dim:
+            raise ModelError(f"{directory}/model.json: embedding_dim {embedding_dim} must be "
+                             f"object_tokens.count * dim = {tokens.count * tokens.dim}")
     return ModelInfo(
         directory=directory, name=name, input_size=(h, w),
-        view_size=f("view_size", int, positive),
+        view_size=view_size,
         pad_value=f("letterbox_pad_value", int, lambda v: 0 <= v <= 255),
         rows=rows, cols=cols, stride=stride,
-        embedding_dim=f("embedding_dim", int, positive),
+        embedding_dim=embedding_dim,
         views_per_object=f("views_per_object", int, positive),
         default_threshold=f("default_threshold", float, lambda v: 0.0 <= v <= 1.0),
         embedder_path=files["embedder"][1], detector_path=files["detector"][1],
-        sha256=hashes, model_id=model_id, raw=raw)
+        sha256=hashes, model_id=model_id, raw=raw, view_sizes=view_sizes, tokens=tokens)
 
 
 def default_model_dir() -> Path:

@@ -1,0 +1,303 @@
+"""Real-looking episodes: textured objects pasted into real photographs at the camera's 640x480.
+
+The same generator makes the real-object benchmark (val: every model decision; test: the reported
+numbers) and the training episodes (train split), so what the model learns is what it is judged on,
+and no object, label photo or background photo crosses splits.
+
+Objects: procedural products with photo/text labels rendered in 3D (products.py; families of 4
+same-kind siblings), and real photo cut-outs (Debian tuxpaint-stamps, perspective-warped).
+Episode: C objects — whole product families, so each object's siblings are in the episode as the
+hardest negatives — with 8 reference views each, and S scenes. Each scene pastes 1-4 episode
+objects (rendered from viewpoints >= 15 degrees from every reference view) and 0-3 distractors
+from outside the episode onto a crop of a real photo; objects are 3-35% of the image height
+(log-uniform), rotated a little (sometimes lying), mildly occluding each other, brightness/tint
+jittered. Every (scene, episode object) is a query; objects absent from a scene are negatives.
+
+Reference views come twice: `views_alpha` (RGBA, the object cut out, as a registration tool
+delivers) and `views_photo` (RGB, the same view on a real background: a phone photo with no mask).
+
+Cell labels follow episodes.cell_targets (the project's one cell rule) at stride 16 on the
+480x640 scene: grid 30 x 40.
+
+    python -m training.data.realbench --split val --episodes 30      # the validation benchmark
+    python -m training.data.realbench --split test --episodes 50     # the test benchmark
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from training.data import photos as photo_source
+from training.data import products, sources
+from training.data.compose import color_jitter, crop_to_alpha, paste, perspective_warp
+from training.data.episodes import cell_targets
+
+VIEW_SIZE = 128
+SCENE_SIZE = (480, 640)
+STRIDE = 16
+N_VIEWS = 8  # reference views stored per object (N = 1, 4, 8 use the first n)
+RENDER = dict(n_views=12, n_instances=6, view_size=128, instance_size=224)
+BENCH_SEED = {"val": 20261201, "test": 20261202, "train": 7}
+
+
+@dataclass
+class RealConfig:
+    split: str = "val"
+    families_per_episode: int = 2      # product families (FAMILY_SIZE members each)
+    stamps_per_episode: int = 2        # real-photo cut-outs
+    scenes_per_episode: int = 4
+    min_height: float = 0.03           # object height / image height, log-uniform in between
+    max_height: float = 0.35
+    max_present: int = 4               # episode objects pasted per scene (at least 1)
+    max_distractors: int = 3           # non-episode objects per scene
+    overlap_prob: float = 0.2
+    lying_prob: float = 0.15           # pasted rotated by ~90 degrees
+    max_tilt: float = 15.0             # degrees of in-plane rotation otherwise
+    min_visible_pixels: int = 20
+    cell_positive_coverage: float = 0.25
+    procedural_background_prob: float = 0.0  # training may add synthetic textures; benchmark: none
+    data_dir: str = "data"
+
+
+class ObjectSource:
+    """The objects of one split: products (rendered, cached) and tuxpaint photo stamps."""
+
+    def __init__(self, split: str, data_dir: str):
+        self.split, self.data_dir = split, data_dir
+        self.products = products.product_ids(split)
+        self.stamps = sources.tuxpaint_ids(split, data_dir)
+        self.photos = photo_source.photo_pool(split, data_dir)
+        if not self.photos:
+            raise FileNotFoundError(f"no real photos for split {split!r}: see training/data/photos.py")
+
+    def renders(self, product_id: int) -> dict:
+        spec = products.product_spec(self.split, product_id)
+        return products.product_cache(spec, data_dir=self.data_dir, **RENDER)
+
+    def views(self, obj, rng) -> np.ndarray:
+        """N_VIEWS RGBA reference views [N, 128, 128, 4] of an object."""
+        if isinstance(obj, str):  # a photo stamp: new 'viewpoints' by homography + small rotation
+            flat = sources.load_stamp(obj, self.data_dir)
+            return np.stack([_square(_rotate(perspective_warp(flat, rng, 0.15),
+                                             rng.uniform(-15, 15)), VIEW_SIZE, rng)
+                             for _ in range(N_VIEWS)])
+        views = self.renders(obj)["views"]
+        order = rng.permutation(len(views))[:N_VIEWS]
+        return np.stack([_square(crop_to_alpha(views[i]), VIEW_SIZE, rng) for i in order])
+
+    def instance(self, obj, rng) -> np.ndarray:
+        """An RGBA cut-out of the object as a scene shows it (not one of the reference views)."""
+        if isinstance(obj, str):
+            return perspective_warp(sources.load_stamp(obj, self.data_dir), rng, 0.25)
+        inst = self.renders(obj)["instances"]
+        return crop_to_alpha(inst[int(rng.integers(len(inst)))])
+
+    def kind(self, obj) -> str:
+        return "stamp" if isinstance(obj, str) else products.product_spec(self.split, obj).kind
+
+    def name(self, obj) -> str:
+        return obj if isinstance(obj, str) else products.product_spec(self.split, obj).name
+
+
+def _rotate(rgba: np.ndarray, angle: float) -> np.ndarray:
+    h, w = rgba.shape[:2]
+    side = int(np.hypot(h, w)) + 2
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), float(angle), 1.0)
+    m[0, 2] += side / 2 - w / 2
+    m[1, 2] += side / 2 - h / 2
+    return crop_to_alpha(cv2.warpAffine(rgba, m, (side, side), flags=cv2.INTER_LINEAR,
+                                        borderValue=0))
+
+
+def _square(rgba: np.ndarray, size: int, rng, fill=(0.7, 0.9)) -> np.ndarray:
+    """Centre a cut-out in a transparent size x size square, its longer side `fill` of it."""
+    scale = size * rng.uniform(*fill) / max(rgba.shape[:2])
+    w, h = max(1, round(rgba.shape[1] * scale)), max(1, round(rgba.shape[0] * scale))
+    small = cv2.resize(rgba, (w, h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    out = np.zeros((size, size, 4), np.uint8)
+    y0, x0 = (size - h) // 2, (size - w) // 2
+    out[y0:y0 + h, x0:x0 + w] = small
+    return out
+
+
+def photo_view(rgba: np.ndarray, photo: np.ndarray, rng) -> np.ndarray:
+    """The view as a phone photo: the object on a real background crop, no mask (RGB)."""
+    size = rgba.shape[0]
+    bg = photo_source.random_crop(photo, size, size, rng, 0.1).astype(np.float32)
+    bg = cv2.GaussianBlur(bg, (0, 0), float(rng.uniform(0.5, 2.0)))  # shallow depth of field
+    a = rgba[:, :, 3:].astype(np.float32) / 255.0
+    out = bg * (1 - a) + rgba[:, :, :3].astype(np.float32) * a
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _scene(src: ObjectSource, cfg: RealConfig, members, distractors, rng):
+    """One 480x640 scene: returns (rgb, index map of visible episode objects, painted counts)."""
+    h, w = SCENE_SIZE
+    if rng.random() < cfg.procedural_background_prob:
+        bg = sources.procedural_background(h, w, rng)
+    else:
+        bg = photo_source.random_crop(src.photos[int(rng.integers(len(src.photos)))], h, w, rng)
+    image = bg.astype(np.float32)
+    instances = np.full((h, w), -1, np.int16)
+    items = [(c, obj) for c, obj in members] + [(-1, obj) for obj in distractors]
+    order = rng.permutation(len(items))
+    painted, centres = {}, []
+    for j in order:
+        label, obj = items[j]
+        cut = src.instance(obj, rng)
+        angle = rng.uniform(80, 100) * rng.choice([-1, 1]) if rng.random() < cfg.lying_prob \
+            else rng.uniform(-cfg.max_tilt, cfg.max_tilt)
+        cut = _rotate(cut, angle)
+        frac = np.exp(rng.uniform(np.log(cfg.min_height), np.log(cfg.max_height)))
+        scale = frac * h / cut.shape[0]
+        if cut.shape[1] * scale > 0.6 * w:  # very wide cut-outs: keep them inside the frame
+            scale = 0.6 * w / cut.shape[1]
+        size = (max(2, round(cut.shape[1] * scale)), max(2, round(cut.shape[0] * scale)))
+        cut = cv2.resize(cut, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        cut[:, :, :3] = color_jitter(cut[:, :, :3], rng, 0.12).astype(np.uint8)
+        if centres and rng.random() < cfg.overlap_prob:
+            cx, cy = centres[int(rng.integers(len(centres)))]
+            cx += int(rng.normal(0, cut.shape[1] / 2))
+            cy += int(rng.normal(0, cut.shape[0] / 2))
+        else:  # keep most of the object inside the image
+            cx = int(rng.integers(size[0] // 3, max(size[0] // 3 + 1, w - size[0] // 3)))
+            cy = int(rng.integers(size[1] // 3, max(size[1] // 3 + 1, h - size[1] // 3)))
+        centres.append((cx, cy))
+        n = paste(image, instances, cut, int(label) if label >= 0 else 32767,
+                  cx - size[0] // 2, cy - size[1] // 2)
+        if label >= 0:
+            painted[label] = n
+    instances[instances == 32767] = -1  # distractors occlude but are nobody's positives
+    # Whole-image photometrics (brightness / tint, mild blur and sensor noise): pixels don't move.
+    image = color_jitter(image, rng, 0.1)
+    if rng.random() < 0.3:
+        image = cv2.GaussianBlur(image, (0, 0), float(rng.uniform(0.4, 1.0)))
+    image = image + rng.normal(0, rng.uniform(0, 4), image.shape).astype(np.float32)
+    return np.clip(image + 0.5, 0, 255).astype(np.uint8), instances, painted
+
+
+def make_episode(src: ObjectSource, cfg: RealConfig, rng: np.random.Generator) -> dict:
+    """One episode (dict of arrays; the format training.evaluate.evaluate reads, plus extras)."""
+    n_fam = len(src.products) // products.FAMILY_SIZE
+    fams = rng.choice(n_fam, cfg.families_per_episode, replace=False)
+    objects: list = [int(f * products.FAMILY_SIZE + m) for f in fams
+                     for m in range(products.FAMILY_SIZE)]
+    if src.stamps and cfg.stamps_per_episode:
+        picks = rng.choice(len(src.stamps), min(cfg.stamps_per_episode, len(src.stamps)),
+                           replace=False)
+        objects += [src.stamps[i] for i in picks]
+    C, S = len(objects), cfg.scenes_per_episode
+    views_alpha = np.stack([src.views(o, rng) for o in objects])  # [C, N, V, V, 4]
+    views_photo = np.stack([[photo_view(v, src.photos[int(rng.integers(len(src.photos)))], rng)
+                             for v in obj_views] for obj_views in views_alpha])
+    rows, cols = SCENE_SIZE[0] // STRIDE, SCENE_SIZE[1] // STRIDE
+    scenes = np.zeros((S,) + SCENE_SIZE + (3,), np.uint8)
+    targets = np.zeros((S, C, rows, cols), np.float32)
+    visible = np.zeros((S, C), np.int32)
+    visible_fraction = np.full((S, C), np.nan, np.float32)
+    others = [o for o in src.products if o not in set(objects)]
+    for s in range(S):
+        k = int(rng.integers(1, min(cfg.max_present, C - 1) + 1))
+        # Siblings together: start from one family member, then prefer its family.
+        first = int(rng.integers(C))
+        fam_of = [objects.index(o) // products.FAMILY_SIZE if not isinstance(o, str) else -1
+                  for o in objects]
+        weights = np.array([3.0 if fam_of[c] == fam_of[first] else 1.0 for c in range(C)])
+        weights[first] = 0
+        rest = rng.choice(C, k - 1, replace=False, p=weights / weights.sum()).tolist() if k > 1 else []
+        members = [(c, objects[c]) for c in [first] + rest]
+        n_d = int(rng.integers(0, cfg.max_distractors + 1))
+        distractors = [others[i] for i in rng.choice(len(others), n_d, replace=False)] if n_d else []
+        img, inst, painted = _scene(src, cfg, members, distractors, rng)
+        scenes[s] = img
+        targets[s], visible[s] = cell_targets(inst, C, STRIDE, cfg.cell_positive_coverage,
+                                              cfg.min_visible_pixels)
+        for c, n in painted.items():
+            if n:
+                visible_fraction[s, c] = visible[s, c] / n
+    return {
+        "views_alpha": views_alpha,
+        "views_photo": views_photo,
+        "views_a": views_alpha,  # evaluate()'s key: the alpha variant unless swapped
+        "scenes": scenes,
+        "targets": targets,
+        "present": visible >= cfg.min_visible_pixels,
+        "visible_pixels": visible,
+        "visible_fraction": visible_fraction,
+        "object_names": np.array([src.name(o) for o in objects]),
+        "object_kinds": np.array([src.kind(o) for o in objects]),
+    }
+
+
+def bench_dir(split: str, data_dir: str = "data") -> Path:
+    return Path(data_dir) / "realbench" / split
+
+
+def build(split: str, episodes: int, cfg: RealConfig | None = None, seed: int | None = None,
+          out: Path | None = None, start: int = 0) -> Path:
+    """Write episodes start..episodes-1 as <out>/episode_NNNN.npz (existing ones are kept).
+
+    Episode i depends only on (seed, i) and the data on disk, so any prefix is reproducible."""
+    cfg = cfg or RealConfig(split=split)
+    out = out or bench_dir(split, cfg.data_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    src = ObjectSource(split, cfg.data_dir)
+    seed = BENCH_SEED[split] if seed is None else seed
+    for i in range(start, episodes):
+        path = out / f"episode_{i:04d}.npz"
+        if path.is_file():
+            continue
+        ep = make_episode(src, cfg, np.random.default_rng([seed, i]))
+        ep.pop("views_a")
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, **ep)
+        tmp.replace(path)
+    meta = {"split": split, "episodes": episodes, "seed": seed, "config": asdict(cfg),
+            "view_size": VIEW_SIZE, "scene_size": list(SCENE_SIZE), "stride": STRIDE}
+    (out / "benchmark.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+def load(split: str, data_dir: str = "data", views: str = "alpha", limit: int | None = None,
+         folder: Path | None = None) -> list[dict]:
+    """The benchmark's episodes; `views` = 'alpha' (RGBA cut-outs) or 'photo' (RGB, background)."""
+    folder = folder or bench_dir(split, data_dir)
+    paths = sorted(p for p in folder.glob("episode_*.npz") if not p.name.endswith(".tmp.npz"))
+    if not paths:
+        raise FileNotFoundError(f"no benchmark episodes in {folder}; build them with\n"
+                                f"  python -m training.data.realbench --split {split}")
+    eps = []
+    for p in paths[:limit]:
+        with np.load(p, allow_pickle=False) as z:
+            ep = {k: z[k] for k in z.files}
+        ep["views_a"] = ep["views_alpha"] if views == "alpha" else ep["views_photo"]
+        eps.append(ep)
+    return eps
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Build the real-object benchmark (deterministic).")
+    ap.add_argument("--split", default="val", choices=["train", "val", "test"])
+    ap.add_argument("--episodes", type=int, default=None,
+                    help="default: 30 for val, 50 for test (4 scenes each)")
+    ap.add_argument("--data-dir", default="data")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    n = args.episodes or {"val": 30, "test": 50, "train": 10}[args.split]
+    out = build(args.split, n, RealConfig(split=args.split, data_dir=args.data_dir), out=args.out)
+    eps = load(args.split, args.data_dir, folder=out)
+    pairs = sum(e["present"].size for e in eps)
+    pos = sum(int(e["present"].sum()) for e in eps)
+    print(f"{out}: {len(eps)} episodes, {sum(len(e['scenes']) for e in eps)} scenes, "
+          f"{pairs} queries ({pairs - pos} of absent objects)")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()

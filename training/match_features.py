@@ -1,0 +1,108 @@
+"""Frozen-backbone features of real-object episodes, computed once and trained on many times.
+
+The v2 backbone never trains (training/match_model.py), so each scene and each reference view goes
+through it exactly once; training then runs only the small head, thousands of steps an hour on a
+2-core CPU. Views are prepared by the runtime's own code (yolz_ros.geometry.prepare_view at every
+view size of the model, yolz_ros.object_tokens.token_mask for which tokens show the object), so a
+training view is the runtime's view pixel for pixel.
+
+    python -m training.match_features --split train --episodes 600 --out data/features/train
+    python -m training.match_features --split val --from-bench data/realbench/val --out data/features/val
+
+One npz per episode: scene [S, 112, 30, 40] fp16; for each view size s: views_<s> [C, N, 2, 112,
+s/16, s/16] fp16 (variant 0 = alpha cut-out, 1 = photo with background) and mask_<s> [C, N, 2,
+s/16, s/16]; targets, present, visible_pixels. Resumable: existing files are skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.data import realbench
+from training.match_model import FrozenLite0, MatchConfig
+from yolz_ros.geometry import prepare_view
+from yolz_ros.object_tokens import token_mask
+
+PAD_VALUE = 114
+PATCH = 16
+
+
+def prepared_views(view, size: int, min_fraction: float):
+    """(uint8 [size, size, 3] as the runtime's embedder sees it, token mask) of one RGB(A) view."""
+    rgb, alpha = (view[:, :, :3], view[:, :, 3]) if view.shape[2] == 4 else (view, None)
+    img = prepare_view(np.ascontiguousarray(rgb), alpha, size, PAD_VALUE)
+    return img, token_mask(alpha, rgb.shape[:2], size, PATCH, min_fraction)
+
+
+@torch.no_grad()
+def episode_features(backbone, ep: dict, cfg: MatchConfig) -> dict:
+    scenes = torch.from_numpy(ep["scenes"]).permute(0, 3, 1, 2).float()
+    out = {"scene": backbone(scenes).half().numpy(), "targets": ep["targets"].astype(np.uint8),
+           "present": ep["present"], "visible_pixels": ep["visible_pixels"]}
+    c, n = ep["views_alpha"].shape[:2]
+    for s in cfg.view_sizes:
+        imgs = np.empty((c, n, 2, s, s, 3), np.uint8)
+        masks = np.empty((c, n, 2, s // PATCH, s // PATCH), bool)
+        for i in range(c):
+            for j in range(n):
+                for v, view in enumerate((ep["views_alpha"][i, j], ep["views_photo"][i, j])):
+                    imgs[i, j, v], masks[i, j, v] = prepared_views(view, s, cfg.min_alpha_fraction)
+        x = torch.from_numpy(imgs.reshape(-1, s, s, 3)).permute(0, 3, 1, 2).float()
+        f = backbone(x)
+        out[f"views_{s}"] = f.reshape(c, n, 2, *f.shape[1:]).half().numpy()
+        out[f"mask_{s}"] = masks
+    return out
+
+
+def _save(path: Path, arrays: dict) -> None:
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Frozen-backbone features of real-object episodes.")
+    ap.add_argument("--split", default="train", choices=["train", "val", "test"])
+    ap.add_argument("--episodes", type=int, default=600)
+    ap.add_argument("--start", type=int, default=0)
+    ap.add_argument("--from-bench", type=Path, help="featurize saved benchmark episodes instead")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--data-dir", default="data")
+    ap.add_argument("--seed", type=int, default=realbench.BENCH_SEED["train"])
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = MatchConfig()
+    backbone = FrozenLite0(pretrained=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    if args.from_bench:
+        for i, ep in enumerate(realbench.load(args.split, folder=args.from_bench)):
+            path = args.out / f"episode_{i:04d}.npz"
+            if not path.is_file():
+                _save(path, episode_features(backbone, ep, cfg))
+        print(f"featurized {args.from_bench} -> {args.out} in {time.time() - t0:.0f} s")
+        return
+    # Training episodes: more clutter and some synthetic backgrounds; never the benchmark's seeds.
+    rcfg = realbench.RealConfig(split=args.split, data_dir=args.data_dir,
+                                procedural_background_prob=0.1, max_distractors=4)
+    src = realbench.ObjectSource(args.split, args.data_dir)
+    for i in range(args.start, args.episodes):
+        path = args.out / f"episode_{i:04d}.npz"
+        if path.is_file():
+            continue
+        ep = realbench.make_episode(src, rcfg, np.random.default_rng([args.seed, i]))
+        _save(path, episode_features(backbone, ep, cfg))
+        if (i + 1) % 20 == 0:
+            print(f"{i + 1}/{args.episodes} episodes, {time.time() - t0:.0f} s", flush=True)
+    print(f"done: {args.out} in {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()

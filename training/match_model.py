@@ -1,0 +1,173 @@
+"""yolz v2: frozen ImageNet tokens matched against an object's tokens, and a trained head that
+decides where THIS object is and whether it is there at all.
+
+Why this shape (measured on the real-object benchmark, models/<name>/report.md): ImageNet
+EfficientNet-Lite0 stride-16 features at the camera's resolution already tell product instances
+apart better than towers fine-tuned on synthetic shapes; the one thing raw matching cannot do is
+say "absent" — every scene has some cell that looks a bit like the object. So the backbone stays
+frozen (ImageNet BatchNorm statistics and all) and what is trained is small:
+
+  Tokens     frozen Lite0 blocks 0-10 -> [112, h/16, w/16] -> 1x1 projection to D -> unit norm
+  Objects    T tokens per object (yolz_ros/object_tokens.py: mean + farthest-point sample)
+  Match      cosine of every cell to every object token: [K, T, R]   (R = rows * cols)
+  Cell head  per object: (best token, soft max over tokens, mean token) + 4 scene-context channels
+             -> 3x3 conv 16 -> 3x3 conv 1, plus the scaled best-token match (residual: it
+             starts as the probe) = cell logit a [K, rows, cols]
+  Presence   per object: statistics of its match map and of its tokens' coverage of the scene
+             (mean over tokens of max over cells: an absent object's label finds no partner)
+             -> MLP -> presence logit b [K]
+  Output     P(object in cell) = sigmoid(a) * sigmoid(b)
+
+The per-object cost is one [T, D] x [D, R] product and two tiny convolutions, so the frame cost is
+nearly flat in K; the backbone runs once per frame.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from training.model import IMAGENET_MEAN, IMAGENET_STD, LITE0_STAGE_ENDS, lite0_backbone
+
+BLOCK16, WIDTH16 = LITE0_STAGE_ENDS[16]  # block 10 ends the stride-16 stage: 112 channels
+
+
+@dataclass
+class MatchConfig:
+    token_dim: int = 64          # D
+    object_tokens: int = 49      # T = 1 mean + 48 sampled
+    view_sizes: tuple = (64, 96, 128)
+    min_alpha_fraction: float = 0.5
+    context_dim: int = 4
+    head_dim: int = 16
+    presence_dim: int = 32
+    pretrained: bool = True
+
+    def __post_init__(self):
+        self.view_sizes = tuple(int(s) for s in self.view_sizes)
+
+
+class FrozenLite0(nn.Module):
+    """Lite0 stem + blocks 0..10, ImageNet weights, never trained: RGB 0..255 -> [B, 112, H/16, W/16]."""
+
+    def __init__(self, pretrained: bool = True):
+        super().__init__()
+        net = lite0_backbone(pretrained)
+        self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
+        self.blocks = net._blocks[:BLOCK16 + 1]
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0,
+                             persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0,
+                             persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True):
+        return super().train(False)  # always eval: BatchNorm keeps the ImageNet statistics
+
+    def forward(self, x):
+        x = self.stem((x - self.mean) / self.std)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class MatchHead(nn.Module):
+    """Everything trained: token projection, cell head and presence head (see module docstring)."""
+
+    N_PRESENCE = 9
+
+    def __init__(self, cfg: MatchConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.proj = nn.Conv2d(WIDTH16, cfg.token_dim, 1, bias=False)
+        self.context = nn.Conv2d(WIDTH16, cfg.context_dim, 1)
+        self.cell = nn.Sequential(
+            nn.Conv2d(3 + cfg.context_dim, cfg.head_dim, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(cfg.head_dim, 1, 3, padding=1))
+        self.presence = nn.Sequential(
+            nn.Linear(self.N_PRESENCE, cfg.presence_dim), nn.ReLU(inplace=True),
+            nn.Linear(cfg.presence_dim, 1))
+        # Inputs are cosines in [-1, 1]: a learned affine per match channel makes them usable.
+        self.match_scale = nn.Parameter(torch.full((3,), 8.0))
+        self.match_shift = nn.Parameter(torch.full((3,), -4.0))
+
+    def tokens(self, feats):  # [B, 112, h, w] -> unit tokens [B, D, h, w]
+        return F.normalize(self.proj(feats), dim=1)
+
+    def similarity(self, feats, objects):
+        """feats [B, 112, r, c] (frozen backbone), objects [B, K, T, D] unit tokens
+        -> cosine of every cell to every object token [B, K, T, R]."""
+        cells = self.tokens(feats).flatten(2)  # [B, D, R]
+        return torch.einsum("bktd,bdr->bktr", objects, cells)
+
+    def decide(self, feats, sim):
+        """-> cell logits a [B, K, r, c], presence logits b [B, K]."""
+        b, _, r, c = feats.shape
+        k, t = sim.shape[1:3]
+        local = sim[:, :, 1:]
+        best = local.max(dim=2).values  # [B, K, R]
+        # smooth max over tokens (temperature 0.05): how many tokens agree, not just the best one
+        soft = 0.05 * (torch.logsumexp(local / 0.05, dim=2) - math.log(t - 1))
+        mean_tok = sim[:, :, 0]
+        match = torch.stack([best, soft, mean_tok], dim=2)  # [B, K, 3, R]
+        match = match * self.match_scale[:, None] + self.match_shift[:, None]
+        ctx = self.context(feats).flatten(2)[:, None].expand(b, k, -1, -1)  # [B, K, 4, R]
+        x = torch.cat([match, ctx], dim=2).reshape(b * k, -1, r, c)
+        # residual on the scaled best-token match: the head starts as the probe and learns changes
+        a = (self.cell(x) + match[:, :, 0].reshape(b * k, 1, r, c)).reshape(b, k, r * c)
+        # Presence statistics, each [B, K]
+        coverage = local.max(dim=3).values  # [B, K, T-1]: how well each token is found
+        n5 = min(5, r * c)
+        half = max(1, (t - 1) // 2)
+        stats = torch.stack([
+            best.max(dim=2).values, best.topk(n5, dim=2).values.mean(dim=2), best.mean(dim=2),
+            best.std(dim=2), coverage.mean(dim=2), coverage.topk(half, dim=2).values.mean(dim=2),
+            mean_tok.max(dim=2).values, a.max(dim=2).values / 10,
+            a.topk(n5, dim=2).values.mean(dim=2) / 10], dim=2)
+        presence = self.presence(stats).squeeze(-1)
+        return a.reshape(b, k, r, c), presence
+
+    def forward(self, feats, objects):
+        """feats [B, 112, r, c] (frozen backbone), objects [B, K, T, D] unit tokens
+        -> cell logits a [B, K, r, c], presence logits b [B, K]."""
+        return self.decide(feats, self.similarity(feats, objects))
+
+
+class MatchModel(nn.Module):
+    def __init__(self, cfg: MatchConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = FrozenLite0(cfg.pretrained)
+        self.head = MatchHead(cfg)
+
+    def view_tokens(self, views):  # [N, 3, S, S] RGB 0..255 -> unit tokens [N, D, S/16, S/16]
+        return self.head.tokens(self.backbone(views))
+
+
+class EmbedderGraph(nn.Module):
+    """embedder.onnx: views [N, 3, S, S] (S any multiple of 16) -> tokens [N, D, S/16, S/16]."""
+
+    def __init__(self, model: MatchModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, views):
+        return self.model.view_tokens(views)
+
+
+class DetectorGraph(nn.Module):
+    """detector.onnx: image [1, 3, H, W] + embeddings [K, T*D] -> probabilities [K, H/16, W/16]."""
+
+    def __init__(self, model: MatchModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image, embeddings):
+        cfg = self.model.cfg
+        objects = embeddings.reshape(1, -1, cfg.object_tokens, cfg.token_dim)
+        a, b = self.model.head(self.model.backbone(image), objects)
+        return (torch.sigmoid(a) * torch.sigmoid(b)[..., None, None])[0]

@@ -1,0 +1,278 @@
+"""Train the yolz v2 head on frozen-backbone features (training/match_features.py).
+
+    python -m training.train_match --config training/configs/match_cpu.yaml --out runs/match --resume
+
+One loop, nanoGPT-style: plain config values, checkpoints that carry their config, a validation
+estimate on the real-object benchmark (val split) every `eval_every` steps; `best.pt` keeps the
+checkpoint with the best validation score (presence AUROC + cell AP, N = 8, alpha views), `last.pt`
+the newest (for --resume). Each step takes `episodes_per_step` episodes; per episode a random N of
+1-8 reference views and, per object, alpha cut-outs or photos with background. Losses:
+  presence  BCE on the presence logit of every (scene, object) query (absent objects: siblings of
+            the same family in the same scene are the hard negatives),
+  cells     sigmoid focal loss on the cell logits of the queries whose object is there,
+  final     focal loss on the output probability sigmoid(a) * sigmoid(b) on every cell,
+  nce       InfoNCE between two disjoint 4-view mean embeddings (slot 0) of the batch's objects
+            (only with train_projection: true; by default the projection stays the PCA of the
+            frozen features, so no gradient flows through the [S, K, T, R] similarity — 4x faster).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from torch.utils.tensorboard import SummaryWriter
+
+from training.losses import info_nce, sigmoid_focal_loss
+from training.match_model import MatchConfig, MatchHead
+from training.metrics import summarize
+from yolz_ros.object_tokens import object_tokens
+
+DEFAULTS = {
+    "seed": 0, "steps": 3000, "lr": 2e-3, "weight_decay": 0.01, "warmup_steps": 100,
+    "grad_clip": 1.0, "episodes_per_step": 8, "photo_view_prob": 0.4, "temperature": 0.07,
+    "w_presence": 1.0, "w_cells": 1.0, "w_final": 1.0, "w_nce": 0.2,
+    "focal_alpha": 0.25, "focal_gamma": 2.0, "eval_every": 250, "ckpt_every": 250,
+    "log_every": 25, "threads": 2, "train_features": "data/features/train",
+    "val_features": "data/features/val", "max_train_episodes": 0, "model": {},
+    "train_projection": False,  # False: the PCA projection stays; only the heads train
+}
+
+
+def load_config(path):
+    cfg = json.loads(json.dumps(DEFAULTS))
+    user = yaml.safe_load(Path(path).read_text()) or {}
+    unknown = set(user) - set(cfg)
+    if unknown:
+        raise SystemExit(f"{path}: unknown config keys {sorted(unknown)}")
+    cfg.update(user)
+    return cfg
+
+
+def load_features(folder, limit=0):
+    paths = sorted(p for p in Path(folder).glob("episode_*.npz") if ".tmp" not in p.name)
+    if limit:
+        paths = paths[:limit]
+    if not paths:
+        raise SystemExit(f"no feature episodes in {folder}: run python -m training.match_features")
+    eps = []
+    for p in paths:
+        with np.load(p, allow_pickle=False) as z:
+            eps.append({k: z[k] for k in z.files})
+    return eps
+
+
+def episode_tokens(head, ep, sizes):
+    """Projected unit tokens of every view of an episode, per view size:
+    {s: ([C, N, 2, g*g, D] tokens, [C, N, 2, g*g] masks)} (variant 0 alpha, 1 photo)."""
+    out = {}
+    for s in sizes:
+        f = torch.from_numpy(ep[f"views_{s}"]).float()  # [C, N, 2, 112, g, g]
+        c, n, v = f.shape[:3]
+        tok = head.tokens(f.flatten(0, 2)).flatten(2).transpose(1, 2)  # [C*N*2, g*g, D]
+        out[s] = (tok.reshape(c, n, v, *tok.shape[1:]),
+                  torch.from_numpy(ep[f"mask_{s}"]).reshape(c, n, v, -1))
+    return out
+
+
+def pooled(tokens, obj, views, variant):
+    """[M, D] tokens of object `obj` that show it, over the given views of one variant, all sizes."""
+    return torch.cat([t[obj, views, variant][m[obj, views, variant]] for t, m in tokens.values()])
+
+
+def object_slots(tokens, count):
+    """The runtime's token selection (numpy, on detached tokens), gathered with gradients."""
+    _, idx = object_tokens(tokens.detach().numpy(), count)
+    mean = F.normalize(tokens.mean(dim=0), dim=0)
+    return torch.cat([mean[None], tokens[torch.from_numpy(idx)]])
+
+
+def episode_objects(tokens, ep, mcfg, rng, n, variants):
+    """[C, T, D] object tokens from n random reference views (variant per object)."""
+    c = ep["present"].shape[1]
+    n_max = ep[f"views_{mcfg.view_sizes[0]}"].shape[1]
+    views = torch.from_numpy(np.sort(rng.choice(n_max, n, replace=False)))
+    return torch.stack([object_slots(pooled(tokens, i, views, int(variants[i])),
+                                     mcfg.object_tokens) for i in range(c)])
+
+
+def step_loss(head, eps, cfg, mcfg, rng):
+    losses = {"presence": 0.0, "cells": 0.0, "final": 0.0}
+    anchors, positives = [], []
+    for ep in eps:
+        c = ep["present"].shape[1]
+        feats = torch.from_numpy(ep["scene"]).float()  # [S, 112, r, c]
+        s = feats.shape[0]
+        n = int(rng.integers(1, 9))
+        variants = (rng.random(c) < cfg["photo_view_prob"]).astype(int)
+        # A frozen projection needs no gradient through the big [S, K, T, R] similarity.
+        with torch.set_grad_enabled(cfg["train_projection"]):
+            tokens = episode_tokens(head, ep, mcfg.view_sizes)
+            objects = episode_objects(tokens, ep, mcfg, rng, n, variants)
+            sim = head.similarity(feats, objects[None].expand(s, -1, -1, -1))
+        a, b = head.decide(feats, sim)
+        present = torch.from_numpy(ep["present"]).float()
+        targets = torch.from_numpy(ep["targets"]).float()
+        losses["presence"] += F.binary_cross_entropy_with_logits(b, present)
+        sel = present.bool()
+        if sel.any():
+            losses["cells"] += sigmoid_focal_loss(a[sel], targets[sel], cfg["focal_alpha"],
+                                                  cfg["focal_gamma"])
+        # final probability p = sigmoid(a) sigmoid(b) as a focal loss in log space
+        logp = F.logsigmoid(a) + F.logsigmoid(b)[..., None, None]
+        p = logp.exp().clamp(1e-6, 1 - 1e-6)
+        ce = -(targets * logp + (1 - targets) * torch.log1p(-p))
+        p_t = p * targets + (1 - p) * (1 - targets)
+        w = cfg["focal_alpha"] * targets + (1 - cfg["focal_alpha"]) * (1 - targets)
+        losses["final"] += (w * ce * (1 - p_t) ** cfg["focal_gamma"]).sum() / targets.sum().clamp(min=1)
+        if not cfg["train_projection"]:
+            continue
+        # two disjoint 4-view sets of the alpha views for the contrastive term
+        first, second = torch.arange(4), torch.arange(4, 8)
+        for i in range(c):
+            anchors.append(F.normalize(pooled(tokens, i, first, 0).mean(0), dim=0))
+            positives.append(F.normalize(pooled(tokens, i, second, 0).mean(0), dim=0))
+    k = len(eps)
+    stats = {name: float(v.detach()) / k for name, v in losses.items()}
+    nce = info_nce(torch.stack(anchors), torch.stack(positives), cfg["temperature"]) \
+        if anchors else torch.zeros(())
+    stats["nce"] = float(nce.detach())
+    loss = (cfg["w_presence"] * losses["presence"] + cfg["w_cells"] * losses["cells"]
+            + cfg["w_final"] * losses["final"]) / k + cfg["w_nce"] * nce
+    stats["loss"] = float(loss.detach())
+    return loss, stats
+
+
+@torch.no_grad()
+def validate(head, eps, mcfg, n=8, variant=0):
+    """Benchmark metrics (training.metrics.summarize) on featurized val episodes."""
+    records = []
+    for ep in eps:
+        c = ep["present"].shape[1]
+        objects = episode_objects(episode_tokens(head, ep, mcfg.view_sizes), ep, mcfg,
+                                  np.random.default_rng(0), n, np.full(c, variant))
+        feats = torch.from_numpy(ep["scene"]).float()
+        a, b = head(feats, objects[None].expand(feats.shape[0], -1, -1, -1))
+        probs = (torch.sigmoid(a) * torch.sigmoid(b)[..., None, None]).numpy()
+        for s in range(probs.shape[0]):
+            for i in range(c):
+                records.append({"grid": probs[s, i], "targets": ep["targets"][s, i].astype(float),
+                                "present": bool(ep["present"][s, i]),
+                                "valid": np.ones(probs.shape[2:], bool)})
+    return summarize(records)
+
+
+def init_projection(head, eps, dim):
+    """PCA (uncentred) of scene tokens: the projection starts as the best rank-D cosine keeper."""
+    x = np.concatenate([e["scene"].transpose(0, 2, 3, 1).reshape(-1, e["scene"].shape[1])
+                        for e in eps[:50]]).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-6
+    _, _, vt = np.linalg.svd(x[::7], full_matrices=False)
+    with torch.no_grad():
+        head.proj.weight.copy_(torch.from_numpy(vt[:dim]).view(dim, -1, 1, 1))
+
+
+def lr_at(step, cfg):
+    if step < cfg["warmup_steps"]:
+        return (step + 1) / cfg["warmup_steps"]
+    progress = (step - cfg["warmup_steps"]) / max(1, cfg["steps"] - cfg["warmup_steps"])
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def save(path, head, opt, step, elapsed, cfg, val):
+    tmp = path.with_suffix(".tmp")
+    torch.save({"head": head.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                "elapsed_s": elapsed, "config": json.dumps(cfg), "val": json.dumps(val)}, tmp)
+    os.replace(tmp, path)  # atomic
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Train the yolz v2 match head.")
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    ap.add_argument("--steps", type=int, help="override the config's steps")
+    ap.add_argument("--stop-after", type=int, default=0,
+                    help="stop (checkpointed) after this many steps in this run: chunked training")
+    args = ap.parse_args(argv)
+    cfg = load_config(args.config)
+    if args.steps:
+        cfg["steps"] = args.steps
+    torch.set_num_threads(cfg["threads"])
+    torch.manual_seed(cfg["seed"])
+    mcfg = MatchConfig(**{**cfg["model"], "pretrained": False})
+    cfg["model"] = dataclasses.asdict(mcfg)
+    head = MatchHead(mcfg)
+    train_eps = load_features(cfg["train_features"], cfg["max_train_episodes"])
+    val_eps = load_features(cfg["val_features"])
+    head.proj.weight.requires_grad_(cfg["train_projection"])
+    opt = torch.optim.AdamW([p for p in head.parameters() if p.requires_grad], lr=cfg["lr"],
+                            weight_decay=cfg["weight_decay"])
+    step, elapsed, best = 0, 0.0, -1.0
+    args.out.mkdir(parents=True, exist_ok=True)
+    last = args.out / "last.pt"
+    if args.resume and last.is_file():
+        ckpt = torch.load(last, map_location="cpu", weights_only=True)
+        head.load_state_dict(ckpt["head"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step, elapsed = int(ckpt["step"]), float(ckpt["elapsed_s"])
+        if (args.out / "best.pt").is_file():
+            bv = json.loads(torch.load(args.out / "best.pt", weights_only=True)["val"])
+            best = bv.get("score", -1.0)
+        print(f"resumed at step {step}")
+    else:
+        init_projection(head, train_eps, mcfg.token_dim)
+        val = validate(head, val_eps, mcfg)
+        print("val at init (PCA projection, untrained heads):", json.dumps(val))
+    (args.out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    writer = SummaryWriter(args.out / "tb")
+    rng = np.random.default_rng([cfg["seed"], step])  # fresh draws after a resume
+    started, run_steps = time.time(), 0
+    while step < cfg["steps"]:
+        for g in opt.param_groups:
+            g["lr"] = cfg["lr"] * lr_at(step, cfg)
+        batch = [train_eps[i] for i in rng.choice(len(train_eps), cfg["episodes_per_step"],
+                                                  replace=False)]
+        loss, stats = step_loss(head, batch, cfg, mcfg, rng)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(head.parameters(), cfg["grad_clip"])
+        opt.step()
+        step += 1
+        run_steps += 1
+        now = elapsed + time.time() - started
+        if step % cfg["log_every"] == 0:
+            print(f"step {step} " + " ".join(f"{k} {v:.4f}" for k, v in stats.items())
+                  + f" ({now:.0f} s)", flush=True)
+            for k, v in stats.items():
+                writer.add_scalar(f"train/{k}", v, step)
+        done = step == cfg["steps"] or (args.stop_after and run_steps >= args.stop_after)
+        if step % cfg["eval_every"] == 0 or done:
+            val = validate(head, val_eps, mcfg)
+            val["score"] = val["presence_auroc"] + val["cell_ap"]
+            print(f"val step {step}: " + json.dumps({k: round(v, 4) for k, v in val.items()}),
+                  flush=True)
+            for k, v in val.items():
+                writer.add_scalar(f"val/{k}", v, step)
+            if val["score"] > best:
+                best = val["score"]
+                save(args.out / "best.pt", head, opt, step, now, cfg, val)
+            save(last, head, opt, step, now, cfg, val)
+        elif step % cfg["ckpt_every"] == 0:
+            save(last, head, opt, step, now, cfg, {})
+        if done:
+            break
+    writer.close()
+    print(f"stopped at step {step}; best val score {best:.4f} -> {args.out}/best.pt")
+
+
+if __name__ == "__main__":
+    main()
