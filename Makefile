@@ -1,5 +1,6 @@
 # `make demo` and `make test` are the two commands a user needs; each sets itself up
 # (scripts/bootstrap.sh: venv, pinned wheels, CMake build of the interfaces).
+# ROS_DISTRO=jazzy selects the Jazzy wheels (.venv-jazzy, build-jazzy/); default: Kilted.
 # The rest is the training pipeline: make data -> make train -> make export -> make evaluate.
 SHELL := /bin/bash
 ENV := . scripts/env.sh &&
@@ -7,11 +8,14 @@ CONFIG ?= training/configs/cpu_default.yaml
 RUN ?= runs/$(basename $(notdir $(CONFIG)))
 MODEL ?= models/yolz_lite0
 
-.PHONY: setup test demo data train export evaluate compare benchmark clean
+.PHONY: setup lint test demo data train export evaluate compare benchmark clean
 setup:
 	@bash scripts/bootstrap.sh
 
-test: setup
+lint: setup
+	@$(ENV) ruff check . && echo "[lint] ruff: clean"
+
+test: setup lint
 	@$(ENV) python -m pytest -q tests
 
 demo: setup
@@ -39,4 +43,5 @@ benchmark: setup
 	@$(ENV) python -m yolz_ros.benchmark --model $(MODEL) --out docs/benchmark_cpu.json
 
 clean:
-	rm -rf build build.log .venv
+	rm -rf build build.log build.vision_msgs.log .venv build-jazzy build-jazzy.log \
+	  build-jazzy.vision_msgs.log .venv-jazzy

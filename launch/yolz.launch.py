@@ -2,15 +2,16 @@
 
     ros2 launch yolz_ros yolz.launch.py image:=/camera/color/image_raw
     ros2 launch yolz_ros yolz.launch.py image:=/camera/image_raw model_dir:=/path/model rviz:=true
+    ros2 launch yolz_ros yolz.launch.py managed:=true     # a lifecycle node, for a system manager
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition
+from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 
 
 def generate_launch_description():
@@ -21,6 +22,10 @@ def generate_launch_description():
     backend = LaunchConfiguration("backend")
     namespace = LaunchConfiguration("namespace")
     rviz = LaunchConfiguration("rviz")
+    managed = LaunchConfiguration("managed")
+    yolz = dict(package="yolz_ros", executable="yolz_node", name="yolz", namespace=namespace,
+                parameters=[params_file, {"model_dir": model_dir, "backend": backend}],
+                remappings=[("image", image)], output="screen")
     return LaunchDescription([
         DeclareLaunchArgument("image", default_value="/camera/image_raw",
                               description="camera topic (sensor_msgs/Image) to run on"),
@@ -35,15 +40,10 @@ def generate_launch_description():
                               description="namespace of the node"),
         DeclareLaunchArgument("rviz", default_value="false",
                               description="start rviz2 with the camera and overlay displays"),
-        Node(
-            package="yolz_ros",
-            executable="yolz_node",
-            name="yolz",
-            namespace=namespace,
-            parameters=[params_file, {"model_dir": model_dir, "backend": backend}],
-            remappings=[("image", image)],
-            output="screen",
-        ),
+        DeclareLaunchArgument("managed", default_value="false",
+                              description="true: a lifecycle node (configure/activate it)"),
+        Node(**yolz, condition=UnlessCondition(managed)),
+        LifecycleNode(**yolz, arguments=["--managed"], condition=IfCondition(managed)),
         Node(
             package="rviz2",
             executable="rviz2",

@@ -20,6 +20,11 @@ from rcl_interfaces.srv import ListParameters, SetParameters
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
+from lifecycle_msgs.msg import State, Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from vision_msgs.msg import Detection2DArray, LabelInfo
+
 from yolz_ros.msg import ObjectProbabilities
 from yolz_ros.srv import ListObjects, RegisterObject, RemoveObject
 
@@ -137,8 +142,9 @@ def tiny_model(tmp_path_factory):
     return directory
 
 
-def start_node(model_dir, library_dir, log_path, *params, remaps=()):
-    cmd = [sys.executable, "-m", "yolz_ros.node", "--ros-args",
+def start_node(model_dir, library_dir, log_path, *params, remaps=(), managed=False):
+    cmd = [sys.executable, "-m", "yolz_ros.node"] + (["--managed"] if managed else []) + [
+           "--ros-args",
            "--params-file", str(ROOT / "config" / "yolz.yaml"),  # the shipped defaults load
            "-p", f"model_dir:={model_dir}", "-p", f"library_dir:={library_dir}",
            "-p", "backend:=onnxruntime", "-p", "device:=cpu", "-p", "precision:=fp32"]
@@ -197,14 +203,22 @@ def remove(ros, name):
     return ros.call(RemoveObject, "/yolz/remove_object", RemoveObject.Request(name=name))
 
 
-def set_param(ros, name, value):
+def set_param(ros, name, value, expect=True):
     if isinstance(value, bool):
         pv = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
+    elif isinstance(value, int):
+        pv = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
     else:
         pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(value))
     response = ros.call(SetParameters, "/yolz/set_parameters",
                         SetParameters.Request(parameters=[Parameter(name=name, value=pv)]))
-    assert response.results[0].successful, response.results[0].reason
+    result = response.results[0]
+    assert result.successful == expect, result.reason
+    return result.reason
+
+
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 # ------------------------------------------------------------------------------------------
@@ -288,8 +302,8 @@ class TestRunningNode:
         assert np.all((grid >= 0) & (grid <= 1))
         # the mapping undoes the letterbox: the image spans the model input's width
         assert msg.cell_width == msg.cell_height > 0
-        assert msg.offset_x + 160 * msg.scale == pytest.approx(msg.cols * msg.cell_width - msg.offset_x,
-                                                               abs=1.0)
+        assert msg.offset_x + 160 * msg.scale == pytest.approx(
+            msg.cols * msg.cell_width - msg.offset_x, abs=1.0)
         stamps = [m.header.stamp.sec for m in probs]
         assert stamps == sorted(stamps)
 
@@ -376,6 +390,79 @@ class TestRunningNode:
         finally:
             set_param(ros, "max_rate", 0.0)
 
+
+    def test_detections_and_label_info_match_probabilities(self, ros, node, tiny_model):
+        """~/detections (vision_msgs) carries the same peaks as ~/probabilities; ~/label_info is
+        latched and follows the library and the threshold."""
+        import json
+        default = json.loads((tiny_model / "model.json").read_text())["default_threshold"]
+        for name in list(list_objects(ros).names):
+            assert remove(ros, name).success
+        labels = []
+        ros.node.create_subscription(LabelInfo, "/yolz/label_info", labels.append, LATCHED)
+        assert ros.spin_until(lambda: labels and not labels[-1].class_map, 5.0), \
+            "no latched LabelInfo for the empty library"
+        assert labels[-1].threshold == pytest.approx(default)
+        assert register(ros, "mug", object_views(3)).success
+        assert register(ros, "drill", object_views(2, seed=5)).success
+        assert ros.spin_until(lambda: len(labels[-1].class_map) == 2, 5.0)
+        assert [(c.class_id, c.class_name) for c in labels[-1].class_map] == \
+            [(0, "mug"), (1, "drill")]
+        set_param(ros, "threshold", 0.0)  # every cell passes: one region per object
+        try:
+            assert ros.spin_until(lambda: labels[-1].threshold == 0.0, 5.0)
+            probs, dets = {}, {}
+            subs = [ros.node.create_subscription(
+                        ObjectProbabilities, "/yolz/probabilities",
+                        lambda m: probs.setdefault(m.header.stamp.sec, m), 10),
+                    ros.node.create_subscription(
+                        Detection2DArray, "/yolz/detections",
+                        lambda m: dets.setdefault(m.header.stamp.sec, m), 10)]
+            stamp = [700]
+
+            def publish_one():
+                ros.frames.publish(image_msg(scene(stamp[0]), "rgb8", stamp_sec=stamp[0],
+                                             frame_id="cam_optical"))
+                stamp[0] += 1
+                ros.spin_for(0.1)
+                return bool(set(probs) & set(dets))
+            assert ros.spin_until(publish_one, 10.0), "no Detection2DArray beside the grid"
+            sec = min(set(probs) & set(dets))
+            p, d = probs[sec], dets[sec]
+            assert d.header.frame_id == "cam_optical" and d.header.stamp == p.header.stamp
+            assert len(p.detections) == 2 and len(d.detections) == len(p.detections)
+            for ours, theirs in zip(p.detections, d.detections):
+                hyp = theirs.results[0].hypothesis
+                assert hyp.class_id == ours.name and hyp.score == pytest.approx(ours.score)
+                assert theirs.bbox.center.position.x == pytest.approx((ours.x_min + ours.x_max) / 2)
+                assert theirs.bbox.center.position.y == pytest.approx((ours.y_min + ours.y_max) / 2)
+                assert theirs.bbox.size_x == pytest.approx(ours.x_max - ours.x_min)
+                assert theirs.bbox.size_y == pytest.approx(ours.y_max - ours.y_min)
+                assert theirs.header.stamp == p.header.stamp
+            # the whole grid is one region: the box is the whole image
+            assert {round(t.bbox.size_x) for t in d.detections} == {160}
+            for sub in subs:
+                ros.node.destroy_subscription(sub)
+        finally:
+            set_param(ros, "threshold", -1.0)
+        assert ros.spin_until(lambda: labels[-1].threshold == pytest.approx(default), 5.0)
+        assert remove(ros, "drill").success
+        assert ros.spin_until(lambda: [c.class_name for c in labels[-1].class_map] == ["mug"],
+                              5.0)
+        # a late subscriber gets the current one at once (transient local)
+        late = []
+        ros.node.create_subscription(LabelInfo, "/yolz/label_info", late.append, LATCHED)
+        assert ros.spin_until(lambda: bool(late), 5.0)
+        assert [c.class_name for c in late[-1].class_map] == ["mug"]
+
+    def test_start_only_parameters_are_refused_while_running(self, ros, node):
+        reason = set_param(ros, "max_objects", 3, expect=False)
+        assert "start-only" in reason
+        reason = set_param(ros, "overlay_alpha", 2.0, expect=False)  # out of range
+        assert reason
+        set_param(ros, "overlay_alpha", 0.25)
+        set_param(ros, "overlay_alpha", 0.5)
+        assert list_objects(ros).success  # still serving
 
     def test_config_file_covers_every_parameter(self, ros, node):
         declared = ros.call(ListParameters, "/yolz/list_parameters",
@@ -472,7 +559,8 @@ def test_restart_keeps_library_sigterm_exits_cleanly(ros, tiny_model, tmp_path):
         assert probs[0].header.stamp.sec == 2 and probs[0].camera == "/remapped/cam_b"
         assert list(probs[0].names) == ["box", "ball"]
         d = ros.fresh_diagnostics(where=lambda d: int(d["frames_rejected"]) >= 1)
-        assert "decode" in d["last_error"]
+        assert "bad frame" in d["last_error"]
+        assert "decode" in d["last_error"] or "corrupt" in d["last_error"]
         ros.node.destroy_subscription(sub)
         ros.node.destroy_publisher(pub)
     finally:
@@ -486,6 +574,75 @@ def test_missing_model_is_a_clear_fatal_error(tmp_path):
     assert proc.wait(timeout=30) == 1
     log = Path(proc.log_path).read_text()
     assert str(missing) in log and "model_dir" in log and "Traceback" not in log
+
+
+def change_state(ros, transition):
+    r = ros.call(ChangeState, "/yolz/change_state",
+                 ChangeState.Request(transition=Transition(id=transition)))
+    return r.success
+
+
+def lifecycle_state(ros):
+    return ros.call(GetState, "/yolz/get_state", GetState.Request()).current_state.id
+
+
+def test_managed_node_lifecycle(ros, tiny_model, tmp_path):
+    """--managed: configure loads (services appear), activate subscribes, deactivate releases
+    the camera and stops the output, activate again resumes; SIGTERM exits cleanly."""
+    proc = start_node(tiny_model, tmp_path / "library", tmp_path / "managed.log", managed=True)
+    try:
+        assert lifecycle_state(ros) == State.PRIMARY_STATE_UNCONFIGURED
+        lister = ros.node.create_client(ListObjects, "/yolz/list_objects")
+        ros.spin_for(0.5)
+        assert not lister.service_is_ready(), "services before configure"
+        assert change_state(ros, Transition.TRANSITION_CONFIGURE)
+        assert lifecycle_state(ros) == State.PRIMARY_STATE_INACTIVE
+        wait_ready(ros, proc)
+        assert register(ros, "box", object_views(3, seed=3)).success  # serving while inactive
+        assert ros.frames.get_subscription_count() == 0, "camera subscribed while inactive"
+        probs = []
+        ros.node.create_subscription(ObjectProbabilities, "/yolz/probabilities",
+                                     probs.append, 10)
+
+        def frames_arrive():
+            ros.frames.publish(image_msg(scene(1), "rgb8", stamp_sec=len(probs) + 1))
+            ros.spin_for(0.1)
+            return bool(probs)
+        for _ in range(2):
+            assert change_state(ros, Transition.TRANSITION_ACTIVATE)
+            assert lifecycle_state(ros) == State.PRIMARY_STATE_ACTIVE
+            probs.clear()
+            assert ros.spin_until(frames_arrive, 10.0), "no output while active"
+            assert list(probs[-1].names) == ["box"]
+            assert change_state(ros, Transition.TRANSITION_DEACTIVATE)
+            assert ros.spin_until(lambda: ros.frames.get_subscription_count() == 0, 5.0), \
+                "the camera was not released"
+            ros.spin_for(0.3)
+            probs.clear()
+            ros.frames.publish(image_msg(scene(2), "rgb8", stamp_sec=99))
+            ros.spin_for(0.5)
+            assert not probs, "output while inactive"
+        d = ros.fresh_diagnostics(where=lambda d: d.get("state") == "inactive")
+        assert d["objects"] == "1"
+        assert change_state(ros, Transition.TRANSITION_CLEANUP)
+        assert lifecycle_state(ros) == State.PRIMARY_STATE_UNCONFIGURED
+        ros.node.destroy_client(lister)
+    finally:
+        assert stop_node(proc) == 0, Path(proc.log_path).read_text()[-3000:]
+    assert "Traceback" not in Path(proc.log_path).read_text()
+
+
+def test_managed_configure_failure_keeps_the_node_up(ros, tmp_path):
+    proc = start_node(tmp_path / "no_such_model", tmp_path / "library", tmp_path / "m.log",
+                      managed=True)
+    try:
+        assert not change_state(ros, Transition.TRANSITION_CONFIGURE)
+        assert lifecycle_state(ros) == State.PRIMARY_STATE_UNCONFIGURED
+        assert proc.poll() is None
+    finally:
+        assert stop_node(proc) == 0
+    log = Path(proc.log_path).read_text()
+    assert "no_such_model" in log and "model_dir" in log and "Traceback" not in log
 
 
 # ------------------------------------------------------------------------------------------
@@ -583,14 +740,22 @@ def test_launch_file_names_the_node_and_its_arguments():
     def kwargs(call):
         return {k.arg: k.value for k in call.keywords}
     declared = {c.args[0].value for c in calls if name(c) == "DeclareLaunchArgument"}
-    assert declared == {"image", "params_file", "model_dir", "backend", "namespace", "rviz"}
-    nodes = [kwargs(c) for c in calls if name(c) == "Node"]
-    yolz = [k for k in nodes if ast.literal_eval(k["executable"]) == "yolz_node"]
-    assert len(yolz) == 1
-    assert ast.literal_eval(yolz[0]["package"]) == "yolz_ros"
-    assert ast.literal_eval(yolz[0]["name"]) == "yolz"
-    assert "namespace" in yolz[0] and "parameters" in yolz[0]
-    assert "('image', image)" in ast.unparse(yolz[0]["remappings"]).replace('"', "'")
+    assert declared == {"image", "params_file", "model_dir", "backend", "namespace", "rviz",
+                        "managed"}
+    [yolz] = [kwargs(c) for c in calls if name(c) == "dict"
+              and "executable" in kwargs(c)]
+    assert ast.literal_eval(yolz["executable"]) == "yolz_node"
+    assert ast.literal_eval(yolz["package"]) == "yolz_ros"
+    assert ast.literal_eval(yolz["name"]) == "yolz"
+    assert "namespace" in yolz and "parameters" in yolz
+    assert "('image', image)" in ast.unparse(yolz["remappings"]).replace('"', "'")
+    plain = [c for c in calls if name(c) == "Node" and not c.args
+             and any(k.arg is None for k in c.keywords)]
+    managed = [c for c in calls if name(c) == "LifecycleNode"]
+    assert len(plain) == 1 and "UnlessCondition(managed)" in ast.unparse(plain[0])
+    assert len(managed) == 1 and "IfCondition(managed)" in ast.unparse(managed[0])
+    assert "--managed" in ast.unparse(managed[0])
+    nodes = [kwargs(c) for c in calls if name(c) == "Node" and "executable" in kwargs(c)]
     rviz = [k for k in nodes if ast.literal_eval(k["executable"]) == "rviz2"]
     assert len(rviz) == 1 and "IfCondition" in ast.unparse(rviz[0]["condition"])
     assert "yolz.rviz" in ast.unparse(rviz[0]["arguments"])

@@ -29,6 +29,7 @@ live settings are immutable and swapped whole: a frame sees one consistent pair.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
@@ -176,7 +177,7 @@ class YolzCore:
                          else ReliabilityPolicy.BEST_EFFORT),
             durability=DurabilityPolicy.VOLATILE)
         for cam in self.pipeline.cameras:
-            put = (lambda msg, cam=cam: self.pipeline.mailbox.put(cam, msg))
+            put = functools.partial(self.pipeline.mailbox.put, cam)
             if cfg.image_transport == "compressed":
                 # like image_transport: remap the base topic, then append /compressed
                 cam.resolved = node.resolve_topic_name(cam.topic)

@@ -60,11 +60,11 @@ PARAMS: Tuple[Param, ...] = (
     Param("library_dir", "string", "",
           "object library folder; '' = $ROS_HOME/yolz_ros/library (ROS_HOME: ~/.ros)"),
     Param("image_transport", "string", "raw",
-          "raw: sensor_msgs/Image on <topic>; compressed: sensor_msgs/CompressedImage on "
-          "<topic>/compressed", choices=("raw", "compressed")),
+          "raw: sensor_msgs/Image on each camera topic; compressed: sensor_msgs/CompressedImage "
+          "on the topic + /compressed", choices=("raw", "compressed")),
     Param("image_topics", "string_array", ["image"],
-          "camera topics (relative, so remaps apply); with several, the outputs are "
-          "~/<camera>/..."),
+          "camera topics (relative, so remaps apply); with several, each camera's outputs are "
+          "under ~/CAMERA/"),
     Param("qos_reliability", "string", "best_effort",
           "camera subscription reliability (best_effort = sensor-data QoS)",
           choices=("best_effort", "reliable")),
