@@ -4,9 +4,9 @@ Accepted encodings: rgb8, bgr8, rgba8, bgra8, mono8, mono16. mono16 becomes 8 bi
 high byte (``>> 8``): a fixed mapping, so the same scene gives the same pixels in every frame
 (scaling by each frame's maximum would make brightness flicker with content).
 
-sensor_msgs/Image goes through cv_bridge when it is importable, else through the numpy conversion
-here; both honour ``step`` (row padding) and ``is_bigendian``. Every bad input raises ImageError
-saying what is wrong and what is accepted.
+sensor_msgs/Image is converted here with numpy, on every installation (no cv_bridge: it would only
+repeat the work, and the PyPI wheels have none); ``step`` (row padding) and ``is_bigendian`` are
+honoured. Every bad input raises ImageError saying what is wrong and what is accepted.
 
 Compressed data (CompressedImage frames, stored view PNGs) is only decoded after its size has
 been read from the PNG or JPEG header and found within the limit (``encoded_image_size``): a
@@ -41,12 +41,6 @@ ENCODINGS = {
 ACCEPTED = ", ".join(ENCODINGS)
 
 RgbAlpha = Tuple[np.ndarray, Optional[np.ndarray]]
-
-try:  # ROS systems with cv_bridge; the PyPI wheels have none (see ENVIRONMENT.md)
-    from cv_bridge import CvBridge
-except ImportError:  # pragma: no cover - depends on the installation
-    CvBridge = None
-
 
 class ImageError(ValueError):
     """An image that cannot be converted; the message says what is wrong and what is accepted."""
@@ -133,13 +127,7 @@ def image_msg_to_array(msg, max_pixels: int = MAX_PIXELS) -> RgbAlpha:
     """sensor_msgs/Image -> (RGB uint8 HxWx3, alpha uint8 HxW or None)."""
     channels, dtype = _encoding(msg.encoding)
     _check_size(msg.height, msg.width, max_pixels)
-    if CvBridge is not None:
-        # Validate the layout ourselves first: cv_bridge's errors do not say what to fix.
-        _msg_pixels(msg, channels, dtype)
-        pixels = CvBridge().imgmsg_to_cv2(msg, desired_encoding="passthrough")
-    else:
-        pixels = _msg_pixels(msg, channels, dtype)
-    return to_rgb(pixels, msg.encoding, max_pixels)
+    return to_rgb(_msg_pixels(msg, channels, dtype), msg.encoding, max_pixels)
 
 
 def encoded_image_size(data) -> Tuple[int, int, str]:
