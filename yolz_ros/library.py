@@ -196,6 +196,8 @@ class ObjectLibrary:
         self.reembedded: list[str] = []
         self._snapshot = Snapshot((), np.zeros((0, self.embedding_dim), np.float32),
                                   self.model_id)
+        self._entries: tuple = ()  # ((name, num_views), ...) swapped with the snapshot
+        self._skipped_names: tuple = ()
 
     # -- paths -----------------------------------------------------------------------------
     @property
@@ -481,13 +483,12 @@ class ObjectLibrary:
         return len(self._snapshot.names)
 
     def num_views(self, name: str) -> int:
-        with self._lock:
-            return self._objects[name].num_views
+        return dict(self._entries)[name]
 
     def entries(self) -> list:
-        """[(name, num_views)] in grid order."""
-        with self._lock:
-            return [(o.name, o.num_views) for o in self._objects.values()]
+        """[(name, num_views)] in grid order. Lock-free (an immutable tuple swapped with the
+        snapshot): a listing never waits behind a registration writing its files."""
+        return list(self._entries)
 
     def views(self, name: str) -> list:
         """The stored reference views of an object (RGB or RGBA uint8 arrays)."""
@@ -509,7 +510,7 @@ class ObjectLibrary:
 
     @property
     def skipped(self) -> list:
-        return list(self._skipped)
+        return list(self._skipped_names)
 
     # -- changes -------------------------------------------------------------------------
     def add(self, name: str, views: Sequence[np.ndarray], embedding, replace: bool = False):
@@ -622,4 +623,6 @@ class ObjectLibrary:
         else:
             emb = np.zeros((0, self.embedding_dim), np.float32)
         emb.setflags(write=False)
+        self._entries = tuple((o.name, o.num_views) for o in self._objects.values())
+        self._skipped_names = tuple(self._skipped)
         self._snapshot = Snapshot(names, emb, self.model_id)

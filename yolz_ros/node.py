@@ -23,8 +23,9 @@ activate subscribes to the cameras and starts the worker, deactivate stops the w
 releases the cameras, cleanup drops the model.
 
 Threading: camera callbacks only store the newest message per camera; one worker thread
-processes frames; services run in their own mutually exclusive callback group on a
-multi-threaded executor, so they never wait behind inference. The library's snapshot and the
+processes frames; register/remove run in one mutually exclusive callback group and list in
+another, on a multi-threaded executor, so services never wait behind inference and a listing
+never waits behind a registration (the library's listing is lock-free). The library's snapshot and the
 live settings are immutable and swapped whole: a frame sees one consistent pair.
 """
 from __future__ import annotations
@@ -48,6 +49,7 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 from yolz_ros import registration
 from yolz_ros.diagnostics import Diagnostics
 from yolz_ros.frames import Camera, Pipeline, camera_keys, output_prefix
+from yolz_ros.log_throttle import ReasonThrottle
 from yolz_ros.msg import ObjectProbabilities
 from yolz_ros.outputs import label_info
 from yolz_ros.params import (BY_NAME, PARAMS, ConfigError, Settings, check_changes,
@@ -100,8 +102,10 @@ class YolzCore:
         self._entities = []  # publishers, services, timers created at configure
         self._registration_lock = threading.Lock()
         self._image_group = MutuallyExclusiveCallbackGroup()
-        self._service_group = MutuallyExclusiveCallbackGroup()
+        self._service_group = MutuallyExclusiveCallbackGroup()  # register / remove (writes)
+        self._read_group = MutuallyExclusiveCallbackGroup()  # list: never waits behind writes
         self._diag_group = MutuallyExclusiveCallbackGroup()
+        self._frame_log = ReasonThrottle(period_s=5.0)  # per reason, not one for all frames
         self._diagnostics = Diagnostics(f"yolz_ros: {node.get_fully_qualified_name()}")
         node.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -162,7 +166,7 @@ class YolzCore:
         self._keep(node.create_service(RemoveObject, "~/remove_object", self._on_remove,
                                        callback_group=g))
         self._keep(node.create_service(ListObjects, "~/list_objects", self._on_list,
-                                       callback_group=g))
+                                       callback_group=self._read_group))
         self._keep(node.create_timer(1.0, self._publish_diagnostics,
                                      callback_group=self._diag_group))
         self.configured = True
@@ -233,7 +237,9 @@ class YolzCore:
         return self.library.snapshot, self.settings
 
     def _frame_error(self, text):
-        self.log.warning(text + " (frame skipped)", throttle_duration_sec=5.0)
+        line = self._frame_log.allow(text + " (frame skipped)")
+        if line is not None:
+            self.log.warning(line)
 
     # -- services ----------------------------------------------------------------------------
     def _on_register(self, request, response):
@@ -250,7 +256,9 @@ class YolzCore:
     def _on_remove(self, request, response):
         with self._registration_lock:
             snapshot = registration.remove(request, response, self.library)
-        if snapshot is not None:
+        if snapshot is None:
+            self.log.warning(f"remove_object {request.name!r} refused: {response.message}")
+        else:
             self.log.info(response.message)
             self._publish_label_info()
         return response

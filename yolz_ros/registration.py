@@ -12,11 +12,9 @@ import numpy as np
 
 from yolz_ros.image import ACCEPTED, image_msg_to_array
 from yolz_ros.library import LibraryError, validate_name
+from yolz_ros.limits import (MAX_REQUEST_BYTES, MAX_VIEW_BYTES, MAX_VIEW_PIXELS, MAX_VIEW_SIDE,
+                             MAX_VIEWS, MIN_VIEW_SIDE)
 from yolz_ros.msg import ViewFeedback
-
-MAX_VIEWS = 32
-MIN_VIEW_SIDE = 8
-MAX_VIEW_SIDE = 4096
 # A view whose agreement with the object's mean is this far below the others' gets a note.
 DISAGREEMENT_MARGIN = 0.2
 DISAGREE_NOTE = "this view disagrees with the others: is it the same object?"
@@ -74,14 +72,31 @@ def decode_view(view) -> np.ndarray:
     if view.width > MAX_VIEW_SIDE or view.height > MAX_VIEW_SIDE:
         raise ValueError(f"size {view.width}x{view.height} is too large: each side must be at "
                          f"most {MAX_VIEW_SIDE} pixels (crop or scale the view to the object)")
+    if view.width * view.height > MAX_VIEW_PIXELS:
+        raise ValueError(f"size {view.width}x{view.height} is too large: at most "
+                         f"{MAX_VIEW_PIXELS} pixels per view (crop or scale the view to the "
+                         "object)")
+    if len(view.data) > MAX_VIEW_BYTES:
+        raise ValueError(f"{len(view.data)} bytes of data, over the limit of {MAX_VIEW_BYTES} "
+                         "bytes per view (crop or scale the view to the object)")
     rgb, alpha = image_msg_to_array(view)
     if alpha is not None:
         rgb = np.dstack([rgb, alpha])
     return np.ascontiguousarray(rgb, dtype=np.uint8)
 
 
+def check_request_bytes(views) -> None:
+    """Refused if the views' data together exceed MAX_REQUEST_BYTES (before any conversion)."""
+    total = sum(len(v.data) for v in views)
+    if total > MAX_REQUEST_BYTES:
+        raise Refused(f"the views carry {total} bytes together, over the limit of "
+                      f"{MAX_REQUEST_BYTES} bytes per request: send fewer or smaller views "
+                      "(the model sees each view at its own small input size)")
+
+
 def decode_views(views) -> List[np.ndarray]:
     """All views, or Refused naming every bad one (and a note on each)."""
+    check_request_bytes(views)
     out, notes = [], {}
     for i, view in enumerate(views):
         try:
