@@ -8,7 +8,7 @@ CONFIG ?= training/configs/cpu_default.yaml
 RUN ?= runs/$(basename $(notdir $(CONFIG)))
 MODEL ?= models/yolz_lite0
 
-.PHONY: setup lint test demo data train export evaluate compare benchmark clean
+.PHONY: setup lint test demo soak data train export evaluate compare benchmark clean
 setup:
 	@bash scripts/bootstrap.sh
 
@@ -20,6 +20,12 @@ test: setup lint
 
 demo: setup
 	@$(ENV) python scripts/demo.py
+
+# Soak and fault run against the node (camera at 30 Hz, concurrent register/remove/list, kill -9
+# mid-write, bad input); JSON report in out/soak/report.json. MINUTES=10 by default.
+MINUTES ?= 10
+soak: setup
+	@$(ENV) python scripts/soak.py --minutes $(MINUTES) --out out/soak
 
 # Render the PyBullet data (seeded, cached: re-running skips what exists). ~4 min on 2 cores.
 data: setup

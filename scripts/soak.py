@@ -209,7 +209,11 @@ class Soak:
         self.out.mkdir(parents=True, exist_ok=True)
         self.sandbox = self.out / "sandbox"
         self.library_dir = self.sandbox / "library"
+        if (self.sandbox / ".yolz-soak").is_file():  # a previous run's: start from nothing
+            import shutil
+            shutil.rmtree(self.sandbox)
         self.library_dir.mkdir(parents=True, exist_ok=True)
+        (self.sandbox / ".yolz-soak").write_text("written by scripts/soak.py\n")
         for i in range(3):  # neighbours of the library: must never change
             (self.sandbox / f"neighbour_{i}.txt").write_text(f"not the library's {i}\n")
         (self.sandbox / "neighbour_dir").mkdir(exist_ok=True)
