@@ -3,13 +3,18 @@
     ros2 launch yolz_ros yolz.launch.py image:=/camera/color/image_raw
     ros2 launch yolz_ros yolz.launch.py image:=/camera/image_raw model_dir:=/path/model rviz:=true
     ros2 launch yolz_ros yolz.launch.py managed:=true     # a lifecycle node, for a system manager
+
+The node runs with the FastDDS same-host profile (config/fastdds_same_host.xml: shared memory
+large enough for camera frames; without it FastDDS's 512 KiB segment loses most 640x480 best-effort
+frames on one host). The camera driver must use it too: export FASTDDS_DEFAULT_PROFILES_FILE
+before starting it (README, "Reliability"). dds_profile:='' keeps FastDDS's defaults.
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition, UnlessCondition
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.conditions import IfCondition, LaunchConfigurationNotEquals, UnlessCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 
@@ -42,6 +47,13 @@ def generate_launch_description():
                               description="start rviz2 with the camera and overlay displays"),
         DeclareLaunchArgument("managed", default_value="false",
                               description="true: a lifecycle node (configure/activate it)"),
+        DeclareLaunchArgument(
+            "dds_profile",
+            default_value=os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
+            or os.path.join(share, "config", "fastdds_same_host.xml"),
+            description="FastDDS profile XML for the node (and rviz); '' = FastDDS defaults"),
+        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("dds_profile"),
+                               condition=LaunchConfigurationNotEquals("dds_profile", "")),
         Node(**yolz, condition=UnlessCondition(managed)),
         LifecycleNode(**yolz, arguments=["--managed"], condition=IfCondition(managed)),
         Node(

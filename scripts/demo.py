@@ -73,14 +73,19 @@ def main(argv=None):
     for old in list(args.out.glob("overlay_*.png")) + [args.out / "library"]:
         subprocess.run(["rm", "-rf", str(old)], check=True)
 
+    # The same-host FastDDS profile (config/fastdds_same_host.xml) for the node, the camera and
+    # this listener: 640x480 frames then go through shared memory, best effort, as from a camera.
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID", "57"), PYTHONUNBUFFERED="1")
+               ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID", "57"), PYTHONUNBUFFERED="1",
+               FASTDDS_DEFAULT_PROFILES_FILE=os.environ.get(
+                   "FASTDDS_DEFAULT_PROFILES_FILE",
+                   str(ROOT / "config" / "fastdds_same_host.xml")))
     os.environ.update(env)
     node_log = open(args.out / "node.log", "w")
     node = subprocess.Popen(
         [sys.executable, "-m", "yolz_ros.node", "--ros-args",
          "-p", f"model_dir:={args.model}", "-p", f"library_dir:={args.out / 'library'}",
-         "-p", "backend:=onnxruntime", "-p", "qos_reliability:=reliable",
+         "-p", "backend:=onnxruntime",
          "-r", "image:=/demo/camera/image"],
         stdout=node_log, stderr=subprocess.STDOUT, env=env)
 
@@ -108,7 +113,7 @@ def main(argv=None):
         print(f"[demo] playing {len(truth)} frames at {args.rate} Hz", flush=True)
         player = subprocess.Popen(
             [sys.executable, "-m", "yolz_ros.cli.camera_player", str(args.out / "assets" / "scenes"),
-             "--rate", str(args.rate), "--frame-id", "demo_camera", "--reliable",
+             "--rate", str(args.rate), "--frame-id", "demo_camera",
              "--ros-args", "-r", "image:=/demo/camera/image"], env=env)
         while player.poll() is None:
             spin_for(0.2)

@@ -741,7 +741,11 @@ def test_launch_file_names_the_node_and_its_arguments():
         return {k.arg: k.value for k in call.keywords}
     declared = {c.args[0].value for c in calls if name(c) == "DeclareLaunchArgument"}
     assert declared == {"image", "params_file", "model_dir", "backend", "namespace", "rviz",
-                        "managed"}
+                        "managed", "dds_profile"}
+    # the same-host FastDDS profile (issue 12) reaches the node through its environment
+    [env] = [c for c in calls if name(c) == "SetEnvironmentVariable"]
+    assert ast.literal_eval(env.args[0]) == "FASTDDS_DEFAULT_PROFILES_FILE"
+    assert "fastdds_same_host.xml" in source
     [yolz] = [kwargs(c) for c in calls if name(c) == "dict"
               and "executable" in kwargs(c)]
     assert ast.literal_eval(yolz["executable"]) == "yolz_node"
