@@ -32,11 +32,11 @@ def fake_embed(vs):
 
 def test_add_list_remove_reload(tmp_path):
     lib = ObjectLibrary(tmp_path, "m@1").load()
-    assert lib.names() == [] and lib.embeddings_matrix().embeddings.shape[0] == 0
+    assert lib.names() == [] and lib.snapshot.embeddings.shape[0] == 0
     mug_views = views(3, seed=1, channels=4)
     lib.add("mug", mug_views, unit(1))
     lib.add("drill", views(2, seed=2), fake_embed(views(2, seed=2)))
-    names, emb = lib.embeddings_matrix()
+    names, emb = lib.snapshot.names, lib.snapshot.embeddings
     assert names == ("mug", "drill") and emb.dtype == np.float32 and emb.shape == (2, 8)
     with pytest.raises(ValueError):
         emb[0, 0] = 1.0  # snapshot is immutable
@@ -50,8 +50,8 @@ def test_add_list_remove_reload(tmp_path):
 
     again = ObjectLibrary(tmp_path, "m@1").load(embed_fn=pytest.fail)
     assert again.names() == ["mug", "drill"]
-    np.testing.assert_array_equal(again.embeddings_matrix().embeddings,
-                                  lib.embeddings_matrix().embeddings)
+    np.testing.assert_array_equal(again.snapshot.embeddings,
+                                  lib.snapshot.embeddings)
     np.testing.assert_array_equal(again.views("mug")[0], views(1, seed=5)[0])
     assert again.entries() == [("mug", 1), ("drill", 2)]
 
@@ -123,7 +123,7 @@ def test_crash_mid_write_keeps_old_state(tmp_path, monkeypatch):
 
     reloaded = ObjectLibrary(tmp_path, "m@1").load()
     assert reloaded.names() == ["mug"] and reloaded.num_views("mug") == 2
-    np.testing.assert_allclose(reloaded.embeddings_matrix().embeddings[0], unit(1))
+    np.testing.assert_allclose(reloaded.snapshot.embeddings[0], unit(1))
 
 
 def test_leftover_temporaries_and_orphans(tmp_path, caplog):
@@ -204,7 +204,7 @@ def test_reembedding_on_model_change(tmp_path, caplog):
     assert calls == [3, 2] and new.reembedded == ["mug", "drill"]
     assert "re-embedding" in caplog.text
     assert new.names() == ["mug", "drill"]
-    np.testing.assert_allclose(new.embeddings_matrix().embeddings[0],
+    np.testing.assert_allclose(new.snapshot.embeddings[0],
                                fake_embed(mug_views).vector, rtol=1e-6)
     index = json.loads((tmp_path / "library.json").read_text())
     assert {e["model_id"] for e in index["objects"]} == {"model@bbbb"}
@@ -338,7 +338,7 @@ def test_rebuild_never_prefers_an_unacknowledged_write(tmp_path, monkeypatch, ca
         again = ObjectLibrary(tmp_path, "m@1").load(embed_fn=pytest.fail)
     assert sorted(again.names()) == ["cold", "warm"]
     assert again.num_views("warm") == 8  # the acknowledged version, not the newer orphan
-    np.testing.assert_allclose(again.embeddings_matrix().embeddings[again.names().index("warm")],
+    np.testing.assert_allclose(again.snapshot.embeddings[again.names().index("warm")],
                                unit(1))
     assert "unreadable" in caplog.text
     # the rebuilt index is written, the unacknowledged folders are out of objects/

@@ -93,9 +93,6 @@ class Snapshot:
     embeddings: np.ndarray  # float32 [K, E], read-only
     model_id: str
 
-    def __iter__(self):  # allows `names, emb = library.embeddings_matrix()`
-        return iter((self.names, self.embeddings))
-
 
 def _atomic_write_json(path: Path, obj) -> None:
     write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
@@ -476,12 +473,6 @@ class ObjectLibrary:
     def names(self) -> list:
         return list(self._snapshot.names)
 
-    def __contains__(self, name) -> bool:
-        return name in self._snapshot.names
-
-    def __len__(self) -> int:
-        return len(self._snapshot.names)
-
     def num_views(self, name: str) -> int:
         return dict(self._entries)[name]
 
@@ -498,10 +489,6 @@ class ObjectLibrary:
                 raise LibraryError(f"no object named {name!r}")
             path = self._folder_path(obj.folder)
             return [_decode_png(path / f"view_{i:03d}.png") for i in range(obj.num_views)]
-
-    def embeddings_matrix(self) -> Snapshot:
-        """An immutable (names, float32 [K, E]) snapshot; unpacks as ``names, emb``."""
-        return self._snapshot
 
     @property
     def snapshot(self) -> Snapshot:
