@@ -4,9 +4,9 @@ Groceries are what a household robot meets and what untextured shapes never taug
 boxes, cans, jars and bottles whose faces carry labels. Each product is a mesh with UVs (written as
 OBJ) and a texture atlas made of real photo crops (training/data/photos.py, from the product's own
 split), rendered brand-like text, colour bands and simple logos. Products come in families of
-FAMILY_SIZE: members share the shape, size, palette and label layout and differ in their photo crop,
-text and accents, so every scene can hold the same-kind distractor ("another box beside the box")
-that only appearance tells apart.
+FAMILY_SIZE: members share the shape and size (and in half of the families their colours) and differ
+in label layout, photo crop, text and logo, so every scene can hold the same-kind distractor
+("another box beside the box") that only appearance tells apart.
 
     spec = product_spec("train", 17)          # deterministic from (split, id)
     views, dirs = render_views(spec, dirs, 128, data_dir)   # RGBA renders from given directions
@@ -114,20 +114,21 @@ def _put_text(img, text, rng, colour, box):
     cv2.putText(img, text, org, font, scale, tuple(int(c) for c in colour), thick, cv2.LINE_AA)
 
 
-def _panel(h, w, fam, member, photos) -> np.ndarray:
-    """One label panel: family layout and palette, member-specific photo, words and accents."""
-    bg, accent, ink = _palette(fam)
-    accent = np.clip(accent + member.integers(-60, 61, 3), 0, 255)
+def _panel(h, w, palette, layout_rng, member, photos) -> np.ndarray:
+    """One label panel: colours from `palette`, layout (bands, gradient, photo window position)
+    from `layout_rng`, and the member's own photo crop, words and accents."""
+    bg, accent, ink = _palette(palette)
+    accent = np.clip(accent + member.integers(-40, 41, 3), 0, 255)
     img = np.empty((h, w, 3), np.uint8)
     img[:] = bg
-    if fam.random() < 0.5:  # vertical gradient towards the accent colour
-        t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None] * fam.uniform(0.3, 0.8)
+    if layout_rng.random() < 0.5:  # vertical gradient towards the accent colour
+        t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None] * layout_rng.uniform(0.3, 0.8)
         img[:] = (bg * (1 - t) + accent * t).astype(np.uint8)
-    layout = int(fam.integers(3))
-    bands = int(fam.integers(0, 4))
-    for i in range(bands):  # horizontal colour bands
-        y = int(h * (0.1 + 0.8 * fam.random()))
-        cv2.rectangle(img, (0, y), (w, y + int(h * fam.uniform(0.02, 0.08))), tuple(int(c) for c in accent), -1)
+    layout = int(layout_rng.integers(3))
+    for _ in range(int(layout_rng.integers(0, 4))):  # horizontal colour bands
+        y = int(h * (0.1 + 0.8 * layout_rng.random()))
+        cv2.rectangle(img, (0, y), (w, y + int(h * layout_rng.uniform(0.02, 0.08))),
+                      tuple(int(c) for c in accent), -1)
     if photos:  # the member's own photo crop: what makes it THIS product
         photo = photos[int(member.integers(len(photos)))]
         ph, pw = int(h * member.uniform(0.35, 0.6)), int(w * member.uniform(0.5, 0.9))
@@ -157,31 +158,38 @@ def _panel(h, w, fam, member, photos) -> np.ndarray:
 
 
 def product_texture(spec: ProductSpec, photos) -> np.ndarray:
-    """The RGB texture atlas [512, 1024]; layout per kind matches `_mesh`'s UVs."""
-    fam = _rng("family", spec.split, spec.family)
-    member = _rng("member", spec.split, spec.product_id)
+    """The RGB texture atlas [512, 1024]; layout per kind matches `_mesh`'s UVs.
+
+    Siblings always share shape and size; in half of the families they also share their colours
+    (the same-colour hard negative), otherwise each member has its own. Layout, photo crop, words
+    and logo are always the member's own."""
+    split, pid = spec.split, spec.product_id
+    shares_colours = _rng("family-colours", split, spec.family).random() < 0.5
+    owner = ("family", spec.family) if shares_colours else ("member", pid)
+    pal = lambda part: _rng("palette", part, split, *owner)  # noqa: E731
+    lay = lambda part: _rng("layout", part, split, pid)  # noqa: E731
+    member = _rng("member", split, pid)
     H, W = ATLAS
     atlas = np.empty((H, W, 3), np.uint8)
     if spec.kind == "box":  # top row: front, right, back, left; bottom row: top, bottom, spare
-        front = _panel(H // 2, W // 4, fam, member, photos)
-        side = _panel(H // 2, W // 4, _rng("side", spec.split, spec.family), member, photos[:0])
-        back = _panel(H // 2, W // 4, _rng("back", spec.split, spec.family), member, photos)
+        front = _panel(H // 2, W // 4, pal("front"), lay("front"), member, photos)
+        side = _panel(H // 2, W // 4, pal("side"), lay("side"), member, photos[:0])
+        back = _panel(H // 2, W // 4, pal("back"), lay("back"), member, photos)
         atlas[:H // 2, :W // 4] = front
         atlas[:H // 2, W // 4:W // 2] = side
         atlas[:H // 2, W // 2:3 * W // 4] = back
         atlas[:H // 2, 3 * W // 4:] = side[:, ::-1]
-        atlas[H // 2:] = _palette(fam)[0]
+        atlas[H // 2:] = _palette(pal("front"))[0]
         atlas[H // 2:, :W // 4] = cv2.resize(front, (W // 4, H // 2))[::-1]
     else:  # side wraps the top 3/4 (u = angle), caps/lids use the bottom quarter
-        wrap = _panel(3 * H // 4, W // 2, fam, member, photos)
-        wrap2 = _panel(3 * H // 4, W // 2, _rng("back", spec.split, spec.family), member, photos)
+        wrap = _panel(3 * H // 4, W // 2, pal("front"), lay("front"), member, photos)
+        wrap2 = _panel(3 * H // 4, W // 2, pal("back"), lay("back"), member, photos)
         atlas[:3 * H // 4] = np.concatenate([wrap, wrap2], axis=1)
-        cap = {"can": (180, 180, 185), "jar": tuple(int(c) for c in _palette(fam)[1]),
-               "bottle": tuple(int(c) for c in _palette(member)[1])}[spec.kind]
+        cap = {"can": (180, 180, 185), "jar": tuple(int(c) for c in _palette(pal("cap"))[1]),
+               "bottle": tuple(int(c) for c in _palette(pal("cap"))[2])}[spec.kind]
         atlas[3 * H // 4:] = cap
         if spec.kind == "bottle":  # above and below the label band: plastic/glass colour
-            body = _palette(fam)[0] // 2 + 60
-            atlas[:int(0.22 * H)] = body
+            atlas[:int(0.22 * H)] = _palette(pal("body"))[0] // 2 + 60
     return atlas
 
 

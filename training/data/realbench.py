@@ -10,7 +10,7 @@ Episode: C objects — whole product families, so each object's siblings are in 
 hardest negatives — with 8 reference views each, and S scenes. Each scene pastes 1-4 episode
 objects (rendered from viewpoints >= 15 degrees from every reference view) and 0-3 distractors
 from outside the episode onto a crop of a real photo; objects are 3-35% of the image height
-(log-uniform), rotated a little (sometimes lying), mildly occluding each other, brightness/tint
+(uniform), rotated a little (sometimes lying), mildly occluding each other, brightness/tint
 jittered. Every (scene, episode object) is a query; objects absent from a scene are negatives.
 
 Reference views come twice: `views_alpha` (RGBA, the object cut out, as a registration tool
@@ -52,7 +52,7 @@ class RealConfig:
     families_per_episode: int = 2      # product families (FAMILY_SIZE members each)
     stamps_per_episode: int = 2        # real-photo cut-outs
     scenes_per_episode: int = 4
-    min_height: float = 0.03           # object height / image height, log-uniform in between
+    min_height: float = 0.03           # object height / image height, uniform in between
     max_height: float = 0.35
     max_present: int = 4               # episode objects pasted per scene (at least 1)
     max_distractors: int = 3           # non-episode objects per scene
@@ -68,10 +68,10 @@ class RealConfig:
 class ObjectSource:
     """The objects of one split: products (rendered, cached) and tuxpaint photo stamps."""
 
-    def __init__(self, split: str, data_dir: str):
+    def __init__(self, split: str, data_dir: str, with_stamps: bool = True):
         self.split, self.data_dir = split, data_dir
         self.products = products.product_ids(split)
-        self.stamps = sources.tuxpaint_ids(split, data_dir)
+        self.stamps = sources.tuxpaint_ids(split, data_dir) if with_stamps else []
         self.photos = photo_source.photo_pool(split, data_dir)
         if not self.photos:
             raise FileNotFoundError(f"no real photos for split {split!r}: see training/data/photos.py")
@@ -154,7 +154,7 @@ def _scene(src: ObjectSource, cfg: RealConfig, members, distractors, rng):
         angle = rng.uniform(80, 100) * rng.choice([-1, 1]) if rng.random() < cfg.lying_prob \
             else rng.uniform(-cfg.max_tilt, cfg.max_tilt)
         cut = _rotate(cut, angle)
-        frac = np.exp(rng.uniform(np.log(cfg.min_height), np.log(cfg.max_height)))
+        frac = rng.uniform(cfg.min_height, cfg.max_height)
         scale = frac * h / cut.shape[0]
         if cut.shape[1] * scale > 0.6 * w:  # very wide cut-outs: keep them inside the frame
             scale = 0.6 * w / cut.shape[1]
@@ -247,7 +247,7 @@ def build(split: str, episodes: int, cfg: RealConfig | None = None, seed: int | 
     cfg = cfg or RealConfig(split=split)
     out = out or bench_dir(split, cfg.data_dir)
     out.mkdir(parents=True, exist_ok=True)
-    src = ObjectSource(split, cfg.data_dir)
+    src = ObjectSource(split, cfg.data_dir, cfg.stamps_per_episode > 0)
     seed = BENCH_SEED[split] if seed is None else seed
     for i in range(start, episodes):
         path = out / f"episode_{i:04d}.npz"

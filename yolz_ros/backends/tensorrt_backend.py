@@ -129,9 +129,10 @@ class TensorRTBackend(Backend):
         self._stream = _cuda(cudart, cudart.cudaStreamCreate())
         cache = EngineCache(cache_dir, self.log)
 
-        v, e = info.view_size, info.embedding_dim
-        views = ("views", (1, 3, v, v), (min(info.views_per_object, MAX_VIEWS), 3, v, v),
-                 (MAX_VIEWS, 3, v, v))
+        # yolz-model/2 embeds views at several sizes: one profile spans the smallest to the largest
+        lo, hi, e = min(info.view_sizes), max(info.view_sizes), info.embedding_dim
+        views = ("views", (1, 3, lo, lo), (min(info.views_per_object, MAX_VIEWS), 3, hi, hi),
+                 (MAX_VIEWS, 3, hi, hi))
         objects = ("embeddings", (1, e), (min(4, max_objects), e), (max_objects, e))
         self._embedder = self._load(cache, info, "embedder", [views], gpu_name, capability)
         self._detector = self._load(cache, info, "detector", [objects], gpu_name, capability)
