@@ -25,8 +25,8 @@ releases the cameras, cleanup drops the model.
 Threading: camera callbacks only store the newest message per camera; one worker thread
 processes frames; register/remove run in one mutually exclusive callback group and list in
 another, on a multi-threaded executor, so services never wait behind inference and a listing
-never waits behind a registration (the library's listing is lock-free). The library's snapshot and the
-live settings are immutable and swapped whole: a frame sees one consistent pair.
+never waits behind a registration (the library's listing is lock-free). The library's snapshot
+and the live settings are immutable and swapped whole: a frame sees one consistent pair.
 """
 from __future__ import annotations
 
