@@ -29,3 +29,14 @@ def toy_data_dir(tmp_path_factory):
 
 TOY_EPISODE = ["objects_per_episode=3", "scenes_per_episode=2", "tabletop_fraction=0",
                "tuxpaint_fraction=0"]
+
+
+@pytest.fixture()
+def photo_free(monkeypatch):
+    """Photo pool from scikit-image's bundled photos only: no package downloads in the test."""
+    from training.data import photos
+
+    monkeypatch.setattr(photos, "photo_files", lambda data_dir="data": {})
+    photos.photo_pool.cache_clear()
+    yield
+    photos.photo_pool.cache_clear()

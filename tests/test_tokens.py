@@ -71,17 +71,6 @@ def test_match_model_shapes_and_objects_are_scored_independently():
         torch.testing.assert_close(one[0], probs[2])
 
 
-@pytest.fixture()
-def photo_free(monkeypatch):
-    """Photo pool from scikit-image's bundled photos only: no package downloads in the test."""
-    from training.data import photos
-
-    monkeypatch.setattr(photos, "photo_files", lambda data_dir="data": {})
-    photos.photo_pool.cache_clear()
-    yield
-    photos.photo_pool.cache_clear()
-
-
 def test_real_benchmark_labels(tmp_path, photo_free):
     pytest.importorskip("pybullet")
     from training.data import products, realbench
