@@ -1,14 +1,21 @@
 # `make demo` and `make test` are the two commands a user needs; each sets itself up
 # (scripts/bootstrap.sh: venv, pinned wheels, CMake build of the interfaces).
 # ROS_DISTRO=jazzy selects the Jazzy wheels (.venv-jazzy, build-jazzy/); default: Kilted.
-# The rest is the training pipeline: make data -> make train -> make export -> make evaluate.
+# The rest is the training pipeline (yolz v2, the default model models/yolz_tokens):
+#   make realbench -> make data -> make train -> make export -> make evaluate -> make compare
+# The v1 pipeline (random_urdfs, models/yolz_lite0): make data-urdf train-v1 export-v1.
 SHELL := /bin/bash
 ENV := . scripts/env.sh &&
-CONFIG ?= training/configs/cpu_default.yaml
+CONFIG ?= training/configs/match_cpu.yaml
 RUN ?= runs/$(basename $(notdir $(CONFIG)))
-MODEL ?= models/yolz_lite0
+MODEL ?= models/yolz_tokens
+CONFIG_V1 ?= training/configs/cpu_default.yaml
+RUN_V1 ?= runs/$(basename $(notdir $(CONFIG_V1)))
+MODEL_V1 ?= models/yolz_lite0
+TRAIN_EPISODES ?= 600
 
-.PHONY: setup lint test demo soak data train export evaluate compare benchmark clean
+.PHONY: setup lint test demo soak realbench data data-urdf train export evaluate compare \
+	benchmark train-v1 export-v1 clean
 setup:
 	@bash scripts/bootstrap.sh
 
@@ -27,23 +34,46 @@ MINUTES ?= 10
 soak: setup
 	@$(ENV) python scripts/soak.py --minutes $(MINUTES) --out out/soak
 
-# Render the PyBullet data (seeded, cached: re-running skips what exists). ~4 min on 2 cores.
-data: setup
+# The real-object benchmark (deterministic; val decides, test reports): textured products and
+# photo cut-outs on real photographs, 640x480. Fetches its photo packages once into data/cache.
+realbench: setup
+	@$(ENV) python -m training.data.realbench --split val --episodes 30 && \
+	  python -m training.data.realbench --split test --episodes 50
+
+# v2 training data: frozen-backbone features of the val benchmark and of TRAIN_EPISODES training
+# episodes (resumable; ~1 s/episode on a quiet 2-core machine once the products are rendered).
+data: realbench
+	@$(ENV) python -m training.match_features --split val --from-bench data/realbench/val \
+	  --out data/features/val && \
+	  python -m training.match_features --split train --episodes $(TRAIN_EPISODES) \
+	  --out data/features/train
+
+train: setup
+	@$(ENV) python -m training.train_match --config $(CONFIG) --out $(RUN) --resume
+
+export: setup
+	@$(ENV) python -m training.export_match --run $(RUN) --out $(MODEL)
+
+# Both benchmarks: the real-object one first (evaluation_real.*), random_urdfs second (evaluation.*;
+# needs make data-urdf).
+evaluate: setup
+	@$(ENV) python -m training.evaluate --model $(MODEL) --split test --benchmark both --scenes 200
+
+compare: setup
+	@$(ENV) python -m training.compare --model $(MODEL) --also-models $(MODEL_V1) --split test \
+	  --benchmark real --out docs/comparison
+
+# v1 (random_urdfs, PyBullet): render the data (seeded, cached; ~4 min on 2 cores), train, export.
+data-urdf: setup
 	@$(ENV) for split in train:600 val:100 test:200; do \
 	  python -m training.data.render --split $${split%%:*} --scenes $${split##*:} \
 	    --views-per-object 16 --view-size 96 --scene-size 256 256 || exit 1; done
 
-train: setup
-	@$(ENV) python -m training.train --config $(CONFIG) --out $(RUN) --resume
+train-v1: setup
+	@$(ENV) python -m training.train --config $(CONFIG_V1) --out $(RUN_V1) --resume
 
-export: setup
-	@$(ENV) python -m training.export --run $(RUN) --out $(MODEL)
-
-evaluate: setup
-	@$(ENV) python -m training.evaluate --model $(MODEL) --split test --scenes 200
-
-compare: setup
-	@$(ENV) python -m training.compare --model $(MODEL) --split test --scenes 100 --out docs/comparison
+export-v1: setup
+	@$(ENV) python -m training.export --run $(RUN_V1) --out $(MODEL_V1)
 
 benchmark: setup
 	@$(ENV) python -m yolz_ros.benchmark --model $(MODEL) --out docs/benchmark_cpu.json

@@ -1,7 +1,9 @@
 """The yolz demo, end to end over ROS 2: `make demo`.
 
-1. Renders (once, cached in out/demo/assets) 8 reference views of a held-out test object and a
-   sequence of tabletop scenes, some with the object and some without (PyBullet, test split ids).
+1. Renders (once, cached in out/demo/assets) 8 reference views of a held-out textured product
+   (test split of training/data/products.py) and a sequence of scenes on real photos: the product
+   among its same-shape siblings and other products in two of every three, only the others in
+   the third (the real-object benchmark's compositor, training/data/realbench.py).
 2. Starts the yolz node as its own process with the shipped model and a fresh object library.
 3. Registers the object through the `register` CLI (the RegisterObject service).
 4. Plays the scenes as a camera topic with the `camera_player` CLI.
@@ -21,31 +23,40 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-OBJECT_ID = 917  # a test-split random_urdf (ids 900-999 are never trained on)
-DISTRACTOR_IDS = [903, 908, 921, 934, 946, 952, 961, 975, 988, 994]
-SCENE_SIZE = (480, 640)
+QUERY_FAMILY = 7  # a test-split product family (test products are never trained on)
+OTHER_FAMILIES = [3, 11, 19, 26, 33, 41]
 
 
-def render_assets(assets: Path, num_scenes: int, seed: int = 7):
-    """Reference views (RGBA PNG) and scenes (PNG + ground truth), deterministic and cached."""
+def render_assets(assets: Path, num_scenes: int, seed: int = 7, data_dir: str = "data"):
+    """Reference views (RGBA PNG) of a held-out textured product and scenes of it among its
+    same-shape siblings and other products on real photos (PNG + ground truth); deterministic,
+    cached. Built by the real-object benchmark's own code (training/data/realbench.py)."""
     done = assets / "ground_truth.json"
     if done.exists() and len(json.loads(done.read_text())) == num_scenes:
         return json.loads(done.read_text())
-    from training.data.render import render_object_views, render_tabletop_scene
+    from training.data import realbench
+    from training.data.products import FAMILY_SIZE
 
     rng = np.random.default_rng(seed)
+    src = realbench.ObjectSource("test", data_dir, with_stamps=False)
+    cfg = realbench.RealConfig(split="test", data_dir=data_dir, min_height=0.15,
+                               max_height=0.35, lying_prob=0.0, overlap_prob=0.0)
+    query = QUERY_FAMILY * FAMILY_SIZE
+    siblings = [query + m for m in range(1, FAMILY_SIZE)]
+    others = [f * FAMILY_SIZE + int(rng.integers(FAMILY_SIZE)) for f in OTHER_FAMILIES]
     (assets / "views").mkdir(parents=True, exist_ok=True)
     (assets / "scenes").mkdir(parents=True, exist_ok=True)
-    for i, view in enumerate(render_object_views(OBJECT_ID, 8, 160, rng)):
+    for i, view in enumerate(src.views(query, rng)):
         cv2.imwrite(str(assets / "views" / f"view_{i}.png"), cv2.cvtColor(view, cv2.COLOR_RGBA2BGRA))
     truth = []
-    print(f"[demo] rendering {num_scenes} scenes (once; cached in {assets})", flush=True)
+    print(f"[demo] composing {num_scenes} scenes (once; cached in {assets})", flush=True)
     for i in range(num_scenes):
         present = i % 3 != 2  # two scenes with the object, then one without
-        others = list(rng.choice(DISTRACTOR_IDS, size=int(rng.integers(4, 8)), replace=False))
-        rgb, instances = render_tabletop_scene(([OBJECT_ID] if present else []) + others,
-                                               SCENE_SIZE, rng)
-        ys, xs = np.nonzero(instances == OBJECT_ID)
+        distractors = [siblings[j] for j in rng.choice(len(siblings), 2, replace=False)] + \
+            [others[j] for j in rng.choice(len(others), 2, replace=False)]
+        rgb, instances, _ = realbench.paste_scene(src, cfg, [(0, query)] if present else [],
+                                                  distractors, rng)
+        ys, xs = np.nonzero(instances == 0)
         truth.append({"file": f"scene_{i:02d}.png", "present": bool(len(xs) >= 50),
                       "centre": [float(xs.mean()), float(ys.mean())] if len(xs) else None,
                       "visible_pixels": int(len(xs))})

@@ -39,9 +39,30 @@ from training.evaluate import SIZE_BUCKETS, eval_episode_config, evaluate, fmt, 
 from training.metrics import roc_curve, summarize
 from yolz_ros.benchmark import cpu_model
 
-METHODS = ("yolz", "sift", "template", "histogram", "xfeat")
+METHODS = ("yolz", "probe", "sift", "template", "histogram", "xfeat")
 NS = (1, 4, 8)
 METRICS = ("cell_ap", "presence_auroc", "fpr_at_95_tpr", "pointing_accuracy")
+
+
+def painted(view: np.ndarray) -> np.ndarray:
+    """An RGBA view as RGB on gray 114 (the runtime's rule, which the baselines' masks rely on)."""
+    view = np.asarray(view)
+    if view.shape[-1] != 4:
+        return view
+    return np.where(view[..., 3:] >= 128, view[..., :3], np.uint8(114)).astype(np.uint8)
+
+
+class PaintedViews:
+    """A baseline that takes RGB views only: RGBA views are painted first, scenes pass through."""
+
+    def __init__(self, method):
+        self.method, self.name, self.calibrated = method, method.name, method.calibrated
+
+    def embed(self, views):
+        return self.method.embed([painted(v) for v in views])
+
+    def score(self, scene, objects):
+        return self.method.score(scene, objects)
 
 
 def make_method(key: str, model_dir: Path, threads: int = 1):
@@ -49,9 +70,14 @@ def make_method(key: str, model_dir: Path, threads: int = 1):
         from training.evaluate import YolzMethod
 
         return YolzMethod(model_dir, num_threads=threads)
+    if key == "probe":
+        from training.probe import TokenProbe
+
+        return TokenProbe(num_threads=threads)
     from training.baselines import BASELINES
 
-    return BASELINES[key](num_threads=threads) if key == "xfeat" else BASELINES[key]()
+    method = BASELINES[key](num_threads=threads) if key == "xfeat" else BASELINES[key]()
+    return PaintedViews(method)
 
 
 def set_threads(threads: int):
@@ -102,6 +128,7 @@ def texture_stats(episodes):
     for ep in episodes:
         g_ep, k_ep = [], []
         for views in ep["views_a"]:
+            views = [painted(v) for v in views]
             masks = [~np.all(v == 114, axis=-1) for v in views]
             gray_bg = [i for i, m in enumerate(masks) if not m.all()]
             use = gray_bg or list(range(len(views)))
@@ -169,44 +196,42 @@ def _bucket_tables(results, ns, breakdown, column):
 
 
 def verdict(results, keypoints=None):
-    """The issue's target, checked on these numbers: yolz beats every baseline on presence AUROC
-    and cell AP with >= 2x the best baseline's AP, at a lower p50 latency than SIFT."""
+    """Issue 11's target, checked on these numbers: the first yolz row has >= 2x the cell AP of
+    SIFT + homography and a higher presence AUROC than every other row, at every N."""
     yolz = next((n for n in results if n.startswith("yolz")), None)
-    baselines = [n for n in results if n != yolz]
-    if yolz is None or not baselines:
+    others = [n for n in results if n != yolz]
+    sift = next((n for n in others if n.startswith("SIFT")), None)
+    if yolz is None or not others:
         return []
     lines = ["## Target check", "",
-             "| N | yolz cell AP | best baseline AP | ratio (≥ 2) | yolz AUROC | best baseline AUROC | beats all |",
+             f"Reference row: {yolz}. Target: cell AP >= 2x SIFT + homography's and a presence "
+             "AUROC above every other row (other models and the training-free probe included).", "",
+             "| N | yolz cell AP | SIFT cell AP | ratio (>= 2) | yolz AUROC | best other AUROC | met |",
              "|---|---|---|---|---|---|---|"]
     met = True
     for n in sorted(results[yolz]["by_n"], key=int):
         o = {m: results[m]["by_n"].get(n, {}).get("overall", {}) for m in results}
-        best_ap = max(baselines, key=lambda m: o[m].get("cell_ap") or 0)
-        best_auc = max(baselines, key=lambda m: o[m].get("presence_auroc") or 0)
-        ratio = (o[yolz]["cell_ap"] / o[best_ap]["cell_ap"]) if o[best_ap].get("cell_ap") else float("inf")
-        beats = (ratio >= 2 and o[yolz]["presence_auroc"] > o[best_auc]["presence_auroc"])
+        best_auc = max(others, key=lambda m: o[m].get("presence_auroc") or 0)
+        sift_ap = o[sift].get("cell_ap") if sift else None
+        ratio = (o[yolz]["cell_ap"] / sift_ap) if sift_ap else float("inf")
+        beats = ratio >= 2 and o[yolz]["presence_auroc"] > o[best_auc]["presence_auroc"]
         met &= beats
-        lines.append(f"| {n} | {fmt(o[yolz]['cell_ap'])} | {fmt(o[best_ap]['cell_ap'])} ({best_ap}) | "
-                     f"{ratio:.1f} | {fmt(o[yolz]['presence_auroc'])} | "
-                     f"{fmt(o[best_auc]['presence_auroc'])} ({best_auc}) | {'yes' if beats else 'NO'} |")
-    sift = next((n for n in baselines if n.startswith("SIFT")), None)
+        lines.append(f"| {n} | {fmt(o[yolz]['cell_ap'])} | {fmt(sift_ap)} | {ratio:.1f} | "
+                     f"{fmt(o[yolz]['presence_auroc'])} | "
+                     f"{fmt(o[best_auc]['presence_auroc'])} ({best_auc}) | "
+                     f"{'yes' if beats else 'NO'} |")
     lines.append("")
     if sift:
         faster = results[yolz]["frame_ms_p50"] < results[sift]["frame_ms_p50"]
-        met &= faster
-        lines.append(f"Latency p50: yolz {fmt(results[yolz]['frame_ms_p50'])} ms vs SIFT + homography "
-                     f"{fmt(results[sift]['frame_ms_p50'])} ms per frame "
-                     f"({'faster' if faster else 'NOT faster'}).")
+        lines.append(f"Latency p50 (same run, same threads): yolz {fmt(results[yolz]['frame_ms_p50'])}"
+                     f" ms vs SIFT + homography {fmt(results[sift]['frame_ms_p50'])} ms per frame "
+                     f"({'faster' if faster else 'slower'}).")
     lines.append(f"Target {'met' if met else 'NOT met'} in this run.")
     if keypoints is not None and len(keypoints):
         kp = np.asarray(keypoints, np.float64)
         lines += ["", f"Context for the feature-matching baselines: the reference views of these "
                   f"objects yield a median of {np.median(kp):.0f} SIFT keypoints per view "
-                  f"(10th percentile {np.percentile(kp, 10):.0f}), and most query objects cover "
-                  "< 1% of the scene (see the size tables), so a homography rarely finds enough "
-                  "inliers. Colour histograms need no keypoints, which is likely why back-projection is "
-                  "the strongest baseline on AUROC; same-coloured objects and backgrounds light "
-                  "it up too."]
+                  f"(10th percentile {np.percentile(kp, 10):.0f})."]
     return lines + [""]
 
 
@@ -381,7 +406,7 @@ def draw_example(path, ep, key, grids, names):
     targets = ep["targets"][b, i]
     h, w = scene.shape[:2]
     stride = h // targets.shape[0]
-    views = ep["views_a"][i, :min(n, 4)]
+    views = [painted(v) for v in ep["views_a"][i, :min(n, 4)]]
     montage = np.concatenate(list(views), axis=1)
     fig, axes = plt.subplots(1, len(names) + 1, figsize=(3 * (len(names) + 1), 3.6))
     axes[0].imshow(montage)
@@ -452,6 +477,14 @@ def run_comparison(methods, episodes, out_dir: Path, meta: dict, n_examples: int
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Compare yolz with the classical baselines.")
     ap.add_argument("--model", type=Path, default=Path("models/yolz_lite0"))
+    ap.add_argument("--also-models", type=Path, nargs="*", default=[],
+                    help="more yolz model folders scored as their own rows (e.g. the previous one)")
+    ap.add_argument("--benchmark", default="real", choices=["real", "urdf"],
+                    help="real: the real-object benchmark (training/data/realbench.py); urdf: "
+                         "random_urdfs episodes (--scenes, --seed, --episode apply)")
+    ap.add_argument("--views", default="alpha", choices=["alpha", "photo"],
+                    help="real benchmark: reference views as cut-outs or with their background")
+    ap.add_argument("--limit", type=int, help="real benchmark: only the first LIMIT episodes")
     ap.add_argument("--split", default="test", choices=["train", "val", "test"])
     ap.add_argument("--scenes", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1234)
@@ -486,17 +519,33 @@ def main(argv=None):
                  f"leave yolz out: --methods {','.join(k for k in keys if k != 'yolz')}")
     set_threads(args.threads)
     methods = [make_method(k, args.model, args.threads) for k in keys]
-    size = next((m.input_size for m in methods if hasattr(m, "input_size")), None) \
-        or scene_size_for(args.model)
-    cfg = eval_episode_config(size, args.split, args.data_dir, args.episode)
+    if "yolz" in keys:
+        at = keys.index("yolz") + 1
+        methods[at:at] = [make_method("yolz", m, args.threads) for m in args.also_models]
     t0 = time.perf_counter()
-    episodes = make_eval_set(args.split, args.scenes, cfg, args.seed)
-    meta = {"split": args.split, "scenes": len(episodes) * cfg.scenes_per_episode,
-            "seed": args.seed, "methods": ", ".join(m.name for m in methods),
-            "machine": f"{cpu_model()}, {os.cpu_count()} cores, {platform.platform()}",
-            "cpu_threads": args.threads or "library defaults",
-            "objects_per_episode": cfg.objects_per_episode, "scene_size": list(cfg.scene_size),
-            "episode_config": json.dumps(asdict(cfg))}
+    machine = f"{cpu_model()}, {os.cpu_count()} cores, {platform.platform()}"
+    if args.benchmark == "real":
+        from training.data import realbench
+
+        episodes = realbench.load(args.split, args.data_dir, views=args.views, limit=args.limit)
+        meta = {"benchmark": f"real objects ({args.split}), views: {args.views}",
+                "split": args.split, "episodes": len(episodes),
+                "scenes": int(sum(len(e["scenes"]) for e in episodes)),
+                "methods": ", ".join(m.name for m in methods), "machine": machine,
+                "cpu_threads": args.threads or "library defaults",
+                "objects_per_episode": int(episodes[0]["present"].shape[1]),
+                "scene_size": list(episodes[0]["scenes"].shape[1:3])}
+    else:
+        size = next((m.input_size for m in methods if hasattr(m, "input_size")), None) \
+            or scene_size_for(args.model)
+        cfg = eval_episode_config(size, args.split, args.data_dir, args.episode)
+        episodes = make_eval_set(args.split, args.scenes, cfg, args.seed)
+        meta = {"benchmark": "random_urdfs", "split": args.split,
+                "scenes": len(episodes) * cfg.scenes_per_episode,
+                "seed": args.seed, "methods": ", ".join(m.name for m in methods),
+                "machine": machine, "cpu_threads": args.threads or "library defaults",
+                "objects_per_episode": cfg.objects_per_episode, "scene_size": list(cfg.scene_size),
+                "episode_config": json.dumps(asdict(cfg))}
     print(f"{len(episodes)} episodes in {time.perf_counter() - t0:.1f} s", flush=True)
     run_comparison(methods, episodes, args.out, meta, args.examples)
     print(f"wrote {args.out / 'comparison.md'}")

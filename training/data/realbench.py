@@ -136,8 +136,10 @@ def photo_view(rgba: np.ndarray, photo: np.ndarray, rng) -> np.ndarray:
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def _scene(src: ObjectSource, cfg: RealConfig, members, distractors, rng):
-    """One 480x640 scene: returns (rgb, index map of visible episode objects, painted counts)."""
+def paste_scene(src: ObjectSource, cfg: RealConfig, members, distractors, rng):
+    """One 480x640 scene of `members` [(label, object)] and unlabelled `distractors` on a real
+    photo: returns (rgb, index map of the members' visible pixels (-1 elsewhere), painted
+    pixel count per label)."""
     h, w = SCENE_SIZE
     if rng.random() < cfg.procedural_background_prob:
         bg = sources.procedural_background(h, w, rng)
@@ -214,7 +216,7 @@ def make_episode(src: ObjectSource, cfg: RealConfig, rng: np.random.Generator) -
         members = [(c, objects[c]) for c in [first] + rest]
         n_d = int(rng.integers(0, cfg.max_distractors + 1))
         distractors = [others[i] for i in rng.choice(len(others), n_d, replace=False)] if n_d else []
-        img, inst, painted = _scene(src, cfg, members, distractors, rng)
+        img, inst, painted = paste_scene(src, cfg, members, distractors, rng)
         scenes[s] = img
         targets[s], visible[s] = cell_targets(inst, C, STRIDE, cfg.cell_positive_coverage,
                                               cfg.min_visible_pixels)
