@@ -35,7 +35,7 @@ def publisher(args) -> int:
     node = rclpy.create_node("dds_probe_pub")
     qos = (QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if args.reliable
            else qos_profile_sensor_data)
-    pub = node.create_publisher(Image, "probe_image", qos)
+    pub = node.create_publisher(Image, args.topic, qos)
     deadline = time.monotonic() + 15
     while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -73,7 +73,8 @@ def subscriber(args) -> dict:
     elif args.profile_side == "pub":
         os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
     cmd = [sys.executable, __file__, "--role", "pub", "--seconds", str(args.seconds),
-           "--rate", str(args.rate), "--size", f"{args.width}x{args.height}"]
+           "--rate", str(args.rate), "--size", f"{args.width}x{args.height}",
+           "--topic", args.topic]
     if args.reliable:
         cmd.append("--reliable")
     rclpy.init()
@@ -84,7 +85,7 @@ def subscriber(args) -> dict:
 
     def on_image(msg):
         received[0] += 1
-    node.create_subscription(Image, "probe_image", on_image, qos)
+    node.create_subscription(Image, args.topic, on_image, qos)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
@@ -114,6 +115,8 @@ def subscriber(args) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--role", choices=("sub", "pub"), default="sub", help=argparse.SUPPRESS)
+    parser.add_argument("--topic", default=f"/dds_probe_{os.getpid()}/image",
+                        help=argparse.SUPPRESS)  # this run's own: other runs may share the domain
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--size", default="640x480")

@@ -56,7 +56,7 @@ def camera_main(args) -> int:
     w, h = args.width, args.height
     rclpy.init()
     node = rclpy.create_node("soak_camera")
-    pub = node.create_publisher(Image, "/soak/image", qos_profile_sensor_data)
+    pub = node.create_publisher(Image, args.topic, qos_profile_sensor_data)
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8).tobytes() for _ in range(8)]
     stop = {"now": False}
@@ -228,10 +228,14 @@ class Soak:
         os.environ.update(self.env)
         if args.dds != "profile":
             os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+        # A namespace of this run's own: another /yolz on the same ROS domain (a test run of
+        # another checkout picks its domain from its pid) must not answer our calls.
+        self.ns = f"/soak_{os.getpid()}"
         self.node = None
         self.incarnation = 0
         self.node_down = threading.Event()
         self.generation = 0  # +1 whenever the node is stopped or killed
+        self.bad_frames_sent = 0  # published on the camera topic beside the camera's frames
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.calls = []  # dicts: service, seconds, answered, excused, phase, ok
@@ -246,11 +250,14 @@ class Soak:
         self.t0 = time.monotonic()
 
     # -- node --------------------------------------------------------------------------------
+    def svc(self, name):
+        return f"{self.ns}/yolz/{name}"
+
     def start_node(self, *params):
         self.incarnation += 1
         cmd = [sys.executable, "-m", "yolz_ros.node", "--ros-args",
                "-p", f"library_dir:={self.library_dir}", "-p", "backend:=onnxruntime",
-               "-p", "device:=cpu", "-p", "precision:=fp32", "-r", "image:=/soak/image"]
+               "-p", "device:=cpu", "-p", "precision:=fp32", "-r", f"__ns:={self.ns}"]
         if self.args.model:
             cmd += ["-p", f"model_dir:={self.args.model}"]
         for p in params:
@@ -267,7 +274,7 @@ class Soak:
             if self.node.poll() is not None:
                 raise RuntimeError(f"node exited with {self.node.returncode}; see "
                                    f"{self.out}/node_{self.incarnation:02d}.log")
-            r, _ = client.call(ListObjects, "/yolz/list_objects", ListObjects.Request(), 2.0)
+            r, _ = client.call(ListObjects, self.svc("list_objects"), ListObjects.Request(), 2.0)
             if r is not None and r.success:
                 return r
         raise RuntimeError("node not ready within %.0f s" % timeout)
@@ -310,7 +317,7 @@ class Soak:
         try:
             while not self.stop.is_set():
                 down, generation = self.node_down.is_set(), self.generation
-                r, s = c.call(ListObjects, "/yolz/list_objects", ListObjects.Request(), 10.0)
+                r, s = c.call(ListObjects, self.svc("list_objects"), ListObjects.Request(), 10.0)
                 # a call the node could not answer because it was stopped or killed meanwhile
                 excused = down or self.node_down.is_set() or generation != self.generation
                 self.record("list_objects", s, r, excused=excused)
@@ -324,7 +331,7 @@ class Soak:
 
         def on_diag(msg):
             for status in msg.status:
-                if status.name.endswith(" /yolz"):
+                if status.name.endswith(f" {self.ns}/yolz"):
                     values = {kv.key: kv.value for kv in status.values}
                     values["_incarnation"] = self.incarnation
                     values["_t"] = time.monotonic()
@@ -366,7 +373,7 @@ class Soak:
         from yolz_ros.srv import RegisterObject
         req = RegisterObject.Request(name=name, replace=replace)
         req.views = views
-        r, s = c.call(RegisterObject, "/yolz/register_object", req, timeout)
+        r, s = c.call(RegisterObject, self.svc("register_object"), req, timeout)
         self.record("register_object", s, r)
         if r is not None and r.success:
             self.acked[name] = len(views)
@@ -374,7 +381,7 @@ class Soak:
 
     def remove(self, c, name, timeout=30.0):
         from yolz_ros.srv import RemoveObject
-        r, s = c.call(RemoveObject, "/yolz/remove_object", RemoveObject.Request(name=name),
+        r, s = c.call(RemoveObject, self.svc("remove_object"), RemoveObject.Request(name=name),
                       timeout)
         self.record("remove_object", s, r)
         if r is not None and r.success:
@@ -409,13 +416,13 @@ class Soak:
         ]
         refused = True
         for label, req in cases:
-            r, s = c.call(RegisterObject, "/yolz/register_object", req, 30.0)
+            r, s = c.call(RegisterObject, self.svc("register_object"), req, 30.0)
             self.record("register_object:bad", s, r)
             if r is None or r.success:
                 refused = False
                 self.event(f"bad request {label!r} was not refused: {r}")
         for name in ("../etc", "never_registered"):
-            r, s = c.call(RemoveObject, "/yolz/remove_object", RemoveObject.Request(name=name),
+            r, s = c.call(RemoveObject, self.svc("remove_object"), RemoveObject.Request(name=name),
                           30.0)
             self.record("remove_object:bad", s, r)
             if r is None or r.success:
@@ -427,6 +434,7 @@ class Soak:
         ]
         for msg in bad_frames:
             frames_pub.publish(msg)
+        self.bad_frames_sent += len(bad_frames)
         return refused
 
     # -- phases ----------------------------------------------------------------------------------
@@ -435,7 +443,7 @@ class Soak:
         from sensor_msgs.msg import Image
         self.phase = "steady"
         c = Client("soak_writer")
-        frames_pub = c.node.create_publisher(Image, "/soak/image", qos_profile_sensor_data)
+        frames_pub = c.node.create_publisher(Image, f"{self.ns}/image", qos_profile_sensor_data)
         names = [f"obj_{i}" for i in range(6)] + [".tmp-soak"]  # bug 1's kind of name
         d0 = self.fresh_diag(10.0)
         sent0 = d0.get("_sent") if d0 else None
@@ -463,7 +471,9 @@ class Soak:
                    f"{bad_rounds} rounds")
         result = {"seconds": round(elapsed, 1)}
         if d0 and d1 and sent0 is not None and sent1 is not None:
-            received = int(d1["frames_received"]) - int(d0["frames_received"])
+            # the node also counts the bad frames published on its topic: not the camera's
+            received = (int(d1["frames_received"]) - int(d0["frames_received"])
+                        - self.bad_frames_sent)
             processed = int(d1["frames_processed"]) - int(d0["frames_processed"])
             rejected = int(d1["frames_rejected"]) - int(d0["frames_rejected"])
             sent = sent1 - sent0
@@ -507,7 +517,7 @@ class Soak:
             from yolz_ros.srv import RegisterObject
             req = RegisterObject.Request(name=name, replace=name in self.acked)
             req.views = views
-            cl = c.client(RegisterObject, "/yolz/register_object")
+            cl = c.client(RegisterObject, self.svc("register_object"))
             future = cl.call_async(req)
             delay = self.rng.uniform(0.05, 1.5)
             end = time.monotonic() + delay
@@ -562,7 +572,7 @@ class Soak:
                 referenced = {e.get("folder") for e in index["objects"]}
                 orphans_left += sum(p.name not in referenced for p in objects.iterdir())
             if plant:
-                r, s = c.call(RemoveObject, "/yolz/remove_object",
+                r, s = c.call(RemoveObject, self.svc("remove_object"),
                               RemoveObject.Request(name="evil"), 30.0)
                 self.record("remove_object", s, r)
                 self.check("hostile_index_entry_contained",
@@ -586,7 +596,7 @@ class Soak:
         hwm0 = rss_mb(self.node.pid, "VmHWM")
         from rclpy.qos import qos_profile_sensor_data
         from sensor_msgs.msg import CompressedImage
-        pub = c.node.create_publisher(CompressedImage, "/soak/image/compressed",
+        pub = c.node.create_publisher(CompressedImage, f"{self.ns}/image/compressed",
                                       qos_profile_sensor_data)
         bomb = png_bomb()
         d0 = self.fresh_diag(5.0)
@@ -619,7 +629,8 @@ class Soak:
         before = tree_digest(self.sandbox, self.library_dir)
         camera = subprocess.Popen(
             [sys.executable, __file__, "--role", "camera", "--rate", str(args.rate),
-             "--size", args.size, "--counts", str(self.out / "camera_counts.json")],
+             "--size", args.size, "--counts", str(self.out / "camera_counts.json"),
+             "--topic", f"{self.ns}/image"],
             env=os.environ.copy(), stdout=open(self.out / "camera.log", "w"),
             stderr=subprocess.STDOUT)
         self.start_node()
@@ -703,6 +714,7 @@ def main(argv=None) -> int:
     parser.add_argument("--role", choices=("driver", "camera"), default="driver",
                         help=argparse.SUPPRESS)
     parser.add_argument("--counts", help=argparse.SUPPRESS)
+    parser.add_argument("--topic", default="/soak/image", help=argparse.SUPPRESS)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--size", default="640x480")

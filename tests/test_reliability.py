@@ -22,6 +22,8 @@ from yolz_ros.srv import ListObjects, RegisterObject, RemoveObject
 HERE = Path(__file__).parent
 ROOT = HERE.parent
 PROFILE = ROOT / "config" / "fastdds_same_host.xml"
+# A namespace of this run's own: another test run on this machine may share the ROS domain.
+NS = f"/rel_{os.getpid()}"
 sys.path.insert(0, str(HERE))
 
 
@@ -77,7 +79,7 @@ class Ros:
         self.node = rclpy.create_node("reliability_test", context=self.context)
         self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.frames = self.node.create_publisher(Image, "/image", qos_profile_sensor_data)
+        self.frames = self.node.create_publisher(Image, NS + "/image", qos_profile_sensor_data)
         self.clients = {}
 
     def spin_until(self, done, timeout):
@@ -121,10 +123,12 @@ def node(ros, tmp_path_factory):
         proc = subprocess.Popen(
             [sys.executable, "-m", "yolz_ros.node", "--ros-args",
              "-p", f"model_dir:={model}", "-p", f"library_dir:={directory / 'library'}",
-             "-p", "backend:=onnxruntime", "-p", "device:=cpu", "-p", "precision:=fp32"],
+             "-p", "backend:=onnxruntime", "-p", "device:=cpu", "-p", "precision:=fp32",
+             "-r", f"__ns:={NS}"],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ.copy())
     proc.log_path = log_path
-    ros.call(ListObjects, "/yolz/list_objects", ListObjects.Request())
+    proc.library = directory / "library"
+    ros.call(ListObjects, NS + "/yolz/list_objects", ListObjects.Request())
     yield proc
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -158,12 +162,14 @@ def test_list_does_not_wait_behind_register(ros, node):
     listing: list runs in its own callback group and reads the library without its lock."""
     request = RegisterObject.Request(name="slow", views=noise_views(20, 1000, seed=1))
     assert sum(len(v.data) for v in request.views) < MAX_REQUEST_BYTES
-    register_future = ros.client(RegisterObject, "/yolz/register_object").call_async(request)
-    lister = ros.client(ListObjects, "/yolz/list_objects")
+    register_future = ros.client(RegisterObject, NS + "/yolz/register_object").call_async(request)
+    lister = ros.client(ListObjects, NS + "/yolz/list_objects")
     t0 = time.monotonic()
-    # wait until the node is inside the registration (it logs nothing before; give the request
-    # time to arrive), then list
-    ros.spin_until(lambda: register_future.done(), 0.4)
+    objects = node.library / "objects"
+
+    def writing():  # the node is inside the registration: its temporary folder is on disk
+        return objects.is_dir() and any(p.name.startswith(".tmp-") for p in objects.iterdir())
+    ros.spin_until(lambda: writing() or register_future.done(), 60.0)
     assert not register_future.done(), "registration too fast to test the callback groups"
     list_future = lister.call_async(ListObjects.Request())
     assert ros.spin_until(lambda: list_future.done() or register_future.done(), 60.0)
@@ -178,20 +184,20 @@ def test_list_does_not_wait_behind_register(ros, node):
 def test_request_byte_limits(ros, node):
     one = noise_views(1, 2100, seed=2, channels=4)  # 17.6 MB > MAX_VIEW_BYTES
     assert len(one[0].data) > MAX_VIEW_BYTES
-    r = ros.call(RegisterObject, "/yolz/register_object",
+    r = ros.call(RegisterObject, NS + "/yolz/register_object",
                  RegisterObject.Request(name="big_view", views=one))
     assert not r.success and "too large" in r.message and "view 0" in r.message
     many = noise_views(6, 1900, seed=3, channels=4)  # 6 x 14.4 MB = 86.6 MB > 64 MiB
     assert all(len(v.data) <= MAX_VIEW_BYTES for v in many)
-    r = ros.call(RegisterObject, "/yolz/register_object",
+    r = ros.call(RegisterObject, NS + "/yolz/register_object",
                  RegisterObject.Request(name="big_request", views=many))
     assert not r.success and "per request" in r.message, r.message
-    names = ros.call(ListObjects, "/yolz/list_objects", ListObjects.Request()).names
+    names = ros.call(ListObjects, NS + "/yolz/list_objects", ListObjects.Request()).names
     assert "big_view" not in names and "big_request" not in names
 
 
 def test_refused_remove_is_logged(ros, node):
-    r = ros.call(RemoveObject, "/yolz/remove_object", RemoveObject.Request(name="teapot"))
+    r = ros.call(RemoveObject, NS + "/yolz/remove_object", RemoveObject.Request(name="teapot"))
     assert not r.success
     assert "remove_object 'teapot' refused" in node_log(node, "remove_object 'teapot' refused")
 
