@@ -98,9 +98,11 @@ def test_runtime_sees_the_training_views_pixel_for_pixel(toy_v2):
     got = det.embed_views(views)
     assert [b.shape[-1] for b in seen] == list(det.info.view_sizes)
     spec = det.info.tokens
+    rule = MatchConfig(pretrained=False, min_alpha_fraction=spec.min_alpha_fraction,
+                       no_alpha_centre=spec.no_alpha_centre)
     for s, batch in zip(det.info.view_sizes, seen):
         for view, pixels in zip(views, batch):
-            img, _ = match_features.prepared_views(view, s, spec.min_alpha_fraction)
+            img, _ = match_features.prepared_views(view, s, rule)
             assert np.array_equal(pixels.transpose(1, 2, 0), img.astype(np.float32))
 
     ckpt = torch.load(toy_v2["run"] / "best.pt", weights_only=True)

@@ -45,6 +45,9 @@ def test_token_mask_follows_alpha_and_letterbox():
     # no alpha: every token that is not letterbox padding (a 2:1 view letterboxed into a square)
     mask = token_mask(None, (32, 64), 64, 16, 0.5)
     assert mask.sum() == 8 and mask[1:3].all()
+    # no alpha, centre prior: only the central 60% (here the middle 2 x 2 of 4 x 4 tokens)
+    mask = token_mask(None, (64, 64), 64, 16, 0.5, no_alpha_centre=0.6)
+    assert mask.sum() == 4 and mask[1:3, 1:3].all()
     # a tiny object still gets its best token
     alpha = np.zeros((64, 64), np.uint8)
     alpha[40:43, 40:43] = 255

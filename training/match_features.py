@@ -32,11 +32,12 @@ PAD_VALUE = 114
 PATCH = 16
 
 
-def prepared_views(view, size: int, min_fraction: float):
+def prepared_views(view, size: int, cfg: MatchConfig):
     """(uint8 [size, size, 3] as the runtime's embedder sees it, token mask) of one RGB(A) view."""
     rgb, alpha = (view[:, :, :3], view[:, :, 3]) if view.shape[2] == 4 else (view, None)
     img = prepare_view(np.ascontiguousarray(rgb), alpha, size, PAD_VALUE)
-    return img, token_mask(alpha, rgb.shape[:2], size, PATCH, min_fraction)
+    return img, token_mask(alpha, rgb.shape[:2], size, PATCH, cfg.min_alpha_fraction,
+                           cfg.no_alpha_centre)
 
 
 class OrtBackbone:
@@ -79,7 +80,7 @@ def episode_features(backbone, ep: dict, cfg: MatchConfig) -> dict:
         for i in range(c):
             for j in range(n):
                 for v, view in enumerate((ep["views_alpha"][i, j], ep["views_photo"][i, j])):
-                    imgs[i, j, v], masks[i, j, v] = prepared_views(view, s, cfg.min_alpha_fraction)
+                    imgs[i, j, v], masks[i, j, v] = prepared_views(view, s, cfg)
         f = backbone(imgs.reshape(-1, s, s, 3).transpose(0, 3, 1, 2).astype(np.float32))
         out[f"views_{s}"] = f.reshape(c, n, 2, *f.shape[1:]).astype(np.float16)
         out[f"mask_{s}"] = masks

@@ -10,7 +10,7 @@ frozen (ImageNet BatchNorm statistics and all) and what is trained is small:
   Tokens     frozen Lite0 blocks 0-10 -> [112, h/16, w/16] -> 1x1 projection to D -> unit norm
   Objects    T tokens per object (yolz_ros/object_tokens.py: mean + farthest-point sample)
   Match      cosine of every cell to every object token: [K, T, R]   (R = rows * cols)
-  Cell head  per object: (best token, soft max over tokens, mean token) + 4 scene-context channels
+  Cell head  per object: (best token, mean token) + 4 scene-context channels
              -> 3x3 conv 16 -> 3x3 conv 1, plus the scaled best-token match (residual: it
              starts as the probe) = cell logit a [K, rows, cols]
   Presence   per object: statistics of its match map and of its tokens' coverage of the scene
@@ -23,7 +23,6 @@ nearly flat in K; the backbone runs once per frame.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -38,9 +37,10 @@ BLOCK16, WIDTH16 = LITE0_STAGE_ENDS[16]  # block 10 ends the stride-16 stage: 11
 @dataclass
 class MatchConfig:
     token_dim: int = 64          # D
-    object_tokens: int = 49      # T = 1 mean + 48 sampled
+    object_tokens: int = 65      # T = 1 mean + 64 sampled
     view_sizes: tuple = (64, 96, 128)
     min_alpha_fraction: float = 0.5
+    no_alpha_centre: float = 0.6  # views without alpha: tokens in the central 60% (object_tokens.py)
     context_dim: int = 4
     head_dim: int = 16
     presence_dim: int = 32
@@ -86,14 +86,14 @@ class MatchHead(nn.Module):
         self.proj = nn.Conv2d(WIDTH16, cfg.token_dim, 1, bias=False)
         self.context = nn.Conv2d(WIDTH16, cfg.context_dim, 1)
         self.cell = nn.Sequential(
-            nn.Conv2d(3 + cfg.context_dim, cfg.head_dim, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(2 + cfg.context_dim, cfg.head_dim, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(cfg.head_dim, 1, 3, padding=1))
         self.presence = nn.Sequential(
             nn.Linear(self.N_PRESENCE, cfg.presence_dim), nn.ReLU(inplace=True),
             nn.Linear(cfg.presence_dim, 1))
         # Inputs are cosines in [-1, 1]: a learned affine per match channel makes them usable.
-        self.match_scale = nn.Parameter(torch.full((3,), 8.0))
-        self.match_shift = nn.Parameter(torch.full((3,), -4.0))
+        self.match_scale = nn.Parameter(torch.full((2,), 8.0))
+        self.match_shift = nn.Parameter(torch.full((2,), -4.0))
 
     def tokens(self, feats):  # [B, 112, h, w] -> unit tokens [B, D, h, w]
         return F.normalize(self.proj(feats), dim=1)
@@ -110,12 +110,10 @@ class MatchHead(nn.Module):
         k, t = sim.shape[1:3]
         local = sim[:, :, 1:]
         best = local.max(dim=2).values  # [B, K, R]
-        # smooth max over tokens (temperature 0.05): how many tokens agree, not just the best one
-        soft = 0.05 * (torch.logsumexp(local / 0.05, dim=2) - math.log(t - 1))
         mean_tok = sim[:, :, 0]
-        match = torch.stack([best, soft, mean_tok], dim=2)  # [B, K, 3, R]
+        match = torch.stack([best, mean_tok], dim=2)  # [B, K, 2, R]
         match = match * self.match_scale[:, None] + self.match_shift[:, None]
-        ctx = self.context(feats).flatten(2)[:, None].expand(b, k, -1, -1)  # [B, K, 4, R]
+        ctx = self.context(feats).flatten(2)[:, None].expand(b, k, -1, -1)  # [B, K, C, R]
         x = torch.cat([match, ctx], dim=2).reshape(b * k, -1, r, c)
         # residual on the scaled best-token match: the head starts as the probe and learns changes
         a = (self.cell(x) + match[:, :, 0].reshape(b * k, 1, r, c)).reshape(b, k, r * c)

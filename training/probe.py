@@ -33,7 +33,7 @@ class TokenProbe:
     def embed(self, views):
         tokens = []
         for s in self.cfg.view_sizes:
-            prepared = [prepared_views(np.asarray(v), s, self.cfg.min_alpha_fraction) for v in views]
+            prepared = [prepared_views(np.asarray(v), s, self.cfg) for v in views]
             x = torch.from_numpy(np.stack([p[0] for p in prepared])).permute(0, 3, 1, 2).float()
             f = F.normalize(self.backbone(x), dim=1).permute(0, 2, 3, 1)  # [n, g, g, 112]
             tokens.append(f[torch.from_numpy(np.stack([p[1] for p in prepared]))])

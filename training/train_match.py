@@ -34,7 +34,8 @@ from torch.utils.tensorboard import SummaryWriter
 from training.losses import info_nce, sigmoid_focal_loss
 from training.match_model import MatchConfig, MatchHead
 from training.metrics import summarize
-from yolz_ros.object_tokens import object_tokens
+from training.data import realbench
+from yolz_ros.object_tokens import object_tokens, token_mask
 
 DEFAULTS = {
     "seed": 0, "steps": 3000, "lr": 2e-3, "weight_decay": 0.01, "warmup_steps": 100,
@@ -57,7 +58,17 @@ def load_config(path):
     return cfg
 
 
-def load_features(folder, limit=0):
+def _photo_masks(ep, cfg):
+    """Token masks of the photo variant (views without alpha, 128 x 128 squares) from the
+    runtime's rule for the model's no_alpha_centre: the rule can change without re-featurizing."""
+    for s in cfg.view_sizes:
+        mask = token_mask(None, (realbench.VIEW_SIZE, realbench.VIEW_SIZE), s, 16,
+                          cfg.min_alpha_fraction, cfg.no_alpha_centre)
+        ep[f"mask_{s}"][:, :, 1] = mask
+    return ep
+
+
+def load_features(folder, limit=0, cfg: MatchConfig | None = None):
     paths = sorted(p for p in Path(folder).glob("episode_*.npz") if ".tmp" not in p.name)
     if limit:
         paths = paths[:limit]
@@ -66,7 +77,7 @@ def load_features(folder, limit=0):
     eps = []
     for p in paths:
         with np.load(p, allow_pickle=False) as z:
-            eps.append({k: z[k] for k in z.files})
+            eps.append(_photo_masks({k: z[k] for k in z.files}, cfg or MatchConfig()))
     return eps
 
 
@@ -211,8 +222,8 @@ def main(argv=None):
     mcfg = MatchConfig(**{**cfg["model"], "pretrained": False})
     cfg["model"] = dataclasses.asdict(mcfg)
     head = MatchHead(mcfg)
-    train_eps = load_features(cfg["train_features"], cfg["max_train_episodes"])
-    val_eps = load_features(cfg["val_features"])
+    train_eps = load_features(cfg["train_features"], cfg["max_train_episodes"], mcfg)
+    val_eps = load_features(cfg["val_features"], cfg=mcfg)
     head.proj.weight.requires_grad_(cfg["train_projection"])
     opt = torch.optim.AdamW([p for p in head.parameters() if p.requires_grad], lr=cfg["lr"],
                             weight_decay=cfg["weight_decay"])

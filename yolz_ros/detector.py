@@ -91,7 +91,8 @@ class Detector:
             for i, (rgb, alpha) in enumerate(split):
                 batch[i] = prepare_view(rgb, alpha, s, pad).transpose(2, 0, 1)
                 masks.append(token_mask(alpha, rgb.shape[:2], s, spec.patch,
-                                        spec.min_alpha_fraction).reshape(-1))
+                                        spec.min_alpha_fraction,
+                                        spec.no_alpha_centre).reshape(-1))
             tokens = np.asarray(self.backend.embed(batch), np.float32)  # [N, D, g, g]
             pooled.append((tokens.reshape(len(split), spec.dim, -1).transpose(0, 2, 1),
                            np.stack(masks)))

@@ -39,6 +39,7 @@ class TokenSpec:
     dim: int  # D, unit norm
     patch: int  # view pixels per token side (the embedder's stride)
     min_alpha_fraction: float  # a token shows the object when this much of its patch is visible
+    no_alpha_centre: float = 1.0  # views without alpha: only tokens in this central fraction
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,10 @@ def _parse(directory: Path, raw: dict, verify: bool) -> ModelInfo:
             patch=f("object_tokens.patch", int, lambda v: all(s % v == 0 for s in view_sizes),
                     "every view size must be a multiple of it"),
             min_alpha_fraction=f("object_tokens.min_alpha_fraction", float,
-                                 lambda v: 0.0 <= v <= 1.0))
+                                 lambda v: 0.0 <= v <= 1.0),
+            no_alpha_centre=_field({"c": raw["object_tokens"].get("no_alpha_centre", 1.0)},
+                                   directory, "c", float, lambda v: 0.0 < v <= 1.0,
+                                   "object_tokens.no_alpha_centre must be in (0, 1]"))
         if tokens.count * tokens.dim != embedding_dim:
             raise ModelError(f"{directory}/model.json: embedding_dim {embedding_dim} must be "
                              f"object_tokens.count * dim = {tokens.count * tokens.dim}")
