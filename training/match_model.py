@@ -14,8 +14,9 @@ frozen (ImageNet BatchNorm statistics and all) and what is trained is small:
              -> 3x3 conv 16 -> 3x3 conv 1, plus the scaled best-token match (residual: it
              starts as the probe) = cell logit a [K, rows, cols]
   Presence   per object: statistics of its match map and of its tokens' coverage of the scene
-             (mean over tokens of max over cells: an absent object's label finds no partner)
-             -> MLP -> presence logit b [K]
+             (mean over tokens of max over cells: an absent object's label finds no partner),
+             and of their coverage NEAR its peak cell (a present object's tokens are found
+             together; an absent one's best matches lie scattered) -> MLP -> presence logit b [K]
   Output     P(object in cell) = sigmoid(a) * sigmoid(b)
 
 The per-object cost is one [T, D] x [D, R] product and two tiny convolutions, so the frame cost is
@@ -78,7 +79,7 @@ class FrozenLite0(nn.Module):
 class MatchHead(nn.Module):
     """Everything trained: token projection, cell head and presence head (see module docstring)."""
 
-    N_PRESENCE = 9
+    N_PRESENCE = 12
 
     def __init__(self, cfg: MatchConfig):
         super().__init__()
@@ -118,16 +119,30 @@ class MatchHead(nn.Module):
         # residual on the scaled best-token match: the head starts as the probe and learns changes
         a = (self.cell(x) + match[:, :, 0].reshape(b * k, 1, r, c)).reshape(b, k, r * c)
         # Presence statistics, each [B, K]
-        coverage = local.max(dim=3).values  # [B, K, T-1]: how well each token is found
+        coverage = local.max(dim=3).values  # [B, K, T-1]: how well each token is found anywhere
+        near = self.near_peak(local, a.argmax(dim=2), r, c)  # [B, K, T-1]: ... near the peak
         n5 = min(5, r * c)
         half = max(1, (t - 1) // 2)
         stats = torch.stack([
             best.max(dim=2).values, best.topk(n5, dim=2).values.mean(dim=2), best.mean(dim=2),
             best.std(dim=2), coverage.mean(dim=2), coverage.topk(half, dim=2).values.mean(dim=2),
             mean_tok.max(dim=2).values, a.max(dim=2).values / 10,
-            a.topk(n5, dim=2).values.mean(dim=2) / 10], dim=2)
+            a.topk(n5, dim=2).values.mean(dim=2) / 10, near.mean(dim=2),
+            near.topk(half, dim=2).values.mean(dim=2), (coverage - near).mean(dim=2)], dim=2)
         presence = self.presence(stats).squeeze(-1)
         return a.reshape(b, k, r, c), presence
+
+    @staticmethod
+    def near_peak(local, peak, r, c, radius=2):
+        """Best cosine of every object token within +-radius cells of the object's peak cell:
+        [B, K, T', R] sims, [B, K] peak index -> [B, K, T']. A present object's tokens are found
+        together around its peak; an absent one's best matches are scattered over the scene."""
+        offsets = torch.arange(-radius, radius + 1, device=local.device)
+        rows = (peak // c)[..., None, None] + offsets[:, None]  # [B, K, w, 1]
+        cols = (peak % c)[..., None, None] + offsets[None, :]  # [B, K, 1, w]
+        idx = rows.clamp(0, r - 1) * c + cols.clamp(0, c - 1)  # [B, K, w, w]
+        idx = idx.flatten(2)[:, :, None, :].expand(-1, -1, local.shape[2], -1)
+        return torch.gather(local, 3, idx).max(dim=3).values
 
     def forward(self, feats, objects):
         """feats [B, 112, r, c] (frozen backbone), objects [B, K, T, D] unit tokens
