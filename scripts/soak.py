@@ -519,16 +519,28 @@ class Soak:
             req.views = views
             cl = c.client(RegisterObject, self.svc("register_object"))
             future = cl.call_async(req)
-            delay = self.rng.uniform(0.05, 1.5)
-            end = time.monotonic() + delay
+            t_call = time.monotonic()
+            objects = self.library_dir / "objects"
+            if k % 2 == 0:
+                # every other kill lands inside the folder write: wait until its temporary
+                # folder is on disk, then a little more
+                end = t_call + 20.0
+                while time.monotonic() < end and not future.done():
+                    c.executor.spin_once(timeout_sec=0.005)
+                    if objects.is_dir() and any(p.name.startswith(".tmp-")
+                                                for p in objects.iterdir()):
+                        break
+                end = time.monotonic() + self.rng.uniform(0.0, 0.15)
+            else:  # the others anywhere in the call: transfer, embedding, write, commit, answer
+                end = t_call + self.rng.uniform(0.05, 1.5)
             while time.monotonic() < end and not future.done():
-                c.executor.spin_once(timeout_sec=0.01)
+                c.executor.spin_once(timeout_sec=0.005)
+            delay = time.monotonic() - t_call
             acked_new = future.done() and future.result() is not None and future.result().success
             self.node_down.set()
             self.generation += 1
             self.node.send_signal(signal.SIGKILL)
             self.node.wait()
-            objects = self.library_dir / "objects"
             if objects.is_dir():
                 entries = list(objects.iterdir())
                 if any(p.name.startswith(".tmp-") for p in entries):
