@@ -31,6 +31,10 @@ from yolz_ros.srv import ListObjects, RegisterObject, RemoveObject
 HERE = Path(__file__).parent
 ROOT = HERE.parent
 REAL_MODEL = Path(os.environ.get("YOLZ_TEST_MODEL", ROOT / "models" / "yolz_lite0"))
+# The node runs in a namespace of this test run's own, so another run on the same machine that
+# happens to share the ROS domain cannot answer our calls or feed our topics.
+NS = f"/yolz_test_{os.getpid()}"
+NODE = f"{NS}/yolz"
 sys.path.insert(0, str(HERE))
 
 
@@ -76,12 +80,12 @@ class Ros:
         self.executor.add_node(self.node)
         self.diagnostics = []
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
-        self.frames = self.node.create_publisher(Image, "/image", qos_profile_sensor_data)
+        self.frames = self.node.create_publisher(Image, f"{NS}/image", qos_profile_sensor_data)
         self._clients = {}
 
     def _on_diag(self, msg):
         for status in msg.status:
-            if status.name.endswith(" /yolz"):
+            if status.name.endswith(f" {NODE}"):
                 self.diagnostics.append({kv.key: kv.value for kv in status.values})
 
     def spin_until(self, done, timeout=10.0):
@@ -150,6 +154,7 @@ def start_node(model_dir, library_dir, log_path, *params, remaps=(), managed=Fal
            "-p", "backend:=onnxruntime", "-p", "device:=cpu", "-p", "precision:=fp32"]
     for p in params:
         cmd += ["-p", p]
+    cmd += ["-r", f"__ns:={NS}"]
     for r in remaps:
         cmd += ["-r", r]
     log = open(log_path, "w")
@@ -173,7 +178,7 @@ def stop_node(proc, timeout=15.0):
 
 
 def wait_ready(ros, proc, timeout=30.0):
-    client = ros.node.create_client(ListObjects, "/yolz/list_objects")
+    client = ros.node.create_client(ListObjects, f"{NODE}/list_objects")
     ok = ros.spin_until(lambda: client.service_is_ready() or proc.poll() is not None, timeout)
     ros.node.destroy_client(client)
     assert ok and proc.poll() is None, \
@@ -192,15 +197,15 @@ def node(ros, tiny_model, tmp_path_factory):
 def register(ros, name, views, replace=False, encoding="rgb8"):
     request = RegisterObject.Request(name=name, replace=replace)
     request.views = [v if isinstance(v, Image) else image_msg(v, encoding) for v in views]
-    return ros.call(RegisterObject, "/yolz/register_object", request)
+    return ros.call(RegisterObject, f"{NODE}/register_object", request)
 
 
 def list_objects(ros):
-    return ros.call(ListObjects, "/yolz/list_objects", ListObjects.Request())
+    return ros.call(ListObjects, f"{NODE}/list_objects", ListObjects.Request())
 
 
 def remove(ros, name):
-    return ros.call(RemoveObject, "/yolz/remove_object", RemoveObject.Request(name=name))
+    return ros.call(RemoveObject, f"{NODE}/remove_object", RemoveObject.Request(name=name))
 
 
 def set_param(ros, name, value, expect=True):
@@ -210,7 +215,7 @@ def set_param(ros, name, value, expect=True):
         pv = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
     else:
         pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(value))
-    response = ros.call(SetParameters, "/yolz/set_parameters",
+    response = ros.call(SetParameters, f"{NODE}/set_parameters",
                         SetParameters.Request(parameters=[Parameter(name=name, value=pv)]))
     result = response.results[0]
     assert result.successful == expect, result.reason
@@ -287,14 +292,14 @@ class TestRunningNode:
             assert register(ros, "mug", object_views(3)).success
         model_id = list_objects(ros).model_id
         probs = []
-        sub = ros.node.create_subscription(ObjectProbabilities, "/yolz/probabilities",
+        sub = ros.node.create_subscription(ObjectProbabilities, f"{NODE}/probabilities",
                                            probs.append, 10)
         frames = [image_msg(scene(i), "rgb8", stamp_sec=100 + i, frame_id="cam_optical")
                   for i in range(10)]
         ros.publish_frames(frames, period=0.05)
         assert ros.spin_until(lambda: probs and probs[-1].header.stamp.sec == 109, 5.0)
         msg = probs[-1]
-        assert msg.header.frame_id == "cam_optical" and msg.camera == "/image"
+        assert msg.header.frame_id == "cam_optical" and msg.camera == f"{NS}/image"
         assert msg.model_id == model_id and list(msg.names) == ["mug"]
         assert (msg.image_width, msg.image_height) == (160, 120)
         grid = np.asarray(msg.probabilities, np.float32)
@@ -314,7 +319,7 @@ class TestRunningNode:
         assert d["backend"] and d["model_id"] == model_id and d["objects"] == "1"
 
         overlays = []
-        overlay_sub = ros.node.create_subscription(Image, "/yolz/overlay", overlays.append, 10)
+        overlay_sub = ros.node.create_subscription(Image, f"{NODE}/overlay", overlays.append, 10)
         stamp = [200]
 
         def publish_one():
@@ -357,7 +362,7 @@ class TestRunningNode:
         assert int(d["frames_rejected"]) == rejected0 + 4
         assert d["last_error"]
         probs = []
-        sub = ros.node.create_subscription(ObjectProbabilities, "/yolz/probabilities",
+        sub = ros.node.create_subscription(ObjectProbabilities, f"{NODE}/probabilities",
                                            probs.append, 10)
         ros.publish_frames([image_msg(good, "rgb8", stamp_sec=555)])
         assert ros.spin_until(lambda: any(m.header.stamp.sec == 555 for m in probs), 5.0)
@@ -372,7 +377,7 @@ class TestRunningNode:
             ros.spin_for(0.3)
             base = ros.fresh_diagnostics()
             probs = []
-            sub = ros.node.create_subscription(ObjectProbabilities, "/yolz/probabilities",
+            sub = ros.node.create_subscription(ObjectProbabilities, f"{NODE}/probabilities",
                                                probs.append, 100)
             ros.spin_for(0.3)
             n = 40
@@ -404,7 +409,7 @@ class TestRunningNode:
         for name in list(list_objects(ros).names):
             assert remove(ros, name).success
         labels = []
-        ros.node.create_subscription(LabelInfo, "/yolz/label_info", labels.append, LATCHED)
+        ros.node.create_subscription(LabelInfo, f"{NODE}/label_info", labels.append, LATCHED)
         assert ros.spin_until(lambda: labels and not labels[-1].class_map, 5.0), \
             "no latched LabelInfo for the empty library"
         assert labels[-1].threshold == pytest.approx(default)
@@ -418,10 +423,10 @@ class TestRunningNode:
             assert ros.spin_until(lambda: labels[-1].threshold == 0.0, 5.0)
             probs, dets = {}, {}
             subs = [ros.node.create_subscription(
-                        ObjectProbabilities, "/yolz/probabilities",
+                        ObjectProbabilities, f"{NODE}/probabilities",
                         lambda m: probs.setdefault(m.header.stamp.sec, m), 10),
                     ros.node.create_subscription(
-                        Detection2DArray, "/yolz/detections",
+                        Detection2DArray, f"{NODE}/detections",
                         lambda m: dets.setdefault(m.header.stamp.sec, m), 10)]
             stamp = [700]
 
@@ -456,7 +461,7 @@ class TestRunningNode:
                               5.0)
         # a late subscriber gets the current one at once (transient local)
         late = []
-        ros.node.create_subscription(LabelInfo, "/yolz/label_info", late.append, LATCHED)
+        ros.node.create_subscription(LabelInfo, f"{NODE}/label_info", late.append, LATCHED)
         assert ros.spin_until(lambda: bool(late), 5.0)
         assert [c.class_name for c in late[-1].class_map] == ["mug"]
 
@@ -470,7 +475,7 @@ class TestRunningNode:
         assert list_objects(ros).success  # still serving
 
     def test_config_file_covers_every_parameter(self, ros, node):
-        declared = ros.call(ListParameters, "/yolz/list_parameters",
+        declared = ros.call(ListParameters, f"{NODE}/list_parameters",
                             ListParameters.Request()).result.names
         declared = set(declared) - {"use_sim_time", "start_type_description_service"}
         config = yaml.safe_load((ROOT / "config" / "yolz.yaml").read_text())
@@ -486,18 +491,18 @@ class TestRunningNode:
         def cli(*args):
             return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
                                   env=env, cwd=ROOT, timeout=60)
-        out = cli("yolz_ros.cli.register", "cli_obj", *paths, "--timeout", "20")
+        out = cli("yolz_ros.cli.register", "cli_obj", *paths, "--timeout", "20", "--node", NODE)
         assert out.returncode == 0, out.stdout + out.stderr
         assert "ok: registered 'cli_obj'" in out.stdout and "view 1" in out.stdout
-        out = cli("yolz_ros.cli.register", "cli_obj", paths[0])
+        out = cli("yolz_ros.cli.register", "cli_obj", paths[0], "--node", NODE)
         assert out.returncode == 1 and "replace" in out.stdout
-        out = cli("yolz_ros.cli.list_objects")
+        out = cli("yolz_ros.cli.list_objects", "--node", NODE)
         assert out.returncode == 0 and "cli_obj  (2 views)" in out.stdout, out.stdout
-        out = cli("yolz_ros.cli.remove_object", "cli_obj")
+        out = cli("yolz_ros.cli.remove_object", "cli_obj", "--node", NODE)
         assert out.returncode == 0 and "removed" in out.stdout
-        out = cli("yolz_ros.cli.remove_object", "cli_obj")
+        out = cli("yolz_ros.cli.remove_object", "cli_obj", "--node", NODE)
         assert out.returncode == 1
-        out = cli("yolz_ros.cli.register", "x", str(tmp_path / "missing.png"))
+        out = cli("yolz_ros.cli.register", "x", str(tmp_path / "missing.png"), "--node", NODE)
         assert out.returncode == 1 and "cannot read" in out.stdout
 
         folder = tmp_path / "frames"
@@ -505,11 +510,12 @@ class TestRunningNode:
         for i in range(3):
             cv2.imwrite(str(folder / f"{i:03d}.png"), scene(i))
         probs = []
-        sub = ros.node.create_subscription(ObjectProbabilities, "/yolz/probabilities",
+        sub = ros.node.create_subscription(ObjectProbabilities, f"{NODE}/probabilities",
                                            probs.append, 10)
         player = subprocess.Popen([sys.executable, "-m", "yolz_ros.cli.camera_player",
                                    str(folder), "--rate", "10", "--frame-id", "player",
-                                   "--encoding", "bgr8"], env=env, cwd=ROOT,
+                                   "--encoding", "bgr8", "--topic", f"{NS}/image"],
+                                  env=env, cwd=ROOT,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         ros.spin_until(lambda: player.poll() is not None, 30.0)
         assert player.wait(timeout=5) == 0, player.stdout.read()
@@ -532,15 +538,15 @@ def test_restart_keeps_library_sigterm_exits_cleanly(ros, tiny_model, tmp_path):
     # (the base topic is remapped, then /compressed appended, as image_transport does)
     proc = start_node(tiny_model, library, tmp_path / "second.log", "image_transport:=compressed",
                       "image_topics:=[cam_a/image, cam_b/image]",
-                      remaps=["cam_b/image:=/remapped/cam_b"])
+                      remaps=[f"cam_b/image:={NS}/remapped/cam_b"])
     try:
         wait_ready(ros, proc)
         listing = list_objects(ros)
         assert list(listing.names) == ["box", "ball"] and list(listing.num_views) == [4, 2]
         probs = []
-        sub = ros.node.create_subscription(ObjectProbabilities, "/yolz/cam_b_image/probabilities",
+        sub = ros.node.create_subscription(ObjectProbabilities, f"{NODE}/cam_b_image/probabilities",
                                            probs.append, 10)
-        pub = ros.node.create_publisher(CompressedImage, "/remapped/cam_b/compressed",
+        pub = ros.node.create_publisher(CompressedImage, f"{NS}/remapped/cam_b/compressed",
                                         qos_profile_sensor_data)
         assert ros.spin_until(lambda: pub.get_subscription_count() > 0, 10.0)
         corrupt = CompressedImage(format="jpeg", data=b"\xff\xd8 definitely not a jpeg")
@@ -561,7 +567,7 @@ def test_restart_keeps_library_sigterm_exits_cleanly(ros, tiny_model, tmp_path):
             ros.spin_for(0.1)
             return bool(probs)
         assert ros.spin_until(publish_good, 10.0)
-        assert probs[0].header.stamp.sec == 2 and probs[0].camera == "/remapped/cam_b"
+        assert probs[0].header.stamp.sec == 2 and probs[0].camera == f"{NS}/remapped/cam_b"
         assert list(probs[0].names) == ["box", "ball"]
         d = ros.fresh_diagnostics(where=lambda d: int(d["frames_rejected"]) >= 1)
         assert "bad frame" in d["last_error"]
@@ -582,13 +588,13 @@ def test_missing_model_is_a_clear_fatal_error(tmp_path):
 
 
 def change_state(ros, transition):
-    r = ros.call(ChangeState, "/yolz/change_state",
+    r = ros.call(ChangeState, f"{NODE}/change_state",
                  ChangeState.Request(transition=Transition(id=transition)))
     return r.success
 
 
 def lifecycle_state(ros):
-    return ros.call(GetState, "/yolz/get_state", GetState.Request()).current_state.id
+    return ros.call(GetState, f"{NODE}/get_state", GetState.Request()).current_state.id
 
 
 def test_managed_node_lifecycle(ros, tiny_model, tmp_path):
@@ -597,7 +603,7 @@ def test_managed_node_lifecycle(ros, tiny_model, tmp_path):
     proc = start_node(tiny_model, tmp_path / "library", tmp_path / "managed.log", managed=True)
     try:
         assert lifecycle_state(ros) == State.PRIMARY_STATE_UNCONFIGURED
-        lister = ros.node.create_client(ListObjects, "/yolz/list_objects")
+        lister = ros.node.create_client(ListObjects, f"{NODE}/list_objects")
         ros.spin_for(0.5)
         assert not lister.service_is_ready(), "services before configure"
         assert change_state(ros, Transition.TRANSITION_CONFIGURE)
@@ -606,7 +612,7 @@ def test_managed_node_lifecycle(ros, tiny_model, tmp_path):
         assert register(ros, "box", object_views(3, seed=3)).success  # serving while inactive
         assert ros.frames.get_subscription_count() == 0, "camera subscribed while inactive"
         probs = []
-        ros.node.create_subscription(ObjectProbabilities, "/yolz/probabilities",
+        ros.node.create_subscription(ObjectProbabilities, f"{NODE}/probabilities",
                                      probs.append, 10)
 
         def frames_arrive():
@@ -698,7 +704,7 @@ def test_detection_quality_real_model(ros, tmp_path, held_out_scenes):
         assert r.success, r.message
         results = {}
         sub = ros.node.create_subscription(
-            ObjectProbabilities, "/yolz/probabilities",
+            ObjectProbabilities, f"{NODE}/probabilities",
             lambda m: results.setdefault(m.header.stamp.sec, m), 10)
         for i, (rgb, _) in enumerate(scenes):
             stamp = 100 + i  # results are matched to scenes by stamp (best effort may drop)
