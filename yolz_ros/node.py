@@ -371,7 +371,11 @@ def main(args=None):
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     try:
-        executor.spin()
+        # Not executor.spin(): it waits without a timeout, and a SIGTERM whose wake-up races the
+        # context's shutdown can leave it waiting for ever (seen with the managed node on
+        # Jazzy: the process never exited). Waking every 0.5 s re-checks the context.
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=0.5)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
