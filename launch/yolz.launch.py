@@ -6,8 +6,9 @@
 
 The node runs with the FastDDS same-host profile (config/fastdds_same_host.xml: shared memory
 large enough for camera frames; without it FastDDS's 512 KiB segment loses most 640x480 best-effort
-frames on one host). The camera driver must use it too: export FASTDDS_DEFAULT_PROFILES_FILE
-before starting it (README, "Reliability"). dds_profile:='' keeps FastDDS's defaults.
+frames on one host). The camera driver must use it too: export FASTRTPS_DEFAULT_PROFILES_FILE
+(Fast DDS 2.x, Humble/Jazzy; 3.x, Kilted, reads it too) before starting it (README,
+"Reliability"). dds_profile:='' keeps FastDDS's defaults.
 """
 import os
 
@@ -49,9 +50,13 @@ def generate_launch_description():
                               description="true: a lifecycle node (configure/activate it)"),
         DeclareLaunchArgument(
             "dds_profile",
-            default_value=os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
+            default_value=os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE")
+            or os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
             or os.path.join(share, "config", "fastdds_same_host.xml"),
             description="FastDDS profile XML for the node (and rviz); '' = FastDDS defaults"),
+        # Fast DDS 2.x (Humble, Jazzy) reads FASTRTPS_..., 3.x (Kilted) both
+        SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", LaunchConfiguration("dds_profile"),
+                               condition=LaunchConfigurationNotEquals("dds_profile", "")),
         SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("dds_profile"),
                                condition=LaunchConfigurationNotEquals("dds_profile", "")),
         Node(**yolz, condition=UnlessCondition(managed)),

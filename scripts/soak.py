@@ -45,6 +45,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE = ROOT / "config" / "fastdds_same_host.xml"
+# Fast DDS 2.x (Humble, Jazzy) reads the first, 3.x (Kilted) both
+PROFILE_VARS = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
 
 
 # ------------------------------------------------------------------------------------------
@@ -222,12 +224,15 @@ class Soak:
                         ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
         self.env.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
         if args.dds == "profile":
-            self.env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(PROFILE)
+            for var in PROFILE_VARS:
+                self.env[var] = str(PROFILE)
         else:
-            self.env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+            for var in PROFILE_VARS:
+                self.env.pop(var, None)
         os.environ.update(self.env)
         if args.dds != "profile":
-            os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+            for var in PROFILE_VARS:
+                os.environ.pop(var, None)
         # A namespace of this run's own: another /yolz on the same ROS domain (a test run of
         # another checkout picks its domain from its pid) must not answer our calls.
         self.ns = f"/soak_{os.getpid()}"

@@ -754,8 +754,8 @@ def test_launch_file_names_the_node_and_its_arguments():
     assert declared == {"image", "params_file", "model_dir", "backend", "namespace", "rviz",
                         "managed", "dds_profile"}
     # the same-host FastDDS profile (issue 12) reaches the node through its environment
-    [env] = [c for c in calls if name(c) == "SetEnvironmentVariable"]
-    assert ast.literal_eval(env.args[0]) == "FASTDDS_DEFAULT_PROFILES_FILE"
+    env = {ast.literal_eval(c.args[0]) for c in calls if name(c) == "SetEnvironmentVariable"}
+    assert env == {"FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE"}
     assert "fastdds_same_host.xml" in source
     [yolz] = [kwargs(c) for c in calls if name(c) == "dict"
               and "executable" in kwargs(c)]
