@@ -7,8 +7,8 @@
 The node runs with the FastDDS same-host profile (config/fastdds_same_host.xml: shared memory
 large enough for camera frames; without it FastDDS's 512 KiB segment loses most 640x480 best-effort
 frames on one host). The camera driver must use it too: export FASTRTPS_DEFAULT_PROFILES_FILE
-(Fast DDS 2.x, Humble/Jazzy; 3.x, Kilted, reads it too) before starting it (README,
-"Reliability"). dds_profile:='' keeps FastDDS's defaults.
+(Fast DDS 2.x: Humble, Jazzy) or FASTDDS_DEFAULT_PROFILES_FILE (3.x: Kilted) before starting it
+(README, "Reliability"). dds_profile:='' keeps FastDDS's defaults.
 """
 import os
 
@@ -18,6 +18,12 @@ from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition, LaunchConfigurationNotEquals, UnlessCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
+
+
+# Fast DDS 2.x (Humble, Iron, Jazzy) reads FASTRTPS_..., 3.x (Kilted and later) FASTDDS_...
+PROFILE_VAR = ("FASTRTPS_DEFAULT_PROFILES_FILE"
+               if os.environ.get("ROS_DISTRO", "") in ("humble", "iron", "jazzy")
+               else "FASTDDS_DEFAULT_PROFILES_FILE")
 
 
 def generate_launch_description():
@@ -50,14 +56,10 @@ def generate_launch_description():
                               description="true: a lifecycle node (configure/activate it)"),
         DeclareLaunchArgument(
             "dds_profile",
-            default_value=os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE")
-            or os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
+            default_value=os.environ.get(PROFILE_VAR)
             or os.path.join(share, "config", "fastdds_same_host.xml"),
             description="FastDDS profile XML for the node (and rviz); '' = FastDDS defaults"),
-        # Fast DDS 2.x (Humble, Jazzy) reads FASTRTPS_..., 3.x (Kilted) both
-        SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", LaunchConfiguration("dds_profile"),
-                               condition=LaunchConfigurationNotEquals("dds_profile", "")),
-        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("dds_profile"),
+        SetEnvironmentVariable(PROFILE_VAR, LaunchConfiguration("dds_profile"),
                                condition=LaunchConfigurationNotEquals("dds_profile", "")),
         Node(**yolz, condition=UnlessCondition(managed)),
         LifecycleNode(**yolz, arguments=["--managed"], condition=IfCondition(managed)),

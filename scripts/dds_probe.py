@@ -7,8 +7,8 @@
 Runs a publisher process (sensor_msgs/Image rgb8 at --rate, best effort unless --reliable) and
 a subscriber in this process (sensor-data QoS, depth 5, a callback that only counts), both with
 the same FastDDS setting, and prints frames sent / received. No yolz node: this isolates the
-transport from inference. ``--profile`` sets FASTRTPS_DEFAULT_PROFILES_FILE (Fast DDS 2.x: Humble,
-Jazzy; 3.x reads it too) and FASTDDS_DEFAULT_PROFILES_FILE (3.x: Kilted) for both sides (the
+transport from inference. ``--profile`` points FastDDS at the profile for both sides
+(FASTRTPS_DEFAULT_PROFILES_FILE on Fast DDS 2.x: Humble, Jazzy; FASTDDS_... on 3.x, Kilted; the
 same-host profile shipped in config/ is the default); ``--no-profile`` measures FastDDS's
 defaults.
 """
@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from yolz_ros.dds import current_profile, set_profile  # noqa: E402
 DEFAULT_PROFILE = ROOT / "config" / "fastdds_same_host.xml"
-PROFILE_VARS = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
 
 
 def publisher(args) -> int:
@@ -69,12 +70,11 @@ def subscriber(args) -> dict:
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
     env = os.environ.copy()
-    profile = os.environ.get(PROFILE_VARS[0], "")
-    for var in PROFILE_VARS:
-        if args.profile_side == "sub":
-            env.pop(var, None)
-        elif args.profile_side == "pub":
-            os.environ.pop(var, None)
+    profile = current_profile()
+    if args.profile_side == "sub":
+        set_profile(env, None)
+    elif args.profile_side == "pub":
+        set_profile(os.environ, None)
     cmd = [sys.executable, __file__, "--role", "pub", "--seconds", str(args.seconds),
            "--rate", str(args.rate), "--size", f"{args.width}x{args.height}",
            "--topic", args.topic]
@@ -134,11 +134,9 @@ def main(argv=None) -> int:
     if args.role == "pub":
         return publisher(args)
     if args.no_profile:
-        for var in PROFILE_VARS:
-            os.environ.pop(var, None)
+        set_profile(os.environ, None)
     else:
-        for var in PROFILE_VARS:
-            os.environ[var] = str(args.profile.resolve())
+        set_profile(os.environ, args.profile.resolve())
     result = subscriber(args)
     print(json.dumps(result))
     if args.json:

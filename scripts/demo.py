@@ -86,12 +86,10 @@ def main(argv=None):
 
     # The same-host FastDDS profile (config/fastdds_same_host.xml) for the node, the camera and
     # this listener: 640x480 frames then go through shared memory, best effort, as from a camera.
-    # Fast DDS 2.x (Humble, Jazzy) reads FASTRTPS_..., 3.x (Kilted) both.
-    profile = os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE") or os.environ.get(
-        "FASTDDS_DEFAULT_PROFILES_FILE") or str(ROOT / "config" / "fastdds_same_host.xml")
+    from yolz_ros.dds import current_profile, set_profile
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID", "57"), PYTHONUNBUFFERED="1",
-               FASTRTPS_DEFAULT_PROFILES_FILE=profile, FASTDDS_DEFAULT_PROFILES_FILE=profile)
+               ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID", "57"), PYTHONUNBUFFERED="1")
+    set_profile(env, current_profile() or ROOT / "config" / "fastdds_same_host.xml")
     os.environ.update(env)
     node_log = open(args.out / "node.log", "w")
     node = subprocess.Popen(

@@ -44,9 +44,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from yolz_ros.dds import set_profile  # noqa: E402
 PROFILE = ROOT / "config" / "fastdds_same_host.xml"
-# Fast DDS 2.x (Humble, Jazzy) reads the first, 3.x (Kilted) both
-PROFILE_VARS = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
 
 
 # ------------------------------------------------------------------------------------------
@@ -224,15 +224,12 @@ class Soak:
                         ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
         self.env.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
         if args.dds == "profile":
-            for var in PROFILE_VARS:
-                self.env[var] = str(PROFILE)
+            set_profile(self.env, PROFILE)
         else:
-            for var in PROFILE_VARS:
-                self.env.pop(var, None)
+            set_profile(self.env, None)
         os.environ.update(self.env)
         if args.dds != "profile":
-            for var in PROFILE_VARS:
-                os.environ.pop(var, None)
+            set_profile(os.environ, None)
         # A namespace of this run's own: another /yolz on the same ROS domain (a test run of
         # another checkout picks its domain from its pid) must not answer our calls.
         self.ns = f"/soak_{os.getpid()}"
@@ -523,6 +520,9 @@ class Soak:
             req = RegisterObject.Request(name=name, replace=name in self.acked)
             req.views = views
             cl = c.client(RegisterObject, self.svc("register_object"))
+            ready_by = time.monotonic() + 15.0  # a request sent before discovery may be lost
+            while not cl.service_is_ready() and time.monotonic() < ready_by:
+                c.executor.spin_once(timeout_sec=0.02)
             future = cl.call_async(req)
             t_call = time.monotonic()
             objects = self.library_dir / "objects"
