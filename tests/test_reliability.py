@@ -218,3 +218,15 @@ def test_rejected_frames_are_throttled_per_reason(ros, node):
     assert "unsupported encoding 'yuv422'" in text and "data has 10 bytes" in text, text[-2000:]
     lines = [ln for ln in text.splitlines() if "frame skipped" in ln]
     assert len(lines) <= 4, lines  # throttled: ~40 bad frames of each kind, one line each
+
+
+def test_profile_variable_follows_the_distro():
+    from yolz_ros.dds import current_profile, profile_var, set_profile
+    assert profile_var("jazzy") == profile_var("humble") == "FASTRTPS_DEFAULT_PROFILES_FILE"
+    assert profile_var("kilted") == profile_var("") == "FASTDDS_DEFAULT_PROFILES_FILE"
+    env = {"ROS_DISTRO": "jazzy", "FASTDDS_DEFAULT_PROFILES_FILE": "/old.xml"}
+    set_profile(env, PROFILE)
+    assert env == {"ROS_DISTRO": "jazzy", "FASTRTPS_DEFAULT_PROFILES_FILE": str(PROFILE)}
+    assert current_profile(env) == str(PROFILE)
+    set_profile(env, None)
+    assert current_profile(env) == ""
