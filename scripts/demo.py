@@ -23,40 +23,26 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-QUERY_FAMILY = 7  # a test-split product family (test products are never trained on)
-OTHER_FAMILIES = [3, 11, 19, 26, 33, 41]
 
 
 def render_assets(assets: Path, num_scenes: int, seed: int = 7, data_dir: str = "data"):
     """Reference views (RGBA PNG) of a held-out textured product and scenes of it among its
     same-shape siblings and other products on real photos (PNG + ground truth); deterministic,
-    cached. Built by the real-object benchmark's own code (training/data/realbench.py)."""
+    cached. Built by the real-object benchmark's own code (realbench.held_out_sequence)."""
     done = assets / "ground_truth.json"
     if done.exists() and len(json.loads(done.read_text())) == num_scenes:
         return json.loads(done.read_text())
-    from training.data import realbench
-    from training.data.products import FAMILY_SIZE
+    from training.data.realbench import held_out_sequence
 
-    rng = np.random.default_rng(seed)
-    src = realbench.ObjectSource("test", data_dir, with_stamps=False)
-    cfg = realbench.RealConfig(split="test", data_dir=data_dir, min_height=0.15,
-                               max_height=0.35, lying_prob=0.0, overlap_prob=0.0)
-    query = QUERY_FAMILY * FAMILY_SIZE
-    siblings = [query + m for m in range(1, FAMILY_SIZE)]
-    others = [f * FAMILY_SIZE + int(rng.integers(FAMILY_SIZE)) for f in OTHER_FAMILIES]
+    print(f"[demo] composing {num_scenes} scenes (once; cached in {assets})", flush=True)
+    views, scenes = held_out_sequence(num_scenes, seed, data_dir)
     (assets / "views").mkdir(parents=True, exist_ok=True)
     (assets / "scenes").mkdir(parents=True, exist_ok=True)
-    for i, view in enumerate(src.views(query, rng)):
+    for i, view in enumerate(views):
         cv2.imwrite(str(assets / "views" / f"view_{i}.png"), cv2.cvtColor(view, cv2.COLOR_RGBA2BGRA))
     truth = []
-    print(f"[demo] composing {num_scenes} scenes (once; cached in {assets})", flush=True)
-    for i in range(num_scenes):
-        present = i % 3 != 2  # two scenes with the object, then one without
-        distractors = [siblings[j] for j in rng.choice(len(siblings), 2, replace=False)] + \
-            [others[j] for j in rng.choice(len(others), 2, replace=False)]
-        rgb, instances, _ = realbench.paste_scene(src, cfg, [(0, query)] if present else [],
-                                                  distractors, rng)
-        ys, xs = np.nonzero(instances == 0)
+    for i, (rgb, mask) in enumerate(scenes):
+        ys, xs = np.nonzero(mask)
         truth.append({"file": f"scene_{i:02d}.png", "present": bool(len(xs) >= 50),
                       "centre": [float(xs.mean()), float(ys.mean())] if len(xs) else None,
                       "visible_pixels": int(len(xs))})

@@ -35,7 +35,7 @@ def test_train_export_evaluate(toy_data_dir, tmp_path):
     assert info["input_size"] == [64, 64] and info["grid"]["rows"] == 4
     assert info["training"]["steps"] == 2
 
-    evaluate.main(["--model", str(model), "--split", "test", "--scenes", "2",
+    evaluate.main(["--model", str(model), "--split", "test", "--benchmark", "urdf", "--scenes", "2",
                    "--data-dir", str(data_dir), "--episode", *TOY_EPISODE])
     result = json.loads((model / "evaluation.json").read_text())
     assert set(result["by_n"]) == {"1", "4", "8"}

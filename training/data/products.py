@@ -369,7 +369,8 @@ def product_cache(spec: ProductSpec, n_views: int, n_instances: int, view_size: 
     arrays = {
         "views": render(spec, view_dirs, view_size, rng, data_dir),
         "view_dirs": view_dirs.astype(np.float32),
-        "instances": render(spec, inst_dirs, instance_size, rng, data_dir),
+        # instances are always shrunk into scenes (area-averaged): no supersampling needed
+        "instances": render(spec, inst_dirs, instance_size, rng, data_dir, supersample=1),
         "instance_dirs": inst_dirs.astype(np.float32),
     }
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # unique: parallel renderers may race

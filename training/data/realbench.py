@@ -237,6 +237,32 @@ def make_episode(src: ObjectSource, cfg: RealConfig, rng: np.random.Generator) -
     }
 
 
+def held_out_sequence(num_scenes: int, seed: int = 7, data_dir: str = "data", family: int = 7,
+                      other_families=(3, 11, 19, 26, 33, 41)):
+    """A held-out textured product (test split, never trained on) for demos and node tests:
+    (8 RGBA views, [(scene rgb 480x640, its visible-pixel mask)] ). Two of every three scenes
+    hold it among two of its same-shape siblings and two other products; the third holds only
+    the others. Deterministic."""
+    rng = np.random.default_rng(seed)
+    src = ObjectSource("test", data_dir, with_stamps=False)
+    cfg = RealConfig(split="test", data_dir=data_dir, min_height=0.15, max_height=0.35,
+                     lying_prob=0.0, overlap_prob=0.0)
+    query = family * products.FAMILY_SIZE
+    siblings = [query + m for m in range(1, products.FAMILY_SIZE)]
+    others = [f * products.FAMILY_SIZE + int(rng.integers(products.FAMILY_SIZE))
+              for f in other_families]
+    views = src.views(query, rng)
+    scenes = []
+    for i in range(num_scenes):
+        present = i % 3 != 2
+        distractors = [siblings[j] for j in rng.choice(len(siblings), 2, replace=False)] + \
+            [others[j] for j in rng.choice(len(others), 2, replace=False)]
+        rgb, instances, _ = paste_scene(src, cfg, [(0, query)] if present else [],
+                                        distractors, rng)
+        scenes.append((rgb, instances == 0))
+    return views, scenes
+
+
 def bench_dir(split: str, data_dir: str = "data") -> Path:
     return Path(data_dir) / "realbench" / split
 
