@@ -23,6 +23,8 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from yolz_ros.model_info import DEFAULT_MODEL  # noqa: E402
 
 
 def render_assets(assets: Path, num_scenes: int, seed: int = 7, data_dir: str = "data"):
@@ -54,7 +56,7 @@ def render_assets(assets: Path, num_scenes: int, seed: int = 7, data_dir: str = 
 def main(argv=None):
     ap = argparse.ArgumentParser(description="yolz end-to-end demo over ROS 2")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "demo")
-    ap.add_argument("--model", type=Path, default=ROOT / "models" / "yolz_lite0")
+    ap.add_argument("--model", type=Path, default=ROOT / "models" / DEFAULT_MODEL)
     ap.add_argument("--scenes", type=int, default=18)
     ap.add_argument("--rate", type=float, default=2.0, help="camera frames per second")
     args = ap.parse_args(argv)

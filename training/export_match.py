@@ -137,7 +137,17 @@ def main(argv=None):
         print(f"FP16-stored weights: max abs diff to FP32 torch {worst}")
         if max(worst.values()) > FP16_TOL:
             raise SystemExit("FP16 weight storage changed the outputs too much: use --fp32-weights")
+    import os
+    import platform
+
+    from yolz_ros.benchmark import cpu_model
+
+    n_train = len(list(Path(cfg["train_features"]).glob("episode_*.npz")))
     training = {"config": cfg, "code_sha": code_sha(), "steps": int(ckpt["step"]),
+                "machine": f"{cpu_model()}, {os.cpu_count()} cores, {platform.platform()}",
+                "data": f"{n_train} training episodes of the train split (training/data/"
+                        "realbench.py, 10 objects x 4 scenes each; features in "
+                        f"{cfg['train_features']}); validation: {cfg['val_features']}",
                 "checkpoint": args.checkpoint, "train_seconds": round(float(ckpt["elapsed_s"]), 1),
                 "val": json.loads(ckpt["val"] or "{}"), "parity": worst,
                 "backbone": "EfficientNet-Lite0 blocks 0-10, ImageNet weights "

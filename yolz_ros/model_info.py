@@ -10,7 +10,7 @@ from typing import Dict, Optional, Tuple
 FORMAT = "yolz-model/1"  # one pooled embedding per object, one view size
 FORMAT_TOKENS = "yolz-model/2"  # an object is T feature tokens; views at several sizes
 FORMATS = (FORMAT, FORMAT_TOKENS)
-DEFAULT_MODEL = "yolz_lite0"
+DEFAULT_MODEL = "yolz_tokens"
 
 
 class ModelError(ValueError):

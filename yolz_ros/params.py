@@ -39,7 +39,7 @@ class Param:
 PARAMS: Tuple[Param, ...] = (
     Param("model_dir", "string", "",
           "model folder (model.json + embedder.onnx + detector.onnx); '' = the shipped "
-          "models/yolz_lite0"),
+          "models/yolz_tokens"),
     Param("backend", "string", "auto",
           "inference backend: auto = TensorRT if it imports and a GPU is present, else ONNX "
           "Runtime (CUDA provider if installed, else CPU)",
