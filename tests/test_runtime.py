@@ -162,11 +162,18 @@ def test_big_endian_mono16():
 
 
 def test_compressed_images_decode():
-    for ext in (".png", ".bmp"):
-        ok, data = cv2.imencode(ext, RGB[..., ::-1])
-        got, alpha = compressed_msg_to_rgb(SimpleNamespace(format=ext[1:], data=data.tobytes()))
-        np.testing.assert_array_equal(got, RGB)
-        assert alpha is None
+    ok, data = cv2.imencode(".png", RGB[..., ::-1])
+    got, alpha = compressed_msg_to_rgb(SimpleNamespace(format="png", data=data.tobytes()))
+    np.testing.assert_array_equal(got, RGB)
+    assert alpha is None
+    ok, data = cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 100])
+    got, _ = compressed_msg_to_rgb(SimpleNamespace(format="jpeg", data=data.tobytes()))
+    assert got.shape == (16, 16, 3) and int(got.max()) <= 2
+    # only what image_transport's compressed transport sends: the size comes from a PNG or JPEG
+    # header before anything is decoded (issue 12), so other formats are refused by name
+    ok, data = cv2.imencode(".bmp", RGB[..., ::-1])
+    with pytest.raises(ImageError, match="accepted: png, jpeg"):
+        compressed_msg_to_rgb(SimpleNamespace(format="bmp", data=data.tobytes()))
     ok, data = cv2.imencode(".png", np.dstack([RGB[..., ::-1], ALPHA]))
     got, alpha = compressed_msg_to_rgb(SimpleNamespace(format="png", data=data.tobytes()))
     np.testing.assert_array_equal(got, RGB)
@@ -206,8 +213,11 @@ def test_bad_arrays_and_compressed_data_raise():
         to_rgb(RGB, "rgba8")
     with pytest.raises(ImageError, match="over the limit"):
         image_msg_to_array(fake_msg(RGB, "rgb8"), max_pixels=5)
-    with pytest.raises(ImageError, match="cannot decode"):
+    with pytest.raises(ImageError, match="corrupt jpeg header"):
         compressed_msg_to_rgb(SimpleNamespace(format="jpeg", data=b"\xff\xd8 not a jpeg"))
+    ok, png = cv2.imencode(".png", RGB[..., ::-1])  # a sound header, a truncated body
+    with pytest.raises(ImageError, match="cannot decode"):
+        compressed_msg_to_rgb(SimpleNamespace(format="png", data=png.tobytes()[:40]))
     with pytest.raises(ImageError, match="no data"):
         compressed_msg_to_rgb(SimpleNamespace(format="jpeg", data=b""))
     assert issubclass(ImageError, ValueError)

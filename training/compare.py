@@ -1,6 +1,7 @@
 """yolz against the classical reference-image baselines, on the SAME held-out episodes.
 
-    python -m training.compare --model models/yolz_lite0 --split test --scenes 100 --out docs/comparison
+    python -m training.compare --model models/yolz_tokens --also-models models/yolz_lite0 --split test \
+        --benchmark real --out docs/comparison
 
 Every method goes through training.evaluate.evaluate / report (identical pairs, grid and metrics;
 per-frame latency = one `score` call on one scene for all K episode objects, measured in the same
@@ -10,9 +11,9 @@ largest N) and example_*.png (scenes with each method's heatmap where the refere
 yolz when run, else the first method -- succeeds and the others fail, and vice versa).
 
 Breakdowns: overall and by visible object size (evaluate.report's by_size), by N = 1, 4, 8
-reference views, by textured vs textureless query object, and by occlusion when the episodes
-expose a visible fraction (key "visible_fraction" [B, C]; the current sampler exposes only visible
-pixel counts, so the report says occlusion is not broken down).
+reference views, by textured vs textureless query object, and by occlusion from the episodes'
+"visible_fraction" [B, C] (the share of a pasted object left visible by those on top of it; both
+samplers record it for their composites).
 
 Texture measure (per episode object): mean Sobel gradient magnitude of the grayscale reference
 views over their foreground pixels (not gray 114; views on a random background count whole, so
@@ -476,7 +477,7 @@ def run_comparison(methods, episodes, out_dir: Path, meta: dict, n_examples: int
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Compare yolz with the classical baselines.")
-    ap.add_argument("--model", type=Path, default=Path("models/yolz_lite0"))
+    ap.add_argument("--model", type=Path, default=Path("models/yolz_tokens"))
     ap.add_argument("--also-models", type=Path, nargs="*", default=[],
                     help="more yolz model folders scored as their own rows (e.g. the previous one)")
     ap.add_argument("--benchmark", default="real", choices=["real", "urdf"],

@@ -1,6 +1,6 @@
 """Evaluate a detector on held-out objects: JSON + Markdown + plots.
 
-    python -m training.evaluate --model models/yolz_lite0 --split test --scenes 200 --out models/yolz_lite0
+    python -m training.evaluate --model models/yolz_tokens --split test [--benchmark real|urdf|both]
 
 Any method with `embed(views) -> object` and `score(scene_rgb, objects) -> [K, rows, cols]` is scored
 by the same code on the same episodes (the baselines in training/baselines.py too). yolz is run
@@ -207,7 +207,7 @@ def evaluate_real(method, split, data_dir, out_dir, limit=None):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Evaluate a model folder on held-out objects.")
-    ap.add_argument("--model", type=Path, default=Path("models/yolz_lite0"))
+    ap.add_argument("--model", type=Path, default=Path("models/yolz_tokens"))
     ap.add_argument("--split", default="test", choices=["val", "test"])
     ap.add_argument("--benchmark", default="both", choices=["real", "urdf", "both"],
                     help="real: the real-object benchmark (reported first); urdf: random_urdfs")

@@ -42,7 +42,18 @@ def targets(overall):
     return rows
 
 
-def build(model: Path) -> str:
+def comparison_rows(path: Path, n: str = "8"):
+    """[method, AP, AUROC, FPR@95, pointing, p50 ms] per method of a compare.py comparison.json."""
+    data = json.loads(path.read_text())
+    rows = []
+    for name, r in data["methods"].items():
+        o = r["by_n"].get(n, {}).get("overall", {})
+        rows.append([name, o.get("cell_ap"), o.get("presence_auroc"), o.get("fpr_at_95_tpr"),
+                     o.get("pointing_accuracy"), r.get("frame_ms_p50")])
+    return data["meta"], rows
+
+
+def build(model: Path, comparison: Path | None = None) -> str:
     info = json.loads((model / "model.json").read_text())
     tr = info["training"]
     lines = [f"# {info['model_id']}", ""]
@@ -86,6 +97,15 @@ def build(model: Path) -> str:
         lines += ["", "### Targets (N = 8, alpha views)", ""]
         lines += _table(["metric", "value", "target", ""],
                         targets(real["alpha"]["by_n"]["8"]["overall"]))
+    if comparison is not None and comparison.is_file():
+        meta, rows = comparison_rows(comparison)
+        lines += ["", "## Against the previous model, the training-free probe and classical "
+                  "baselines (same test queries, N = 8, alpha views)", "",
+                  f"`make compare` ({comparison.parent}/comparison.md; {meta.get('machine', '')}, "
+                  f"{meta.get('cpu_threads', '?')} thread(s) per method, latencies measured with "
+                  "other work on the machine):", ""]
+        lines += _table(["method", "cell AP", "presence AUROC", "FPR@95", "pointing",
+                         "p50 ms/frame"], rows)
     urdf_path = model / "evaluation.json"
     if urdf_path.is_file():
         urdf = json.loads(urdf_path.read_text())
@@ -107,8 +127,10 @@ def build(model: Path) -> str:
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Write <model>/report.md from its JSON files.")
     ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--comparison", type=Path, default=Path("docs/comparison/comparison.json"),
+                    help="a make compare result to include (skipped when missing)")
     args = ap.parse_args(argv)
-    text = build(args.model)
+    text = build(args.model, args.comparison)
     tmp = args.model / "report.md.tmp"
     tmp.write_text(text)
     tmp.replace(args.model / "report.md")

@@ -1,6 +1,6 @@
 """End-to-end latency of the runtime on this machine: table, JSON and a PNG plot.
 
-    python -m yolz_ros.benchmark --model models/yolz_lite0 --out docs/benchmark_cpu.json
+    python -m yolz_ros.benchmark --model models/yolz_tokens --out docs/benchmark_cpu.json
 
 A frame is timed as Detector.detect sees it: letterbox + inference (sigmoid is in the graph) +
 padding mask. Measured: latency vs number of objects K (640x480), vs input image size (K=4), and
