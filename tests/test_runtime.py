@@ -166,7 +166,8 @@ def test_compressed_images_decode():
     got, alpha = compressed_msg_to_rgb(SimpleNamespace(format="png", data=data.tobytes()))
     np.testing.assert_array_equal(got, RGB)
     assert alpha is None
-    ok, data = cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 100])
+    black = np.zeros((16, 16, 3), np.uint8)
+    ok, data = cv2.imencode(".jpg", black, [cv2.IMWRITE_JPEG_QUALITY, 100])
     got, _ = compressed_msg_to_rgb(SimpleNamespace(format="jpeg", data=data.tobytes()))
     assert got.shape == (16, 16, 3) and int(got.max()) <= 2
     # only what image_transport's compressed transport sends: the size comes from a PNG or JPEG
