@@ -298,3 +298,29 @@ def test_detector_works_without_any_ros_environment(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.startswith("ok ") and str(ROOT / "models") in out.stdout
+
+
+def test_a_bad_frame_is_refused_on_arrival_and_never_displaces_a_good_one():
+    from types import SimpleNamespace
+
+    from yolz_ros.frames import Camera, Pipeline
+
+    cam = Camera(topic="image", key="image", resolved="/image")
+    errors = []
+    pipe = Pipeline([cam], detector=None, max_image_pixels=10_000, state=lambda: None,
+                    on_error=errors.append)
+    good = SimpleNamespace(height=2, width=3, encoding="rgb8", is_bigendian=0, step=9,
+                           data=bytes(18), header=None)
+    bad = [SimpleNamespace(height=2, width=3, encoding="yuv422", is_bigendian=0, step=6,
+                           data=bytes(12), header=None),
+           SimpleNamespace(height=480, width=640, encoding="rgb8", is_bigendian=0, step=1920,
+                           data=bytes(100), header=None),
+           SimpleNamespace(height=200, width=200, encoding="rgb8", is_bigendian=0, step=600,
+                           data=bytes(120_000), header=None),  # over max_image_pixels
+           SimpleNamespace(format="jpeg", data=b"", header=None)]
+    pipe.receive(cam, good)
+    for msg in bad:
+        pipe.receive(cam, msg)
+    assert (cam.received, cam.rejected, cam.dropped) == (5, 4, 0)
+    assert len(errors) == 4 and all("bad frame on /image" in e for e in errors)
+    assert pipe.mailbox.take(0.1) == (cam, good)  # the good frame is still the one waiting

@@ -212,6 +212,19 @@ class Pipeline:
             next_allowed = started + 1.0 / rate if rate > 0 else 0.0
 
     # -- one frame ---------------------------------------------------------------------------
+    def receive(self, cam: Camera, msg) -> None:
+        """The subscription callback: a frame that fails the cheap header checks is counted and
+        reported at once; a sound one becomes the camera's newest pending frame."""
+        from yolz_ros.image import check_frame_header
+        try:
+            check_frame_header(msg, self.max_image_pixels, MAX_COMPRESSED_BYTES)
+        except ValueError as exc:
+            with self.mailbox.cv:
+                cam.received += 1
+            self.error(cam, f"bad frame on {cam.resolved}: {exc}")
+            return
+        self.mailbox.put(cam, msg)
+
     def error(self, cam: Optional[Camera], text: str) -> None:
         with self.stats.lock:
             self.stats.errors += 1

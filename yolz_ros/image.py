@@ -104,17 +104,42 @@ def _bytes(data) -> np.ndarray:
         return np.asarray(data, np.uint8).ravel()
 
 
-def _msg_pixels(msg, channels: int, dtype) -> np.ndarray:
-    """sensor_msgs/Image data -> HxW(xC) array, dropping row padding and fixing byte order."""
-    itemsize = np.dtype(dtype).itemsize
-    row_bytes = msg.width * channels * itemsize
+def _check_layout(msg, channels: int, dtype, size: int) -> int:
+    """Row bytes of a sensor_msgs/Image whose step and data size (``size`` bytes) fit its
+    width, height and encoding; ImageError otherwise."""
+    row_bytes = msg.width * channels * np.dtype(dtype).itemsize
     if msg.step < row_bytes:
         raise ImageError(f"step {msg.step} is smaller than one row of {msg.width} "
                          f"{msg.encoding} pixels ({row_bytes} bytes)")
-    data = _bytes(msg.data)
-    if data.size != msg.step * msg.height:
-        raise ImageError(f"data has {data.size} bytes, expected step*height = "
+    if size != msg.step * msg.height:
+        raise ImageError(f"data has {size} bytes, expected step*height = "
                          f"{msg.step}*{msg.height} = {msg.step * msg.height}")
+    return row_bytes
+
+
+def check_frame_header(msg, max_pixels: int = MAX_PIXELS, max_compressed_bytes: int = 0) -> None:
+    """What a frame must pass before it may wait for the worker, without touching its pixels:
+    encoding, size, step and data length (Image), or non-empty PNG/JPEG with an acceptable
+    header (CompressedImage). The node refuses a bad frame on arrival, so it never displaces
+    the good frame waiting to be processed."""
+    if hasattr(msg, "format"):  # CompressedImage
+        n = len(msg.data)
+        if n == 0:
+            raise ImageError("compressed image has no data")
+        if max_compressed_bytes and n > max_compressed_bytes:
+            raise ImageError(f"compressed image of {n} bytes is over the limit of "
+                             f"{max_compressed_bytes}")
+        check_encoded_size(msg.data, max_pixels)
+        return
+    channels, dtype = _encoding(msg.encoding)
+    _check_size(msg.height, msg.width, max_pixels)
+    _check_layout(msg, channels, dtype, len(msg.data))
+
+
+def _msg_pixels(msg, channels: int, dtype) -> np.ndarray:
+    """sensor_msgs/Image data -> HxW(xC) array, dropping row padding and fixing byte order."""
+    data = _bytes(msg.data)
+    row_bytes = _check_layout(msg, channels, dtype, data.size)
     rows = data.reshape(msg.height, msg.step)[:, :row_bytes]
     order = ">" if msg.is_bigendian else "<"
     pixels = np.ascontiguousarray(rows).view(np.dtype(dtype).newbyteorder(order))

@@ -181,7 +181,7 @@ class YolzCore:
                          else ReliabilityPolicy.BEST_EFFORT),
             durability=DurabilityPolicy.VOLATILE)
         for cam in self.pipeline.cameras:
-            put = functools.partial(self.pipeline.mailbox.put, cam)
+            put = functools.partial(self.pipeline.receive, cam)
             if cfg.image_transport == "compressed":
                 # like image_transport: remap the base topic, then append /compressed
                 cam.resolved = node.resolve_topic_name(cam.topic)
