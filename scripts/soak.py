@@ -45,6 +45,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from yolz_ros.benchmark import cpu_model  # noqa: E402
 from yolz_ros.dds import set_profile  # noqa: E402
 PROFILE = ROOT / "config" / "fastdds_same_host.xml"
 
@@ -703,7 +704,7 @@ class Soak:
             "minutes": args.minutes, "rate_hz": args.rate, "size": args.size,
             "dds": args.dds, "model": args.model or "shipped default",
             "machine": {"host": platform.node(), "cpus": os.cpu_count(),
-                        "cpu": _cpu_name(), "python": platform.python_version(),
+                        "cpu": cpu_model(), "python": platform.python_version(),
                         "load_avg_end": [round(x, 2) for x in os.getloadavg()],
                         "load_avg_start": self.load_start},
             "services": services,
@@ -715,15 +716,6 @@ class Soak:
         })
         return report
 
-
-def _cpu_name():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def main(argv=None) -> int:

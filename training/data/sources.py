@@ -83,27 +83,38 @@ def stable_split(name: str) -> str:
     return "train" if bucket < 8 else ("val" if bucket == 8 else "test")
 
 
-def _fetch_tuxpaint(cache: Path) -> Path | None:
-    """apt-get download + dpkg-deb -x into cache/tuxpaint; returns the stamps folder or None."""
-    root = cache / "tuxpaint"
-    stamps = root / "usr" / "share" / "tuxpaint" / "stamps"
-    if stamps.is_dir():
-        return stamps
-    debs = sorted(cache.glob(f"{TUXPAINT_PACKAGE}_*.deb"))
+def fetch_debian(package: str, cache: Path, folder: str | None = None) -> Path | None:
+    """`apt-get download` + `dpkg-deb -x` of a Debian package into cache/<folder or package>
+    (once; a `.done` mark says it finished); None with a warning when apt cannot deliver it."""
+    root = cache / (folder or package)
+    if (root / ".done").is_file():
+        return root
     try:
+        debs = sorted(cache.glob(f"{package}_*.deb"))
         if not debs:
-            cmd = ["apt-get", "download", TUXPAINT_PACKAGE]
+            cmd = ["apt-get", "download", package]
             if subprocess.run(cmd, cwd=cache, capture_output=True).returncode != 0:
                 # Package lists may be stale or empty on a fresh machine; refresh once.
                 subprocess.run(["apt-get", "update"], capture_output=True, check=False)
                 subprocess.run(cmd, cwd=cache, capture_output=True, check=True)
-            debs = sorted(cache.glob(f"{TUXPAINT_PACKAGE}_*.deb"))
+            debs = sorted(cache.glob(f"{package}_*.deb"))
         root.mkdir(exist_ok=True)
-        subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(root)], check=True, capture_output=True)
+        subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(root)], check=True,
+                       capture_output=True)
     except (OSError, subprocess.CalledProcessError, IndexError) as exc:
-        log.warning("tuxpaint stamps unavailable (%s); continuing without real-photo cut-outs", exc)
+        log.warning("Debian package %s unavailable (%s); continuing without it", package, exc)
         return None
-    return stamps if stamps.is_dir() else None
+    (root / ".done").touch()
+    return root
+
+
+def _fetch_tuxpaint(cache: Path) -> Path | None:
+    """The tuxpaint stamps folder (fetch_debian into cache/tuxpaint), or None."""
+    stamps = cache / "tuxpaint" / "usr" / "share" / "tuxpaint" / "stamps"
+    if stamps.is_dir():
+        return stamps
+    root = fetch_debian(TUXPAINT_PACKAGE, cache, "tuxpaint")
+    return stamps if root is not None and stamps.is_dir() else None
 
 
 def _has_useful_alpha(path: str, min_side: int = 48) -> bool:
