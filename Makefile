@@ -41,7 +41,7 @@ realbench: setup
 	  python -m training.data.realbench --split test --episodes 50
 
 # v2 training data: frozen-backbone features of the val benchmark and of TRAIN_EPISODES training
-# episodes (resumable; ~1 s/episode on a quiet 2-core machine once the products are rendered).
+# episodes (resumable; 600 took 45 min in 2 processes with the CPU shared, renders included).
 data: realbench
 	@$(ENV) python -m training.match_features --split val --from-bench data/realbench/val \
 	  --out data/features/val && \
