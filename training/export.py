@@ -19,6 +19,7 @@ import torch
 from onnx import helper, numpy_helper
 
 from training.model import DetectorGraph, EmbedderGraph, ModelConfig, YolzModel
+from yolz_ros.atomic_file import write_bytes_atomic
 
 OPSET = 17
 FORMAT = "yolz-model/1"
@@ -136,9 +137,7 @@ def write_model_json(out_dir, name, model_cfg, scene_size, view_size, views_per_
         "sha256": hashes,
         "training": training,
     }
-    tmp = out_dir / "model.json.tmp"
-    tmp.write_text(json.dumps(info, indent=2) + "\n")
-    tmp.replace(out_dir / "model.json")
+    write_bytes_atomic(out_dir / "model.json", (json.dumps(info, indent=2) + "\n").encode())
     return info
 
 

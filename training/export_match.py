@@ -20,6 +20,7 @@ import torch
 from training.export import (FP16_TOL, OPSET, PAD_VALUE, PARITY_TOL, code_sha, model_id,
                              sha256_file, store_weights_fp16)
 from training.match_model import DetectorGraph, EmbedderGraph, MatchConfig, MatchModel
+from yolz_ros.atomic_file import write_bytes_atomic
 
 FORMAT = "yolz-model/2"
 PATCH = 16
@@ -104,9 +105,7 @@ def write_model_json(out_dir: Path, name: str, cfg: MatchConfig, scene_size, thr
         "sha256": hashes,
         "training": training,
     }
-    tmp = out_dir / "model.json.tmp"
-    tmp.write_text(json.dumps(info, indent=2) + "\n")
-    tmp.replace(out_dir / "model.json")
+    write_bytes_atomic(out_dir / "model.json", (json.dumps(info, indent=2) + "\n").encode())
     return info
 
 

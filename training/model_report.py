@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from training.evaluate import fmt
+from yolz_ros.atomic_file import write_bytes_atomic
 
 METRICS = ("cell_ap", "presence_auroc", "fpr_at_95_tpr", "pointing_accuracy", "cell_ece")
 TARGETS = {"presence_auroc": (">=", 0.95), "fpr_at_95_tpr": ("<=", 0.10),
@@ -131,9 +132,7 @@ def main(argv=None):
                     help="a make compare result to include (skipped when missing)")
     args = ap.parse_args(argv)
     text = build(args.model, args.comparison)
-    tmp = args.model / "report.md.tmp"
-    tmp.write_text(text)
-    tmp.replace(args.model / "report.md")
+    write_bytes_atomic(args.model / "report.md", text.encode())
     print(text)
 
 

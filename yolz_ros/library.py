@@ -63,6 +63,17 @@ FOLDER_PREFIX = "o-"  # new object folders: o-<12 hex>-<name>; never starts with
 log = logging.getLogger("yolz_ros.library")
 
 
+
+def _remove_path(path: Path) -> None:
+    """Delete a folder (never following a symlink) or a file; errors are ignored."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
 class LibraryError(ValueError):
     """A request the library cannot carry out (bad name, duplicate, unknown object...)."""
 
@@ -308,13 +319,7 @@ class ObjectLibrary:
             if path.name.startswith(TMP_PREFIX) and not (path.parent == self.objects_dir
                                                          and path.name in keep):
                 self.log.info(f"object library: removing incomplete write {path}")
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    try:
-                        path.unlink()
-                    except OSError:
-                        pass
+                _remove_path(path)
 
     def _migrate_folder(self, obj: StoredObject) -> StoredObject:
         """Rename a legacy folder that starts with TMP_PREFIX to an o- name (the index is
@@ -351,13 +356,7 @@ class ObjectLibrary:
         kept = sorted(self.quarantine_dir.iterdir(), key=lambda p: p.lstat().st_mtime,
                       reverse=True)
         for path in kept[QUARANTINE_KEEP:]:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                try:
-                    path.unlink()
-                except OSError:
-                    pass
+            _remove_path(path)
 
     def _read_index(self):
         """(index entries, rebuilt?)."""
