@@ -48,8 +48,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from yolz_ros.atomic_file import TMP_PREFIX, write_bytes_atomic
-from yolz_ros.image import ImageError, check_encoded_size, png_problem
-from yolz_ros.limits import MAX_VIEW_SIDE
+from yolz_ros.image import png_problem
+from yolz_ros.view_png import decode_view_png, encode_view_png
 
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 INDEX_FORMAT = "yolz-library/1"
@@ -133,41 +133,14 @@ def _embedding_arrays(embedding) -> dict:
 
 
 def _encode_png(view: np.ndarray) -> bytes:
-    import cv2
-    view = np.ascontiguousarray(view)
-    if view.dtype != np.uint8:
-        raise LibraryError(f"views must be uint8, got {view.dtype}")
-    if view.ndim == 2:
-        bgr = view
-    elif view.ndim == 3 and view.shape[2] == 3:
-        bgr = cv2.cvtColor(view, cv2.COLOR_RGB2BGR)
-    elif view.ndim == 3 and view.shape[2] == 4:
-        bgr = cv2.cvtColor(view, cv2.COLOR_RGBA2BGRA)
-    else:
-        raise LibraryError(f"views must be HxW, HxWx3 or HxWx4, got shape {view.shape}")
-    ok, buf = cv2.imencode(".png", bgr)
-    if not ok:
-        raise LibraryError("PNG encoding of a view failed")
-    return buf.tobytes()
+    try:
+        return encode_view_png(view)
+    except ValueError as exc:
+        raise LibraryError(str(exc)) from None
 
 
 def _decode_png(path: Path) -> np.ndarray:
-    import cv2
-    data = np.frombuffer(path.read_bytes(), np.uint8)
-    try:  # the size from the header first: a stored file must not decode into gigabytes
-        check_encoded_size(data, MAX_VIEW_SIDE * MAX_VIEW_SIDE, MAX_VIEW_SIDE)
-    except ImageError as exc:
-        raise ValueError(f"{path.name}: {exc}") from None
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"cannot decode {path.name}")
-    if img.dtype != np.uint8:
-        raise ValueError(f"{path.name}: not 8-bit")
-    if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return decode_view_png(path.read_bytes(), path.name)
 
 
 def _now_iso() -> str:
