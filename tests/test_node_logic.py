@@ -74,8 +74,9 @@ def test_every_default_passes_its_own_checks():
 
 
 def test_start_only_rule_and_checks():
-    assert params.LIVE == ("threshold", "max_rate", "publish_overlay", "overlay_alpha",
-                           "draw_peaks")
+    assert params.LIVE == ("threshold", "max_rate", "depth_tolerance", "depth_timeout",
+                           "publish_markers", "register_max_age", "publish_overlay",
+                           "overlay_alpha", "draw_peaks")
     why = params.check_changes({"max_objects": 8}, configured=True)
     assert why and "start-only" in why and "max_objects" in why
     assert params.check_changes({"max_image_pixels": 8}, configured=True)
@@ -89,8 +90,18 @@ def test_start_only_rule_and_checks():
     assert params.check_value("device", "cpu") is None
     assert "cuda:N" in params.check_value("device", "gpu0")
     assert "type" in params.check_value("max_rate", True)
+    defaults = {p.name: p.default for p in params.PARAMS}
     with pytest.raises(params.ConfigError, match="image_topics"):
-        params.start_config({**{p.name: p.default for p in params.PARAMS}, "image_topics": [" "]})
+        params.start_config({**defaults, "image_topics": [" "]})
+    # use_depth needs a depth and a camera_info topic per camera
+    with pytest.raises(params.ConfigError, match="depth_topics"):
+        params.start_config({**defaults, "use_depth": True, "image_topics": ["a", "b"]})
+    cfg = params.start_config({**defaults, "use_depth": True, "image_topics": ["a", "b"],
+                               "depth_topics": ["a_d", "b_d"],
+                               "camera_info_topics": ["a_i", "b_i"]})
+    assert cfg.depth_topics == ("a_d", "b_d") and cfg.target_frame == ""
+    # without use_depth the depth topics are not checked
+    assert params.start_config({**defaults, "image_topics": ["a", "b"]}).use_depth is False
 
 
 def test_settings_are_replaced_whole():

@@ -28,12 +28,15 @@ class Diagnostics:
                 processed = sum(c.processed for c in cameras)
                 rejected = sum(c.rejected for c in cameras)
                 overlays = sum(c.overlays for c in cameras)
+                located = sum(c.located for c in cameras)
+                unlocated = sum(c.unlocated for c in cameras)
                 lat = sorted(pipeline.stats.latencies)
                 inf = sorted(pipeline.stats.inference)
                 errors, last_error = pipeline.stats.errors, pipeline.stats.last_error
             received, dropped = pipeline.mailbox.counts()
         else:
             processed = rejected = overlays = errors = received = dropped = 0
+            located = unlocated = 0
             lat, inf, last_error = [], [], ""
         t_prev, processed_prev = self._prev
         rate = (processed - processed_prev) / max(now - t_prev, 1e-6)
@@ -65,6 +68,10 @@ class Diagnostics:
             "frames_dropped": str(dropped),
             "frames_rejected": str(rejected),
             "overlays_published": str(overlays),
+            "detections_3d": str(located),
+            "detections_without_3d": str(unlocated),
+            "depth_received": str(sum(c.depth.depth_received for c in cameras if c.depth)),
+            "camera_info_received": str(sum(c.depth.info_received for c in cameras if c.depth)),
             "errors": str(errors),
             "last_error": last_error,
             "backend": str(getattr(detector, "backend_name", "")),

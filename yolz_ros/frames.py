@@ -16,7 +16,9 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from yolz_ros.outputs import (Frame, detection2d_array, object_detections, probabilities_msg)
+from yolz_ros.depth import DepthError, Intrinsics, depth_to_metres, locate, stamp_seconds
+from yolz_ros.outputs import (Frame, detection2d_array, detection3d_array, markers,
+                              object_detections, probabilities_msg)
 from yolz_ros.params import Settings, detection_threshold
 
 MAX_COMPRESSED_BYTES = 64 * 1024 * 1024
@@ -61,6 +63,31 @@ class Camera:
     pub_probabilities: object = None
     pub_detections: object = None
     pub_overlay: object = None
+    newest: object = None  # (message, arrival time.monotonic()) of the newest sound frame
+    depth: object = None  # DepthStore when use_depth, else None
+    depth_topic: str = ""
+    info_topic: str = ""
+    pub_detections_3d: object = None
+    pub_markers: object = None
+    depth_subscriptions: list = field(default_factory=list)
+    located: int = 0  # detections given a 3D point
+    unlocated: int = 0  # detections without one (no depth, no camera_info, no valid depth)
+
+
+def find_camera(cameras: List[Camera], name: str) -> Camera:
+    """The camera called ``name`` (its topic as configured, as resolved, or its key); '' = the
+    only camera. LookupError saying which cameras exist."""
+    name = name.strip()
+    if not name:
+        if len(cameras) == 1:
+            return cameras[0]
+        raise LookupError("this node has several cameras: name one of "
+                          + ", ".join(c.resolved or c.topic for c in cameras))
+    for cam in cameras:
+        if name in (cam.topic, cam.resolved, cam.key, cam.resolved.rstrip("/")):
+            return cam
+    raise LookupError(f"no camera {name!r}; this node's cameras: "
+                      + ", ".join(c.resolved or c.topic for c in cameras))
 
 
 class Mailbox:
@@ -141,7 +168,7 @@ def analyse(rgb, header, camera: str, detector, snapshot, settings: Settings) ->
                  probabilities=np.asarray(result.probabilities, np.float32),
                  mapping=(float(lb.scale), float(lb.offset_x), float(lb.offset_y)),
                  stride=int(detector.info.stride), image_size=(int(w), int(h)),
-                 detections=tuple(detections))
+                 detections=tuple(detections), boxes=result.boxes, threshold=threshold)
 
 
 @dataclass
@@ -161,13 +188,17 @@ class Pipeline:
     skipped frame (the node logs it, throttled)."""
 
     def __init__(self, cameras: List[Camera], detector, max_image_pixels: int,
-                 state: Callable, on_error: Callable[[str], None]):
+                 state: Callable, on_error: Callable[[str], None],
+                 on_warning: Optional[Callable[[str], None]] = None,
+                 transform: Optional[Callable] = None):
         self.cameras = cameras
         self.mailbox = Mailbox(cameras)
         self.detector = detector
         self.max_image_pixels = int(max_image_pixels)
         self.state = state
         self.on_error = on_error
+        self.on_warning = on_warning or on_error
+        self.transform = transform  # (header, [(det, Point3D)]) -> same in target_frame, or None
         self.stats = Stats()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -223,7 +254,25 @@ class Pipeline:
                 cam.received += 1
             self.error(cam, f"bad frame on {cam.resolved}: {exc}")
             return
+        cam.newest = (msg, time.monotonic())  # what register_from_camera cuts views from
         self.mailbox.put(cam, msg)
+
+    def receive_depth(self, cam: Camera, msg) -> None:
+        """The depth subscription callback: a sound depth image joins the camera's recent ones."""
+        from yolz_ros.depth import check_depth_header
+        try:
+            check_depth_header(msg, self.max_image_pixels)
+        except DepthError as exc:
+            self.warn(f"bad depth image on {cam.depth_topic}: {exc} (no 3D for its frames)")
+            return
+        cam.depth.put_depth(msg)
+
+    def receive_info(self, cam: Camera, msg) -> None:
+        cam.depth.put_info(msg)
+
+    def warn(self, text: str) -> None:
+        """A problem that costs 3D output but not the frame (throttled by the node)."""
+        self.on_warning(text)
 
     def error(self, cam: Optional[Camera], text: str) -> None:
         with self.stats.lock:
@@ -259,9 +308,75 @@ class Pipeline:
                                  draw_peaks=settings.draw_peaks)
             cam.pub_overlay.publish(rgb_to_image_msg(img, msg.header))
             overlay = True
+        if cam.depth is not None:
+            self.publish_3d(cam, msg.header, frame, settings)
         with self.stats.lock:
             cam.processed += 1
             cam.overlays += int(overlay)
             self.stats.latencies.append((time.perf_counter() - t0) * 1000.0)
             self.stats.inference.append(inference_ms)
         return frame
+
+    # -- 3D ----------------------------------------------------------------------------------
+    def locate_frame(self, cam: Camera, header, frame: Frame, settings: Settings):
+        """[(detection, Point3D)] of a processed frame from its matching depth image and the
+        camera_info, or None (and a warning) when the frame cannot have 3D output."""
+        where = cam.depth_topic
+        depth_msg, why = cam.depth.match(stamp_seconds(header.stamp), settings.depth_tolerance,
+                                         settings.depth_timeout)
+        if depth_msg is None:
+            self.warn(f"no 3D for {cam.resolved}: {why} ({where})")
+            return None
+        info = cam.depth.info
+        if info is None:
+            self.warn(f"no 3D for {cam.resolved}: no camera_info received on {cam.info_topic}")
+            return None
+        w, h = frame.image_size
+        try:
+            intrinsics = Intrinsics.from_camera_info(info)
+            intrinsics.check_image(w, h, "colour image")
+            if (depth_msg.width, depth_msg.height) != (w, h):
+                raise DepthError(f"the depth image is {depth_msg.width}x{depth_msg.height} but "
+                                 f"the colour image is {w}x{h}: the node needs depth registered "
+                                 "to the colour image (e.g. aligned_depth_to_color)")
+            depth_m = depth_to_metres(depth_msg)
+        except DepthError as exc:
+            self.warn(f"no 3D for {cam.resolved}: {exc}")
+            return None
+        located = []
+        for det, k in frame.detections:
+            rc = _peak_cell(frame.boxes, det.peak_x, det.peak_y)
+            point, why = locate(depth_m, intrinsics, frame.probabilities[k], frame.boxes, rc,
+                                frame.threshold)
+            if point is None:
+                self.warn(f"no 3D for {det.name!r} on {cam.resolved}: {why}")
+                continue
+            located.append((det, point))
+        return located
+
+    def publish_3d(self, cam: Camera, header, frame: Frame, settings: Settings) -> None:
+        located = self.locate_frame(cam, header, frame, settings)
+        with self.stats.lock:
+            n = len(located) if located is not None else 0
+            cam.located += n
+            cam.unlocated += len(frame.detections) - n
+        if located is None:
+            return
+        if self.transform is not None:
+            try:
+                header, located = self.transform(header, located)
+            except Exception as exc:  # noqa: BLE001 - a missing transform costs this frame's 3D
+                self.warn(f"no 3D for {cam.resolved}: {exc}")
+                return
+        cam.pub_detections_3d.publish(detection3d_array(header, located))
+        if settings.publish_markers and cam.pub_markers is not None and \
+                cam.pub_markers.get_subscription_count() > 0:
+            cam.pub_markers.publish(markers(header, located))
+
+
+def _peak_cell(boxes: np.ndarray, x: float, y: float):
+    """(row, col) of the cell whose centre is the peak (x, y) in source pixels."""
+    cx = (boxes[..., 0] + boxes[..., 2]) / 2
+    cy = (boxes[..., 1] + boxes[..., 3]) / 2
+    index = int(np.argmin((cx - x) ** 2 + (cy - y) ** 2))
+    return np.unravel_index(index, boxes.shape[:2])

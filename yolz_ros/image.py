@@ -279,3 +279,19 @@ def rgb_to_image_msg(rgb: np.ndarray, header=None):
     msg.step = msg.width * 3
     msg.data = np.ascontiguousarray(rgb).tobytes()
     return msg
+
+
+def view_to_image_msg(view: np.ndarray, header=None):
+    """A reference view -> sensor_msgs/Image: HxWx3 RGB as rgb8, HxWx4 RGBA as rgba8 (alpha =
+    the object mask). The inverse of image_msg_to_array for views."""
+    view = np.asarray(view)
+    if view.ndim == 3 and view.shape[2] == 3:
+        return rgb_to_image_msg(view, header)
+    if view.ndim != 3 or view.shape[2] != 4 or view.dtype != np.uint8:
+        raise ImageError(f"need an HxWx3 or HxWx4 uint8 view, got shape {view.shape} "
+                         f"{view.dtype}")
+    msg = rgb_to_image_msg(np.ascontiguousarray(view[:, :, :3]), header)
+    msg.encoding = "rgba8"
+    msg.step = msg.width * 4
+    msg.data = np.ascontiguousarray(view).tobytes()
+    return msg

@@ -491,6 +491,37 @@ class ObjectLibrary:
             self._rebuild_snapshot()
             return self._snapshot
 
+    def append_views(self, name: str, views: Sequence[np.ndarray], embed_fn: Callable,
+                     max_views: int):
+        """Add views to a stored object: its stored views are kept, ``views`` appended, and the
+        embedding recomputed by ``embed_fn`` from all of them. Returns (snapshot, embedding).
+        Raises LibraryError for an unknown object or more than ``max_views`` views in all."""
+        if len(views) == 0:
+            raise LibraryError("at least one view is needed")
+        with self._lock:
+            obj = self._objects.get(name)
+            if obj is None:
+                known = ", ".join(self._objects) or "none"
+                raise LibraryError(f"no object named {name!r} (registered: {known}): register "
+                                   "it first")
+            total = obj.num_views + len(views)
+            if total > max_views:
+                raise LibraryError(f"{name!r} has {obj.num_views} views; {len(views)} more make "
+                                   f"{total}, over the limit of {max_views} per object")
+            all_views = self.views(name) + list(views)
+            embedding = embed_fn(all_views)
+            self._write_object(name, all_views, embedding, created=obj.created)
+            self._rebuild_snapshot()
+            return self._snapshot, embedding
+
+    def stored(self, name: str) -> StoredObject:
+        """The stored record of an object (name, folder, num_views, model_id, created)."""
+        obj = self._objects.get(name)
+        if obj is None:
+            known = ", ".join(self._objects) or "none"
+            raise LibraryError(f"no object named {name!r} (registered: {known})")
+        return obj
+
     def remove(self, name: str):
         """Forget an object and delete its stored views. Raises LibraryError if unknown."""
         with self._lock:

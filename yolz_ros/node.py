@@ -9,13 +9,21 @@ Interface (node name `yolz` by default, everything relative so namespaces and re
 
   subscribes  image                     sensor_msgs/Image (or `image/compressed` with
                                         image_transport=compressed); one per `image_topics` entry
+  subscribes  depth, camera_info         (use_depth) sensor_msgs/Image 16UC1 mm | 32FC1 m registered
+                                        to the colour image, sensor_msgs/CameraInfo; one pair per
+                                        camera (depth_topics, camera_info_topics)
   publishes   ~/probabilities           yolz_ros/ObjectProbabilities, one per processed frame
               ~/detections              vision_msgs/Detection2DArray, one per processed frame
+              ~/detections_3d           (use_depth) vision_msgs/Detection3DArray, per processed
+                                        frame with a matching depth: the visible surface's centre
+              ~/markers                 (use_depth) visualization_msgs/MarkerArray, while
+                                        subscribed
               ~/overlay                 sensor_msgs/Image rgb8 (computed only while subscribed)
               (several cameras: ~/<camera>/probabilities, ~/<camera>/detections, ...)
               ~/label_info              vision_msgs/LabelInfo, transient local, on every change
               /diagnostics              diagnostic_msgs/DiagnosticArray, once per second
-  services    ~/register_object, ~/remove_object, ~/list_objects
+  services    ~/register_object, ~/register_from_camera, ~/add_views, ~/remove_object,
+              ~/list_objects, ~/get_object_views
 
 Two modes: the plain node (default) configures and activates itself at start; `--managed` makes
 it a lifecycle node: configure loads the model and library and creates the outputs and services,
@@ -43,10 +51,12 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
-from vision_msgs.msg import Detection2DArray, LabelInfo
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
+from visualization_msgs.msg import MarkerArray
 
 from yolz_ros import registration
+from yolz_ros.depth import DepthStore
 from yolz_ros.diagnostics import Diagnostics
 from yolz_ros.frames import Camera, Pipeline, camera_keys, output_prefix
 from yolz_ros.log_throttle import ReasonThrottle
@@ -54,7 +64,8 @@ from yolz_ros.msg import ObjectProbabilities
 from yolz_ros.outputs import label_info
 from yolz_ros.params import (BY_NAME, PARAMS, ConfigError, Settings, check_changes,
                              descriptor, detection_threshold, start_config)
-from yolz_ros.srv import ListObjects, RegisterObject, RemoveObject
+from yolz_ros.srv import (AddViews, GetObjectViews, ListObjects, RegisterFromCamera,
+                          RegisterObject, RemoveObject)
 from yolz_ros.startup import StartupError, load_detector, model_folder, open_library
 
 
@@ -106,6 +117,7 @@ class YolzCore:
         self._read_group = MutuallyExclusiveCallbackGroup()  # list: never waits behind writes
         self._diag_group = MutuallyExclusiveCallbackGroup()
         self._frame_log = ReasonThrottle(period_s=5.0)  # per reason, not one for all frames
+        self._depth_group = MutuallyExclusiveCallbackGroup()
         self._diagnostics = Diagnostics(f"yolz_ros: {node.get_fully_qualified_name()}")
         node.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -154,8 +166,23 @@ class YolzCore:
             cam.pub_overlay = self._keep(node.create_publisher(Image, prefix + "overlay",
                                                                out_qos))
             cameras.append(cam)
+        if cfg.use_depth:
+            for cam, depth, info in zip(cameras, cfg.depth_topics, cfg.camera_info_topics):
+                prefix = output_prefix(cam.key, len(cameras))
+                cam.depth, cam.depth_topic, cam.info_topic = DepthStore(), depth, info
+                cam.pub_detections_3d = self._keep(node.create_publisher(
+                    Detection3DArray, prefix + "detections_3d", out_qos))
+                cam.pub_markers = self._keep(node.create_publisher(
+                    MarkerArray, prefix + "markers", out_qos))
+        transform = None
+        if cfg.target_frame:
+            from yolz_ros.transform import TargetFrame
+            try:
+                transform = TargetFrame(node, cfg.target_frame)
+            except RuntimeError as exc:
+                raise StartupError(str(exc)) from None
         self.pipeline = Pipeline(cameras, detector, cfg.max_image_pixels, self._frame_state,
-                                 self._frame_error)
+                                 self._frame_error, self._frame_warning, transform)
         self.pub_label_info = self._keep(node.create_publisher(LabelInfo, "~/label_info",
                                                                latched))
         self.pub_diagnostics = self._keep(node.create_publisher(DiagnosticArray, "/diagnostics",
@@ -165,6 +192,12 @@ class YolzCore:
                                        callback_group=g))
         self._keep(node.create_service(RemoveObject, "~/remove_object", self._on_remove,
                                        callback_group=g))
+        self._keep(node.create_service(RegisterFromCamera, "~/register_from_camera",
+                                       self._on_register_from_camera, callback_group=g))
+        self._keep(node.create_service(AddViews, "~/add_views", self._on_add_views,
+                                       callback_group=g))
+        self._keep(node.create_service(GetObjectViews, "~/get_object_views",
+                                       self._on_get_object_views, callback_group=g))
         self._keep(node.create_service(ListObjects, "~/list_objects", self._on_list,
                                        callback_group=self._read_group))
         self._keep(node.create_timer(1.0, self._publish_diagnostics,
@@ -195,6 +228,18 @@ class YolzCore:
             self.log.info(f"camera {cam.resolved} ({cfg.image_transport}, "
                           f"{cfg.qos_reliability}) -> {cam.pub_probabilities.topic_name}, "
                           f"{cam.pub_detections.topic_name}, {cam.pub_overlay.topic_name}")
+            if cam.depth is not None:
+                subs = [node.create_subscription(
+                    Image, cam.depth_topic, functools.partial(self.pipeline.receive_depth, cam),
+                    in_qos, callback_group=self._depth_group),
+                        node.create_subscription(
+                    CameraInfo, cam.info_topic, functools.partial(self.pipeline.receive_info, cam),
+                    in_qos, callback_group=self._depth_group)]
+                cam.depth_topic, cam.info_topic = (sub.topic_name for sub in subs)
+                cam.depth_subscriptions = subs
+                self.log.info(f"depth {cam.depth_topic} + {cam.info_topic} -> "
+                              f"{cam.pub_detections_3d.topic_name}, {cam.pub_markers.topic_name}"
+                              f" (frame: {cfg.target_frame or 'the image header frame_id'})")
         self.pipeline.start()
         self.active = True
 
@@ -207,6 +252,9 @@ class YolzCore:
             if cam.subscription is not None:
                 self.node.destroy_subscription(cam.subscription)
                 cam.subscription = None
+            for sub in cam.depth_subscriptions:
+                self.node.destroy_subscription(sub)
+            cam.depth_subscriptions = []
         self.pipeline.stop()
         self.pipeline.mailbox.clear()
 
@@ -241,13 +289,38 @@ class YolzCore:
         if line is not None:
             self.log.warning(line)
 
+    def _frame_warning(self, text):
+        line = self._frame_log.allow(text)
+        if line is not None:
+            self.log.warning(line)
+
     # -- services ----------------------------------------------------------------------------
     def _on_register(self, request, response):
         with self._registration_lock:
             snapshot = registration.register(request, response, self.library,
                                              self.detector.embed_views, self.cfg.max_objects)
+        return self._registered(snapshot, "register_object", request.name, response)
+
+    def _on_register_from_camera(self, request, response):
+        with self._registration_lock:
+            snapshot = registration.register_from_camera(
+                request, response, self.library, self.detector.embed_views, self.pipeline.cameras,
+                self.cfg.max_objects, self.settings.register_max_age, self.cfg.max_image_pixels)
+        return self._registered(snapshot, "register_from_camera", request.name, response)
+
+    def _on_add_views(self, request, response):
+        with self._registration_lock:
+            snapshot = registration.add_views(request, response, self.library,
+                                              self.detector.embed_views)
+        return self._registered(snapshot, "add_views", request.name, response)
+
+    def _on_get_object_views(self, request, response):
+        return registration.get_object_views(request, response, self.library)
+
+    def _registered(self, snapshot, service, name, response):
+        """Log a registration's outcome; on success publish the new label_info."""
         if snapshot is None:
-            self.log.warning(f"register_object {request.name!r} refused: {response.message}")
+            self.log.warning(f"{service} {name!r} refused: {response.message}")
         else:
             self.log.info(response.message)
             self._publish_label_info()

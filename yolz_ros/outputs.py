@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import array
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -26,6 +26,8 @@ class Frame:
     stride: int  # model pixels per cell
     image_size: Tuple[int, int]  # source (width, height)
     detections: Tuple[Tuple[ObjectDetection, int], ...]  # (detection, object index k)
+    boxes: Optional[np.ndarray] = None  # float32 [rows, cols, 4] cell boxes, source pixels
+    threshold: float = 0.0  # the detection threshold the peaks were decoded with
 
 
 def object_detections(names: Sequence[str], peaks) -> List[Tuple[ObjectDetection, int]]:
@@ -98,4 +100,56 @@ def label_info(names: Sequence[str], threshold: float, stamp=None, frame_id: str
     out.header.frame_id = frame_id
     out.class_map = [VisionClass(class_id=i, class_name=n) for i, n in enumerate(names)]
     out.threshold = float(threshold)
+    return out
+
+
+def detection3d_array(header, located):
+    """vision_msgs/Detection3DArray from [(ObjectDetection, Point3D)]: class_id = object name,
+    score = peak probability, pose and bbox centre = the 3D point (metres, header's frame),
+    bbox size = the extent of the visible surface points; orientation identity (unknown)."""
+    from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
+    out = Detection3DArray()
+    out.header = header
+    for det, point in located:
+        d = Detection3D()
+        d.header = header
+        hypothesis = ObjectHypothesisWithPose()
+        hypothesis.hypothesis.class_id = det.name
+        hypothesis.hypothesis.score = float(det.score)
+        x, y, z = point.xyz
+        for pose in (hypothesis.pose.pose, d.bbox.center):
+            pose.position.x, pose.position.y, pose.position.z = float(x), float(y), float(z)
+            pose.orientation.w = 1.0
+        d.results = [hypothesis]
+        d.bbox.size.x, d.bbox.size.y, d.bbox.size.z = (float(v) for v in point.size)
+        d.id = ""
+        out.detections.append(d)
+    return out
+
+
+def markers(header, located, lifetime_s: float = 0.5):
+    """visualization_msgs/MarkerArray for rviz: a sphere at each 3D point and its name above it;
+    the first marker clears the previous frame's."""
+    from builtin_interfaces.msg import Duration
+    from visualization_msgs.msg import Marker, MarkerArray
+    clear = Marker(action=Marker.DELETEALL)
+    clear.header = header
+    out = MarkerArray(markers=[clear])
+    life = Duration(sec=int(lifetime_s), nanosec=int((lifetime_s % 1) * 1e9))
+    for i, (det, point) in enumerate(located):
+        x, y, z = point.xyz
+        for kind in (Marker.SPHERE, Marker.TEXT_VIEW_FACING):
+            m = Marker(ns="yolz", id=2 * i + (kind == Marker.TEXT_VIEW_FACING), type=kind,
+                       action=Marker.ADD, lifetime=life)
+            m.header = header
+            m.pose.position.x, m.pose.position.y, m.pose.position.z = x, y, z
+            m.pose.orientation.w = 1.0
+            m.color.r, m.color.g, m.color.b, m.color.a = 1.0, 0.3, 0.1, 0.9
+            if kind == Marker.SPHERE:
+                m.scale.x = m.scale.y = m.scale.z = max(0.02, min(0.3, max(point.size[:2])))
+            else:
+                m.pose.position.y -= 0.05 + 0.5 * point.size[1]  # above (optical y is down)
+                m.scale.z = 0.05
+                m.text = f"{det.name} {det.score:.2f} ({z:.2f} m)"
+            out.markers.append(m)
     return out

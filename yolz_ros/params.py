@@ -74,6 +74,30 @@ PARAMS: Tuple[Param, ...] = (
           range=(0.0, 1000.0), live=True),
     Param("max_image_pixels", "integer", 50_000_000, "camera frames with more pixels are skipped",
           range=(1, 1_000_000_000)),
+    Param("use_depth", "bool", False,
+          "3D output: subscribe to depth_topics and camera_info_topics and publish "
+          "~/detections_3d (depth registered to the colour image is assumed)"),
+    Param("depth_topics", "string_array", ["depth"],
+          "depth images (16UC1 mm or 32FC1 m) registered to the colour image, one per "
+          "image_topics entry; used with use_depth"),
+    Param("camera_info_topics", "string_array", ["camera_info"],
+          "sensor_msgs/CameraInfo of each colour camera, one per image_topics entry; used with "
+          "use_depth"),
+    Param("depth_tolerance", "double", 0.02,
+          "a depth image matches a colour frame when their stamps differ by at most this (s)",
+          range=(0.0, 1.0), live=True),
+    Param("depth_timeout", "double", 0.1,
+          "how long a processed frame waits for its depth image to arrive (wall s) before it "
+          "gets no 3D output", range=(0.0, 1.0), live=True),
+    Param("target_frame", "string", "",
+          "frame of the 3D output; '' = the image's own optical frame (no transform); another "
+          "frame needs tf2_ros"),
+    Param("publish_markers", "bool", True,
+          "publish ~/markers (visualization_msgs/MarkerArray at the 3D points; computed only "
+          "while subscribed)", live=True),
+    Param("register_max_age", "double", 2.0,
+          "register_from_camera refuses a newest frame that arrived longer ago than this (s); "
+          "0 = any age", range=(0.0, 3600.0), live=True),
     Param("publish_overlay", "bool", True,
           "publish ~/overlay (computed only while someone subscribes)", live=True),
     Param("overlay_alpha", "double", 0.5, "heatmap opacity in the overlay", range=(0.0, 1.0),
@@ -132,6 +156,10 @@ class Settings:
     publish_overlay: bool = True
     overlay_alpha: float = 0.5
     draw_peaks: bool = True
+    depth_tolerance: float = 0.02
+    depth_timeout: float = 0.1
+    publish_markers: bool = True
+    register_max_age: float = 2.0
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> "Settings":
@@ -162,6 +190,14 @@ class StartConfig:
     qos_reliability: str
     qos_depth: int
     max_image_pixels: int
+    use_depth: bool
+    depth_topics: Tuple[str, ...]
+    camera_info_topics: Tuple[str, ...]
+    target_frame: str
+
+
+def _topics(values, name) -> Tuple[str, ...]:
+    return tuple(t.strip() for t in (values[name] or []) if t.strip())
 
 
 def start_config(values: Mapping[str, Any]) -> StartConfig:
@@ -170,10 +206,18 @@ def start_config(values: Mapping[str, Any]) -> StartConfig:
         why = check_value(name, values[name])
         if why:
             raise ConfigError(why)
-    topics = tuple(t.strip() for t in (values["image_topics"] or []) if t.strip())
+    topics = _topics(values, "image_topics")
     if not topics:
         raise ConfigError("parameter image_topics is empty: give at least one camera topic")
-    return StartConfig(**{**{n: values[n] for n in START_ONLY}, "image_topics": topics})
+    depth, info = _topics(values, "depth_topics"), _topics(values, "camera_info_topics")
+    if values["use_depth"]:
+        for name, given in (("depth_topics", depth), ("camera_info_topics", info)):
+            if len(given) != len(topics):
+                raise ConfigError(f"use_depth needs one entry of {name} per image_topics entry: "
+                                  f"{len(topics)} image topics, {len(given)} in {name}")
+    return StartConfig(**{**{n: values[n] for n in START_ONLY}, "image_topics": topics,
+                          "depth_topics": depth, "camera_info_topics": info,
+                          "target_frame": values["target_frame"].strip()})
 
 
 def descriptor(p: Param, read_only: bool = False):

@@ -6,14 +6,16 @@ what to fix). The caller serialises registrations and swaps the snapshot it gets
 """
 from __future__ import annotations
 
+import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from yolz_ros.crop import CropError, crop_view
 from yolz_ros.image import ACCEPTED, image_msg_to_array
 from yolz_ros.library import LibraryError, validate_name
-from yolz_ros.limits import (MAX_REQUEST_BYTES, MAX_VIEW_BYTES, MAX_VIEW_PIXELS, MAX_VIEW_SIDE,
-                             MAX_VIEWS, MIN_VIEW_SIDE)
+from yolz_ros.limits import (MAX_IMAGE_PIXELS, MAX_REQUEST_BYTES, MAX_VIEW_BYTES,
+                             MAX_VIEW_PIXELS, MAX_VIEW_SIDE, MAX_VIEWS, MIN_VIEW_SIDE)
 from yolz_ros.msg import ViewFeedback
 # A view whose agreement with the object's mean is this far below the others' gets a note.
 DISAGREEMENT_MARGIN = 0.2
@@ -124,45 +126,125 @@ def view_feedback(num_views: int, agreement=None) -> List[ViewFeedback]:
     return fb
 
 
-def register(request, response, library, embed_views: Callable, max_objects: int):
-    """Carry out a RegisterObject request against ``library`` (an ObjectLibrary) with
-    ``embed_views`` (Detector.embed_views). Returns the new snapshot, or None if refused."""
-    name, n = request.name, len(request.views)
-    names = library.snapshot.names
+def _begin(response, library, num_views: int) -> None:
+    """A response that says 'refused' until the request succeeds."""
     response.success = False
     response.num_views_used = 0
-    response.names = list(names)
-    response.view_feedback = view_feedback(n)
-    try:
-        check_request(name, n, names, max_objects)
-        views = decode_views(request.views)
-        try:
-            embedding = embed_views(views)
-        except ValueError as exc:
-            raise Refused(f"the views could not be embedded: {exc}") from None
-        replaced = name in names
-        try:
-            snapshot = library.add(name, views, embedding, replace=request.replace)
-        except LibraryError as exc:
-            raise Refused(str(exc)) from None
-        except OSError as exc:
-            raise Refused(f"storing the object in {library.directory} failed: {exc}") from None
-    except Refused as refusal:
-        response.message = refusal.message
-        for i, note in refusal.notes.items():
+    response.names = list(library.snapshot.names)
+    response.view_feedback = view_feedback(num_views)
+
+
+def _refuse(response, refusal: Refused) -> None:
+    response.message = refusal.message
+    for i, note in refusal.notes.items():
+        if i < len(response.view_feedback):
             response.view_feedback[i].note = note
-        return None
+
+
+def _succeed(response, snapshot, embedding, message: str) -> None:
+    n = len(embedding.agreement)
     response.success = True
     response.num_views_used = n
     response.names = list(snapshot.names)
     response.view_feedback = view_feedback(n, embedding.agreement)
     outliers = [f.index for f in response.view_feedback if f.note]
-    response.message = (f"{'replaced' if replaced else 'registered'} {name!r} from {n} "
-                        f"view{'s' if n != 1 else ''}")
+    response.message = message
     if outliers:
         response.message += (f"; views {outliers} disagree with the others: check they show the "
                              "same object")
+
+
+def _embed(embed_views: Callable, views):
+    try:
+        return embed_views(views)
+    except ValueError as exc:
+        raise Refused(f"the views could not be embedded: {exc}") from None
+
+
+def store_new(name: str, views, replace: bool, library, embed_views: Callable):
+    """Embed ``views`` (decoded arrays) and store them as object ``name``; (snapshot, embedding,
+    message) or Refused."""
+    replaced = name in library.snapshot.names
+    embedding = _embed(embed_views, views)
+    try:
+        snapshot = library.add(name, views, embedding, replace=replace)
+    except LibraryError as exc:
+        raise Refused(str(exc)) from None
+    except OSError as exc:
+        raise Refused(f"storing the object in {library.directory} failed: {exc}") from None
+    n = len(views)
+    verb = "replaced" if replaced else "registered"
+    return snapshot, embedding, f"{verb} {name!r} from {n} view{'s' if n != 1 else ''}"
+
+
+def store_more(name: str, views, library, embed_views: Callable):
+    """Append ``views`` to object ``name`` and re-embed it from all its views; (snapshot,
+    embedding, message) or Refused."""
+    try:
+        validate_name(name)
+        snapshot, embedding = library.append_views(
+            name, views, lambda all_views: _embed(embed_views, all_views), MAX_VIEWS)
+    except LibraryError as exc:
+        raise Refused(str(exc)) from None
+    except OSError as exc:
+        raise Refused(f"storing the object in {library.directory} failed: {exc}") from None
+    total = len(embedding.agreement)
+    return snapshot, embedding, (f"added {len(views)} view{'s' if len(views) != 1 else ''} to "
+                                 f"{name!r}, now {total} views")
+
+
+def register(request, response, library, embed_views: Callable, max_objects: int):
+    """Carry out a RegisterObject request against ``library`` (an ObjectLibrary) with
+    ``embed_views`` (Detector.embed_views). Returns the new snapshot, or None if refused."""
+    _begin(response, library, len(request.views))
+    try:
+        check_request(request.name, len(request.views), library.snapshot.names, max_objects)
+        views = decode_views(request.views)
+        snapshot, embedding, message = store_new(request.name, views, request.replace, library,
+                                                 embed_views)
+    except Refused as refusal:
+        _refuse(response, refusal)
+        return None
+    _succeed(response, snapshot, embedding, message)
     return snapshot
+
+
+def add_views(request, response, library, embed_views: Callable):
+    """Carry out an AddViews request: the views are appended to the stored ones and the object
+    re-embedded from all of them. Returns the new snapshot, or None if refused."""
+    _begin(response, library, len(request.views))
+    try:
+        if len(request.views) == 0:
+            raise Refused(f"no views: send 1..{MAX_VIEWS} sensor_msgs/Image views in 'views'")
+        views = decode_views(request.views)
+        snapshot, embedding, message = store_more(request.name, views, library, embed_views)
+    except Refused as refusal:
+        _refuse(response, refusal)
+        return None
+    _succeed(response, snapshot, embedding, message)
+    return snapshot
+
+
+def get_object_views(request, response, library):
+    """Fill a GetObjectViews response with the stored views of ``request.name``."""
+    from yolz_ros.image import view_to_image_msg
+    response.success = False
+    try:
+        validate_name(request.name)
+        obj = library.stored(request.name)
+        views = library.views(request.name)
+    except LibraryError as exc:
+        response.message = str(exc)
+        return response
+    except (OSError, ValueError) as exc:
+        response.message = f"reading the views of {request.name!r} failed: {exc}"
+        return response
+    response.success = True
+    response.model_id = obj.model_id
+    response.created = obj.created
+    response.views = [view_to_image_msg(v) for v in views]
+    response.message = f"{len(views)} view{'s' if len(views) != 1 else ''} of {request.name!r}"
+    return response
 
 
 def remove(request, response, library):
@@ -194,3 +276,82 @@ def list_objects(response, library, model_id: str):
     if library.skipped:
         response.message += f"; unreadable entries skipped: {library.skipped}"
     return response
+
+
+def decode_mask(msg) -> Optional[np.ndarray]:
+    """RegisterFromCamera's mask: None when empty (0x0), else a mono8 HxW array; Refused if it
+    is not mono8 (or 8UC1) or its layout is wrong."""
+    from yolz_ros.image import _check_layout, _msg_pixels
+    if msg.width == 0 and msg.height == 0 and len(msg.data) == 0:
+        return None
+    if str(msg.encoding).lower() not in ("mono8", "8uc1"):
+        raise Refused(f"the mask's encoding is {msg.encoding!r}: send mono8 (non-zero = object)")
+    try:
+        _check_layout(msg, 1, np.uint8, len(msg.data))
+        if msg.width * msg.height > MAX_IMAGE_PIXELS:
+            raise ValueError(f"{msg.width}x{msg.height} is too large")
+        return _msg_pixels(msg, 1, np.uint8)
+    except ValueError as exc:
+        raise Refused(f"bad mask: {exc}") from None
+
+
+def camera_view(request, camera, max_age_s: float, max_pixels: int):
+    """The view RegisterFromCamera asks for: (view array, header of its frame, box used), cut
+    from ``camera``'s newest frame; Refused if there is none, it is too old, or the box/mask
+    do not fit it."""
+    from yolz_ros.frames import decode_frame
+    newest = camera.newest
+    if newest is None:
+        raise Refused(f"no frame received yet from camera {camera.resolved or camera.topic}: is "
+                      "it publishing?")
+    msg, arrived = newest
+    age = time.monotonic() - arrived
+    if max_age_s > 0 and age > max_age_s:
+        raise Refused(f"the newest frame from {camera.resolved} is {age:.1f} s old (limit "
+                      f"register_max_age={max_age_s:g} s): is the camera still publishing?")
+    mask = decode_mask(request.mask)
+    try:
+        rgb = decode_frame(msg, max_pixels)
+    except ValueError as exc:
+        raise Refused(f"the newest frame from {camera.resolved} cannot be used: {exc}") from None
+    box = request.box
+    try:
+        view, used = crop_view(rgb, (box.x_offset, box.y_offset, box.width, box.height), mask)
+    except CropError as exc:
+        raise Refused(str(exc)) from None
+    return view, msg.header, used
+
+
+def register_from_camera(request, response, library, embed_views: Callable, cameras,
+                         max_objects: int, max_age_s: float, max_pixels: int):
+    """Carry out a RegisterFromCamera request: a view cut from the newest frame of the named
+    camera registers a new object (or, with ``append``, is added to an existing one). Returns
+    the new snapshot, or None if refused."""
+    from yolz_ros.frames import find_camera
+    _begin(response, library, 1)
+    try:
+        if request.append and request.replace:
+            raise Refused("set either replace (a new object) or append (more views), not both")
+        if request.append:
+            validate_name(request.name)
+        else:
+            check_request(request.name, 1, library.snapshot.names, max_objects)
+        try:
+            camera = find_camera(cameras, request.camera)
+        except LookupError as exc:
+            raise Refused(str(exc)) from None
+        view, header, used = camera_view(request, camera, max_age_s, max_pixels)
+        response.frame_header = header
+        response.box.x_offset, response.box.y_offset = used[0], used[1]
+        response.box.width, response.box.height = used[2], used[3]
+        if request.append:
+            snapshot, embedding, message = store_more(request.name, [view], library, embed_views)
+        else:
+            snapshot, embedding, message = store_new(request.name, [view], request.replace,
+                                                     library, embed_views)
+    except (Refused, LibraryError) as refusal:
+        _refuse(response, refusal if isinstance(refusal, Refused) else Refused(str(refusal)))
+        return None
+    _succeed(response, snapshot, embedding, message + f" (frame of {camera.resolved}, box x="
+             f"{used[0]} y={used[1]} {used[2]}x{used[3]})")
+    return snapshot

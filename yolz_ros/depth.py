@@ -1,0 +1,205 @@
+"""Depth -> 3D: where a detected object is in the camera's optical frame.
+
+Plain Python (numpy; message objects are read by attribute, nothing is published here).
+
+Assumptions (README, "3D position from depth"): the depth image is *registered to the colour
+image* (same size, same optical frame, pixel (u, v) of one is pixel (u, v) of the other), as
+RealSense `aligned_depth_to_color`, Azure Kinect `depth_to_rgb` or ZED depth publish it. Units come
+from the encoding: 16UC1 = millimetres, 32FC1 = metres; 0, NaN, inf and negative values mean "no
+depth". The optical frame is x right, y down, z forward (REP 103); the point is in metres.
+
+A detection's 3D point is the centre of the object's visible surface inside its detection
+region: the region's strongest cells give a reference depth (the median of their valid depths),
+every valid pixel of the region within a depth band around it is back-projected through the
+camera matrix K, and the point is the mean of those points (size: their 5-95 % extent). Pixels of
+the background seen through the region's edge cells lie outside the band and do not count.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import cv2
+import numpy as np
+
+from yolz_ros.image import _check_layout, _check_size, _msg_pixels
+
+DEPTH_ENCODINGS = {"16uc1": (np.uint16, 0.001), "mono16": (np.uint16, 0.001),
+                   "32fc1": (np.float32, 1.0)}
+BAND_MIN_M = 0.03  # the depth band around the reference depth: at least 3 cm ...
+BAND_FRACTION = 0.04  # ... or 4 % of the range, whichever is larger
+MIN_SURFACE_PIXELS = 20  # fewer valid pixels than this in a region: no 3D point
+
+
+class DepthError(ValueError):
+    """Depth or camera_info that cannot be used; the message says what is wrong."""
+
+
+def check_depth_header(msg, max_pixels: int) -> None:
+    """Encoding, size and layout of a depth image, without touching its pixels."""
+    enc = str(msg.encoding).lower()
+    if enc not in DEPTH_ENCODINGS:
+        raise DepthError(f"depth encoding {msg.encoding!r} is not supported: use 16UC1 "
+                         "(millimetres) or 32FC1 (metres)")
+    dtype, _ = DEPTH_ENCODINGS[enc]
+    try:
+        _check_size(msg.height, msg.width, max_pixels)
+        _check_layout(msg, 1, dtype, len(msg.data))
+    except ValueError as exc:
+        raise DepthError(f"depth image: {exc}") from None
+
+
+def depth_to_metres(msg) -> np.ndarray:
+    """sensor_msgs/Image 16UC1 (mm) or 32FC1 (m) -> float32 HxW metres, NaN where there is no
+    depth (0, NaN, inf, negative)."""
+    enc = str(msg.encoding).lower()
+    check_depth_header(msg, max_pixels=msg.width * msg.height or 1)
+    dtype, scale = DEPTH_ENCODINGS[enc]
+    raw = _msg_pixels(msg, 1, dtype)
+    metres = raw.astype(np.float32) * np.float32(scale)
+    metres[~np.isfinite(metres) | (metres <= 0)] = np.nan
+    return metres
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """The pinhole part of sensor_msgs/CameraInfo: K = [fx 0 cx; 0 fy cy; 0 0 1] for an image
+    of width x height pixels (pixel (u, v) integer = the centre of that pixel)."""
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    @classmethod
+    def from_camera_info(cls, msg) -> "Intrinsics":
+        k = [float(v) for v in msg.k]
+        if len(k) != 9 or not all(np.isfinite(k)) or k[0] <= 0 or k[4] <= 0:
+            raise DepthError(f"camera_info has no usable camera matrix K (fx={k[0] if k else 0}, "
+                             f"fy={k[4] if len(k) > 4 else 0}): is the camera calibrated?")
+        if msg.width <= 0 or msg.height <= 0:
+            raise DepthError(f"camera_info size {msg.width}x{msg.height} is empty")
+        return cls(k[0], k[4], k[2], k[5], int(msg.width), int(msg.height))
+
+    def check_image(self, width: int, height: int, what: str) -> None:
+        if (width, height) != (self.width, self.height):
+            raise DepthError(f"camera_info is for {self.width}x{self.height} images but the "
+                             f"{what} is {width}x{height}: publish the camera_info of the colour "
+                             "image the depth is registered to")
+
+
+@dataclass(frozen=True)
+class Point3D:
+    xyz: Tuple[float, float, float]  # metres, optical frame
+    size: Tuple[float, float, float]  # 5-95 % extent of the surface points, metres
+    pixels: int  # surface pixels that made it
+
+
+def region_cells(grid: np.ndarray, peak_rc: Tuple[int, int], threshold: float) -> np.ndarray:
+    """Bool [rows, cols]: the 4-connected cells >= threshold that hold the peak cell."""
+    mask = (grid >= threshold).astype(np.uint8)
+    mask[peak_rc] = 1
+    _, labels = cv2.connectedComponents(mask, connectivity=4)
+    return labels == labels[peak_rc]
+
+
+def _pixels_of(cells: np.ndarray, boxes: np.ndarray, shape) -> np.ndarray:
+    """Bool HxW: the source pixels of the given cells (boxes [rows, cols, 4] source pixels)."""
+    out = np.zeros(shape, bool)
+    h, w = shape
+    for r, c in zip(*np.nonzero(cells)):
+        x0, y0, x1, y1 = boxes[r, c]
+        xa, xb = int(np.floor(x0)), min(w, int(np.ceil(x1)))
+        ya, yb = int(np.floor(y0)), min(h, int(np.ceil(y1)))
+        out[max(0, ya):yb, max(0, xa):xb] = True
+    return out
+
+
+def locate(depth_m: np.ndarray, intrinsics: Intrinsics, grid: np.ndarray, boxes: np.ndarray,
+           peak_rc: Tuple[int, int], threshold: float) -> Tuple[Optional[Point3D], str]:
+    """The 3D point of one detection (module docstring), or (None, why not).
+
+    depth_m: float32 HxW metres (NaN = none), registered to the colour image; grid: the object's
+    probabilities [rows, cols]; boxes: cell boxes [rows, cols, 4] in source pixels; peak_rc: the
+    peak cell; threshold: the detection threshold (the region is the cells above it)."""
+    region = region_cells(grid, peak_rc, threshold)
+    score = float(grid[peak_rc])
+    # the strongest half of the region (always the peak cell) sets the reference depth
+    core = region & (grid >= threshold + 0.5 * (score - threshold))
+    core[peak_rc] = True
+    core_px = _pixels_of(core, boxes, depth_m.shape)
+    core_depth = depth_m[core_px]
+    core_depth = core_depth[np.isfinite(core_depth)]
+    if core_depth.size == 0:
+        return None, "no valid depth at the detection's peak cells (all 0 or NaN)"
+    z_ref = float(np.median(core_depth))
+    band = max(BAND_MIN_M, BAND_FRACTION * z_ref)
+    region_px = _pixels_of(region, boxes, depth_m.shape)
+    with np.errstate(invalid="ignore"):
+        surface = region_px & (np.abs(depth_m - z_ref) <= band)
+    v, u = np.nonzero(surface)
+    if v.size < MIN_SURFACE_PIXELS:
+        return None, (f"only {v.size} pixels with valid depth near {z_ref:.3f} m in the "
+                      "detection region")
+    z = depth_m[v, u].astype(np.float64)
+    x = (u - intrinsics.cx) * z / intrinsics.fx
+    y = (v - intrinsics.cy) * z / intrinsics.fy
+    points = np.stack([x, y, z], axis=1)
+    lo, hi = np.percentile(points, [5, 95], axis=0)
+    centre = points.mean(axis=0)
+    return Point3D(tuple(float(a) for a in centre), tuple(float(a) for a in hi - lo),
+                   int(v.size)), ""
+
+
+def stamp_seconds(stamp) -> float:
+    return float(stamp.sec) + float(stamp.nanosec) * 1e-9
+
+
+class DepthStore:
+    """The recent depth images and the newest camera_info of one camera, for matching to colour
+    frames by stamp. Callbacks put; the worker waits (briefly) for a depth that matches."""
+
+    def __init__(self, keep: int = 10):
+        self._depth = collections.deque(maxlen=keep)  # (stamp seconds, msg)
+        self.info = None
+        self.depth_received = 0
+        self.info_received = 0
+        self._cv = threading.Condition()
+
+    def put_depth(self, msg) -> None:
+        with self._cv:
+            self._depth.append((stamp_seconds(msg.header.stamp), msg))
+            self.depth_received += 1
+            self._cv.notify_all()
+
+    def put_info(self, msg) -> None:
+        with self._cv:
+            self.info = msg
+            self.info_received += 1
+
+    def match(self, stamp: float, tolerance: float, timeout: float):
+        """(depth msg, stamp difference) of the depth nearest ``stamp`` within ``tolerance``
+        seconds, waiting up to ``timeout`` s (wall time) for one to arrive; (None, why not)."""
+        with self._cv:
+            best = self._nearest(stamp)
+            if (best is None or abs(best[0] - stamp) > tolerance) and timeout > 0:
+                # a depth published with the colour frame may still be on its way
+                self._cv.wait_for(lambda: self._has_match(stamp, tolerance), timeout)
+                best = self._nearest(stamp)
+            if best is None:
+                return None, "no depth image received yet"
+            dt = best[0] - stamp
+            if abs(dt) > tolerance:
+                return None, (f"no depth image within {tolerance:.3f} s of the frame (nearest "
+                              f"is {dt:+.3f} s away): is the depth topic publishing, in sync?")
+            return best[1], dt
+
+    def _nearest(self, stamp: float):
+        return min(self._depth, key=lambda item: abs(item[0] - stamp), default=None)
+
+    def _has_match(self, stamp: float, tolerance: float) -> bool:
+        best = self._nearest(stamp)
+        return best is not None and abs(best[0] - stamp) <= tolerance
