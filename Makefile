@@ -15,7 +15,7 @@ MODEL_V1 ?= models/yolz_lite0
 TRAIN_EPISODES ?= 600
 
 .PHONY: setup lint test demo soak realbench data data-urdf train export evaluate compare \
-	benchmark train-v1 export-v1 clean
+	benchmark train-v1 export-v1 depth-scene clean
 setup:
 	@bash scripts/bootstrap.sh
 
@@ -74,6 +74,11 @@ train-v1: setup
 
 export-v1: setup
 	@$(ENV) python -m training.export --run $(RUN_V1) --out $(MODEL_V1)
+
+# The RGB-D demo scene of the held-out product (colour, 16-bit mm depth, camera_info.yaml,
+# truth.json with the true 3D centres, 8 views); prints the camera_player and register commands.
+depth-scene: setup
+	@$(ENV) python -m training.data.depth_scene --out out/depth_scene
 
 benchmark: setup
 	@$(ENV) python -m yolz_ros.benchmark --model $(MODEL) --out docs/benchmark_cpu.json

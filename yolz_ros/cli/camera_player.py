@@ -2,9 +2,16 @@
 
     camera_player SOURCE [--rate 10] [--loop] [--frame-id camera] [--encoding rgb8|bgr8]
                   [--topic image] [--reliable] [--wait 5] [--ros-args -r image:=/camera/image]
+                  [--depth DIR [--depth-topic depth] [--depth-encoding 16UC1|32FC1]]
+                  [--camera-info FILE.yaml [--info-topic camera_info]]
 
-The topic is relative (`image`), so namespaces and remaps apply. Sensor-data QoS (best effort)
-unless --reliable. Exits after one pass over the source unless --loop.
+The topics are relative (`image`, `depth`, `camera_info`), so namespaces and remaps apply.
+Sensor-data QoS (best effort) unless --reliable. Exits after one pass over the source unless --loop.
+
+An RGB-D camera: --depth DIR holds one 16-bit PNG (millimetres, 0 = no data) per colour frame,
+paired by sorted file name, and registered to the colour image (same size, same optical frame).
+--camera-info publishes the ROS calibration YAML as sensor_msgs/CameraInfo. All messages of one
+frame carry the same header (stamp and frame_id).
 """
 from __future__ import annotations
 
@@ -18,11 +25,16 @@ import numpy as np
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The folder's image files, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def frames(source: Path):
     """Yield BGR uint8 frames of a folder of images (sorted by name) or of a video file."""
     import cv2
     if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = image_files(source)
         if not files:
             raise ValueError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {source}")
         for path in files:
@@ -45,6 +57,111 @@ def frames(source: Path):
             capture.release()
     else:
         raise ValueError(f"{source} is neither a folder of images nor a video file")
+
+
+def read_depth(path: Path) -> np.ndarray:
+    """A 16-bit depth PNG -> uint16 millimetres [H, W]; ValueError when it is not one."""
+    import cv2
+    mm = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if mm is None or mm.dtype != np.uint16 or mm.ndim != 2:
+        raise ValueError(f"{path} is not a single-channel 16-bit depth PNG (millimetres)")
+    return mm
+
+
+def paired_files(source: Path, depth: Path) -> list[tuple[Path, Path]]:
+    """(colour, depth) file pairs by sorted name; ValueError unless the counts match."""
+    colour = image_files(source)
+    depths = image_files(depth) if depth.is_dir() else []
+    if not colour or len(depths) != len(colour):
+        raise ValueError(f"{depth} has {len(depths)} depth images for {len(colour)} colour "
+                         f"images in {source}: one 16-bit depth PNG per colour image is needed")
+    return list(zip(colour, depths))
+
+
+def rgbd_frames(source: Path, depth: Path):
+    """Yield (BGR uint8 [H, W, 3], depth uint16 mm [H, W]) pairs; an unreadable colour image
+    is skipped with its depth, so the pairing never shifts."""
+    import cv2
+    for colour_path, depth_path in paired_files(source, depth):
+        bgr = cv2.imread(str(colour_path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            print(f"warning: cannot read {colour_path}; skipped with its depth", file=sys.stderr)
+            continue
+        mm = read_depth(depth_path)
+        if mm.shape != bgr.shape[:2]:
+            raise ValueError(f"{depth_path} is {mm.shape[1]}x{mm.shape[0]}, its colour image "
+                             f"{bgr.shape[1]}x{bgr.shape[0]}: registered depth has its size")
+        yield bgr, mm
+
+
+def parse_camera_info(text: str) -> dict:
+    """A ROS camera calibration YAML -> {width, height, distortion_model, d, k, r, p} (lists of
+    floats). Raises ValueError saying what is missing or malformed."""
+    import yaml
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError("not a camera calibration YAML (expected a mapping)")
+
+    def matrix(key, size, default=None):
+        entry = doc.get(key)
+        if entry is None and default is not None:
+            return default
+        data = entry.get("data") if isinstance(entry, dict) else None
+        if not isinstance(data, list) or (size and len(data) != size):
+            raise ValueError(f"{key}.data must be a list of {size or 'some'} numbers")
+        try:
+            return [float(x) for x in data]
+        except (TypeError, ValueError):
+            raise ValueError(f"{key}.data must hold numbers") from None
+
+    try:
+        width, height = int(doc["image_width"]), int(doc["image_height"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError("image_width and image_height (integers) are required") from None
+    k = matrix("camera_matrix", 9)
+    return {"width": width, "height": height,
+            "distortion_model": str(doc.get("distortion_model", "plumb_bob")),
+            "d": matrix("distortion_coefficients", 0, []),
+            "k": k, "r": matrix("rectification_matrix", 9, [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]),
+            "p": matrix("projection_matrix", 12, k[:3] + [0.0] + k[3:6] + [0.0] + k[6:] + [0.0])}
+
+
+def read_camera_info(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read camera info {path}: {exc}") from None
+    try:
+        return parse_camera_info(text)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def camera_info_msg(info: dict, header):
+    from sensor_msgs.msg import CameraInfo
+    msg = CameraInfo(width=info["width"], height=info["height"],
+                     distortion_model=info["distortion_model"], d=info["d"], k=info["k"],
+                     r=info["r"], p=info["p"])
+    msg.header = header
+    return msg
+
+
+def depth_msg(mm: np.ndarray, encoding: str, header):
+    """uint16 millimetres -> Image: 16UC1 as is, or 32FC1 metres with no data (0) as NaN."""
+    from sensor_msgs.msg import Image
+    if encoding == "32FC1":
+        pixels = mm.astype(np.float32) / 1000.0
+        pixels[mm == 0] = np.nan
+    else:
+        pixels = mm
+    pixels = np.ascontiguousarray(pixels)
+    msg = Image(height=pixels.shape[0], width=pixels.shape[1], encoding=encoding,
+                is_bigendian=0, step=pixels.strides[0], data=pixels.tobytes())
+    msg.header = header
+    return msg
 
 
 def to_msg(bgr: np.ndarray, encoding: str, frame_id: str, stamp):
@@ -71,18 +188,41 @@ def main(argv=None):
     parser.add_argument("source", type=Path, help="folder of images or a video file")
     parser.add_argument("--rate", type=float, default=10.0, help="frames per second (default 10)")
     parser.add_argument("--loop", action="store_true", help="start again at the end")
-    parser.add_argument("--frame-id", default="camera", help="header.frame_id (default camera)")
+    parser.add_argument("--frame-id", default="camera",
+                        help="header.frame_id of every message (default camera); a registered "
+                             "colour/depth pair shares the colour camera's optical frame")
     parser.add_argument("--encoding", choices=("rgb8", "bgr8"), default="rgb8")
     parser.add_argument("--topic", default="image", help="topic (default: relative 'image')")
     parser.add_argument("--reliable", action="store_true",
                         help="reliable QoS instead of sensor-data (best effort)")
     parser.add_argument("--wait", type=float, default=5.0,
                         help="seconds to wait for a subscriber before the first frame (0 = none)")
+    parser.add_argument("--depth", type=Path, default=None, metavar="DIR",
+                        help="folder of 16-bit depth PNGs (mm, 0 = no data), one per colour "
+                             "frame by sorted name, registered to the colour image")
+    parser.add_argument("--depth-topic", default="depth", help="default: relative 'depth'")
+    parser.add_argument("--depth-encoding", choices=("16UC1", "32FC1"), default="16UC1",
+                        help="16UC1: millimetres as stored; 32FC1: metres, no data as NaN")
+    parser.add_argument("--camera-info", type=Path, default=None, metavar="FILE.yaml",
+                        help="ROS camera calibration YAML, published as sensor_msgs/CameraInfo")
+    parser.add_argument("--info-topic", default="camera_info",
+                        help="default: relative 'camera_info'")
     args = parser.parse_args(rclpy.utilities.remove_ros_args(full)[1:])
     if args.rate <= 0:
         parser.error("--rate must be > 0")
     if not args.source.exists():
         print(f"error: {args.source} does not exist")
+        return 1
+    info = None
+    try:
+        if args.camera_info is not None:
+            info = read_camera_info(args.camera_info)
+        if args.depth is not None:
+            if not args.source.is_dir():
+                raise ValueError("--depth needs SOURCE to be a folder of colour images")
+            paired_files(args.source, args.depth)  # fails early on a count mismatch
+    except ValueError as exc:
+        print(f"error: {exc}")
         return 1
 
     rclpy.init(args=full)
@@ -90,6 +230,11 @@ def main(argv=None):
     qos = (QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if args.reliable
            else qos_profile_sensor_data)
     pub = node.create_publisher(Image, args.topic, qos)
+    depth_pub = node.create_publisher(Image, args.depth_topic, qos) if args.depth else None
+    info_pub = None
+    if info is not None:
+        from sensor_msgs.msg import CameraInfo
+        info_pub = node.create_publisher(CameraInfo, args.info_topic, qos)
     sent = 0
     try:
         deadline = time.monotonic() + args.wait
@@ -99,10 +244,17 @@ def main(argv=None):
         next_time = time.monotonic()
         while True:
             any_frame = False
-            for bgr in frames(args.source):
+            source = rgbd_frames(args.source, args.depth) if args.depth \
+                else ((bgr, None) for bgr in frames(args.source))
+            for bgr, mm in source:
                 any_frame = True
-                pub.publish(to_msg(bgr, args.encoding, args.frame_id,
-                                   node.get_clock().now().to_msg()))
+                msg = to_msg(bgr, args.encoding, args.frame_id, node.get_clock().now().to_msg())
+                # Depth and info go first, so a subscriber holding the colour has the whole set.
+                if mm is not None:
+                    depth_pub.publish(depth_msg(mm, args.depth_encoding, msg.header))
+                if info_pub is not None:
+                    info_pub.publish(camera_info_msg(info, msg.header))
+                pub.publish(msg)
                 sent += 1
                 next_time += period
                 delay = next_time - time.monotonic()
