@@ -3,6 +3,8 @@
     ros2 launch yolz_ros yolz.launch.py image:=/camera/color/image_raw
     ros2 launch yolz_ros yolz.launch.py image:=/camera/image_raw model_dir:=/path/model rviz:=true
     ros2 launch yolz_ros yolz.launch.py managed:=true     # a lifecycle node, for a system manager
+    ros2 launch yolz_ros yolz.launch.py image:=/camera/color/image_raw use_depth:=true \
+        depth:=/camera/aligned_depth_to_color/image_raw camera_info:=/camera/color/camera_info
 
 The node runs with the FastDDS same-host profile (config/fastdds_same_host.xml: shared memory
 large enough for camera frames; without it FastDDS's 512 KiB segment loses most 640x480 best-effort
@@ -35,12 +37,24 @@ def generate_launch_description():
     namespace = LaunchConfiguration("namespace")
     rviz = LaunchConfiguration("rviz")
     managed = LaunchConfiguration("managed")
+    use_depth = LaunchConfiguration("use_depth")
+    depth = LaunchConfiguration("depth")
+    camera_info = LaunchConfiguration("camera_info")
     yolz = dict(package="yolz_ros", executable="yolz_node", name="yolz", namespace=namespace,
-                parameters=[params_file, {"model_dir": model_dir, "backend": backend}],
-                remappings=[("image", image)], output="screen")
+                parameters=[params_file, {"model_dir": model_dir, "backend": backend,
+                                          "use_depth": use_depth}],
+                remappings=[("image", image), ("depth", depth), ("camera_info", camera_info)],
+                output="screen")
     return LaunchDescription([
         DeclareLaunchArgument("image", default_value="/camera/image_raw",
                               description="camera topic (sensor_msgs/Image) to run on"),
+        DeclareLaunchArgument("use_depth", default_value="false",
+                              description="true: 3D output from depth + camera_info"),
+        DeclareLaunchArgument("depth", default_value="/camera/aligned_depth_to_color/image_raw",
+                              description="depth topic registered to the colour image "
+                                          "(16UC1 mm or 32FC1 m)"),
+        DeclareLaunchArgument("camera_info", default_value="/camera/color/camera_info",
+                              description="the colour camera's sensor_msgs/CameraInfo"),
         DeclareLaunchArgument("params_file",
                               default_value=os.path.join(share, "config", "yolz.yaml"),
                               description="node parameters (YAML)"),

@@ -757,7 +757,7 @@ def test_launch_file_names_the_node_and_its_arguments():
         return {k.arg: k.value for k in call.keywords}
     declared = {c.args[0].value for c in calls if name(c) == "DeclareLaunchArgument"}
     assert declared == {"image", "params_file", "model_dir", "backend", "namespace", "rviz",
-                        "managed", "dds_profile"}
+                        "managed", "dds_profile", "use_depth", "depth", "camera_info"}
     # the same-host FastDDS profile (issue 12) reaches the node through its environment
     [env] = [c for c in calls if name(c) == "SetEnvironmentVariable"]
     assert ast.unparse(env.args[0]) == "PROFILE_VAR"
@@ -769,7 +769,10 @@ def test_launch_file_names_the_node_and_its_arguments():
     assert ast.literal_eval(yolz["package"]) == "yolz_ros"
     assert ast.literal_eval(yolz["name"]) == "yolz"
     assert "namespace" in yolz and "parameters" in yolz
-    assert "('image', image)" in ast.unparse(yolz["remappings"]).replace('"', "'")
+    remaps = ast.unparse(yolz["remappings"]).replace('"', "'")
+    for remap in ("('image', image)", "('depth', depth)", "('camera_info', camera_info)"):
+        assert remap in remaps
+    assert "'use_depth': use_depth" in ast.unparse(yolz["parameters"]).replace('"', "'")
     plain = [c for c in calls if name(c) == "Node" and not c.args
              and any(k.arg is None for k in c.keywords)]
     managed = [c for c in calls if name(c) == "LifecycleNode"]
@@ -781,7 +784,8 @@ def test_launch_file_names_the_node_and_its_arguments():
     assert len(rviz) == 1 and "IfCondition" in ast.unparse(rviz[0]["condition"])
     assert "yolz.rviz" in ast.unparse(rviz[0]["arguments"])
     assert (ROOT / "scripts" / "bin" / "yolz_node").exists()
-    for exe in ("yolz_node", "register", "list_objects", "remove_object", "camera_player"):
+    for exe in ("yolz_node", "register", "list_objects", "remove_object", "camera_player",
+                "register_from_camera", "library", "watch"):
         assert os.access(ROOT / "scripts" / "bin" / exe, os.X_OK), exe
 
 
@@ -790,6 +794,8 @@ def test_rviz_config_shows_camera_and_overlay():
     displays = config["Visualization Manager"]["Displays"]
     topics = {d["Topic"]["Value"] for d in displays if d["Class"] == "rviz_default_plugins/Image"}
     assert "/yolz/overlay" in topics and len(topics) == 2
+    markers = [d for d in displays if d["Class"] == "rviz_default_plugins/MarkerArray"]
+    assert [d["Topic"]["Value"] for d in markers] == ["/yolz/markers"]
 
 
 def test_disagreeing_views_are_flagged():
