@@ -1,0 +1,106 @@
+"""Move registered objects between yolz nodes as `.yolz` archive files.
+
+    library export NAME -o FILE.yolz [--force] [--node /yolz] [--timeout 30]
+    library import FILE.yolz [--name NEW_NAME] [--replace] [--node /yolz] [--timeout 30]
+    library list [--node /yolz] [--timeout 10]
+
+An archive carries the object's reference views (see yolz_ros/archive.py), not its embedding:
+the importing node embeds the views with its own model. Exit code 0 on success, 1 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="library", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    export = commands.add_parser("export", help="write a registered object to a .yolz file")
+    export.add_argument("name", help="the registered object")
+    export.add_argument("-o", "--output", required=True, help="the archive to write (.yolz)")
+    export.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    imp = commands.add_parser("import", help="register the object of a .yolz file")
+    imp.add_argument("archive", help="the .yolz file")
+    imp.add_argument("--name", help="register under this name instead of the archive's")
+    imp.add_argument("--replace", action="store_true", help="overwrite an existing object")
+
+    listing = commands.add_parser("list", help="list the registered objects")
+    for sub, timeout in ((export, 30.0), (imp, 30.0), (listing, 10.0)):
+        sub.add_argument("--node", default="/yolz", help="the yolz node's name (default /yolz)")
+        sub.add_argument("--timeout", type=float, default=timeout,
+                         help=f"seconds to wait (default {timeout:.0f})")
+    return parser.parse_args(argv)
+
+
+def export_object(args) -> int:
+    from yolz_ros.archive import write_archive
+    from yolz_ros.cli.common import call_service, service_name
+    from yolz_ros.cli.views import image_msg_to_view
+    from yolz_ros.srv import GetObjectViews
+
+    if Path(args.output).exists() and not args.force:  # before asking the node for the views
+        print(f"error: {args.output} exists; choose another file or add --force")
+        return 1
+    response = call_service(GetObjectViews, service_name(args.node, "get_object_views"),
+                            GetObjectViews.Request(name=args.name), args.timeout,
+                            "yolz_library")
+    if not response.success:
+        print(f"error: {response.message}")
+        return 1
+    views = [image_msg_to_view(msg) for msg in response.views]
+    write_archive(args.output, args.name, views, response.model_id, response.created,
+                  overwrite=args.force)
+    print(f"ok: exported {args.name} ({len(views)} views, embedded by model "
+          f"{response.model_id or '?'}) to {args.output}")
+    return 0
+
+
+def import_object(args) -> int:
+    from yolz_ros.archive import read_archive
+    from yolz_ros.cli.common import call_service, service_name
+    from yolz_ros.cli.feedback import print_registration
+    from yolz_ros.cli.views import view_to_image_msg
+    from yolz_ros.library import validate_name
+    from yolz_ros.srv import RegisterObject
+
+    archive = read_archive(args.archive)
+    name = validate_name(args.name) if args.name is not None else archive.name
+    print(f"{args.archive}: object {archive.name}, {len(archive.views)} views"
+          + (f", embedded by model {archive.model_id}" if archive.model_id else "")
+          + (f", created {archive.created}" if archive.created else ""))
+    request = RegisterObject.Request(name=name, replace=args.replace,
+                                     views=[view_to_image_msg(v) for v in archive.views])
+    response = call_service(RegisterObject, service_name(args.node, "register_object"),
+                            request, args.timeout, "yolz_library")
+    labels = [f"views/view_{i:03d}.png" for i in range(len(archive.views))]
+    return print_registration(response, labels)
+
+
+def list_objects(args) -> int:
+    from yolz_ros.cli import list_objects as list_cli
+    return list_cli.main(["--node", args.node, "--timeout", str(args.timeout)])
+
+
+def main(argv=None):
+    import rclpy.utilities
+    argv = rclpy.utilities.remove_ros_args(sys.argv if argv is None else ["library", *argv])[1:]
+    args = parse_args(argv)
+    from yolz_ros.cli.common import run_cli
+
+    def body():
+        command = {"export": export_object, "import": import_object, "list": list_objects}
+        try:
+            return command[args.command](args)
+        except ValueError as exc:  # ArchiveError, a bad --name, a view the node sent oddly
+            print(f"error: {exc}")
+            return 1
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
