@@ -81,7 +81,7 @@ def test_point_is_the_visible_surface_centre():
     point, why = locate(depth, K, grid, boxes, (7, 10), threshold=0.3)
     assert point is not None, why
     assert np.linalg.norm(np.array(point.xyz) - centre) < 0.005  # the wall pixels do not count
-    assert point.pixels == (x1 - x0) * (y1 - y0)
+    assert 0.9 * (x1 - x0) * (y1 - y0) <= point.pixels <= (x1 - x0) * (y1 - y0)  # less its edge
     assert point.size[2] < 0.01 and point.size[0] == pytest.approx(0.9 * 96 * 0.8 / 250, abs=0.01)
     # the region's edge cells on the wall: a reference from the core ignores them
     grid[:, :] = 0.0

@@ -8,11 +8,12 @@ RealSense `aligned_depth_to_color`, Azure Kinect `depth_to_rgb` or ZED depth pub
 from the encoding: 16UC1 = millimetres, 32FC1 = metres; 0, NaN, inf and negative values mean "no
 depth". The optical frame is x right, y down, z forward (REP 103); the point is in metres.
 
-A detection's 3D point is the centre of the object's visible surface inside its detection
-region: the region's strongest cells give a reference depth (the median of their valid depths),
-every valid pixel of the region within a depth band around it is back-projected through the
-camera matrix K, and the point is the mean of those points (size: their 5-95 % extent). Pixels of
-the background seen through the region's edge cells lie outside the band and do not count.
+A detection's 3D point is the centre of the object's visible surface: the detection's strongest
+cells seed a segmentation of the depth image (reference depth, depth band, minus the support
+plane and depth jumps, the connected area; see ``locate``), and the point is the mean of that
+surface's points back-projected through the camera matrix K. The detection grid is coarse
+(16 px cells); the depth segmentation gives the object's own pixels, so the point does not move
+with how well the cells happen to cover the object.
 """
 from __future__ import annotations
 
@@ -28,9 +29,15 @@ from yolz_ros.image import _check_layout, _check_size, _msg_pixels
 
 DEPTH_ENCODINGS = {"16uc1": (np.uint16, 0.001), "mono16": (np.uint16, 0.001),
                    "32fc1": (np.float32, 1.0)}
-BAND_MIN_M = 0.03  # the depth band around the reference depth: at least 3 cm ...
-BAND_FRACTION = 0.04  # ... or 4 % of the range, whichever is larger
-MIN_SURFACE_PIXELS = 20  # fewer valid pixels than this in a region: no 3D point
+BAND_MIN_M = 0.05  # surface candidates lie within this of the reference depth, or within ...
+WINDOW_GROW = 1.0  # ... the region's size; the search window is the region grown by its size
+PLANE_TOL_M = 0.012  # a pixel this close to the support plane belongs to the plane
+PLANE_MIN_SHARE = 0.2  # a plane counts when it holds this share of the window's points
+PLANE_SAMPLES = 3000  # points the plane is fitted on (a random subset; deterministic seed)
+PLANE_ITERATIONS = 64
+EDGE_M = 0.01  # neighbours whose depths differ by more than EDGE_M + 1 % of the range are on
+#                different surfaces
+MIN_SURFACE_PIXELS = 20  # fewer valid pixels than this on the surface: no 3D point
 
 
 class DepthError(ValueError):
@@ -118,16 +125,97 @@ def _pixels_of(cells: np.ndarray, boxes: np.ndarray, shape) -> np.ndarray:
     return out
 
 
+def _window(region_px: np.ndarray, cell: float) -> Tuple[slice, slice]:
+    """The search window: the region's bounding box grown on every side by its own size (at
+    least one cell), clipped to the image. The object can reach past the cells that found it."""
+    ys, xs = np.nonzero(region_px)
+    h, w = region_px.shape
+    gx = int(max(cell, WINDOW_GROW * (np.ptp(xs) + 1)))
+    gy = int(max(cell, WINDOW_GROW * (np.ptp(ys) + 1)))
+    return (slice(max(0, ys.min() - gy), min(h, ys.max() + gy + 1)),
+            slice(max(0, xs.min() - gx), min(w, xs.max() + gx + 1)))
+
+
+def _back_project(depth: np.ndarray, intrinsics: Intrinsics, u0: int, v0: int) -> np.ndarray:
+    """[h, w, 3] optical-frame points of a depth crop whose top-left pixel is (u0, v0)."""
+    h, w = depth.shape
+    v, u = np.mgrid[v0:v0 + h, u0:u0 + w]
+    z = np.where(np.isfinite(depth), depth, 0.0).astype(np.float64)
+    return np.stack([(u - intrinsics.cx) * z / intrinsics.fx,
+                     (v - intrinsics.cy) * z / intrinsics.fy, z], axis=-1)
+
+
+def _plane(points: np.ndarray, rng: np.random.Generator):
+    """RANSAC: (unit normal, offset, inlier count) of the plane through most ``points``."""
+    best, best_n = None, 0
+    for _ in range(PLANE_ITERATIONS):
+        a, b, c = points[rng.choice(len(points), 3, replace=False)]
+        normal = np.cross(b - a, c - a)
+        norm = np.linalg.norm(normal)
+        if norm < 1e-12:
+            continue
+        normal /= norm
+        offset = -float(normal @ a)
+        n = int((np.abs(points @ normal + offset) < PLANE_TOL_M).sum())
+        if n > best_n:
+            best, best_n = (normal, offset), n
+    return best, best_n
+
+
+def support_plane(points: np.ndarray, outside_core: np.ndarray, core: np.ndarray):
+    """Bool mask of ``points`` [h, w, 3] on the surface the object stands on or leans against:
+    the largest plane among the points outside the core (valid ones), unless the core lies on
+    it (then it is the object's own face, and the next largest plane is tried once)."""
+    rng = np.random.default_rng(0)
+    sample = points[outside_core]
+    for _ in range(2):
+        if len(sample) < 3 * 10:
+            break
+        fit = sample if len(sample) <= PLANE_SAMPLES else \
+            sample[rng.choice(len(sample), PLANE_SAMPLES, replace=False)]
+        plane, n = _plane(fit, rng)
+        if plane is None or n < PLANE_MIN_SHARE * len(fit):
+            break
+        normal, offset = plane
+        on = np.abs(points @ normal + offset) < PLANE_TOL_M
+        if not core.any() or on[core].mean() < 0.5:
+            return on
+        sample = sample[np.abs(sample @ normal + offset) >= PLANE_TOL_M]
+    return np.zeros(points.shape[:2], bool)
+
+
+def depth_edges(depth: np.ndarray, z_ref: float) -> np.ndarray:
+    """Bool mask of pixels next to a depth jump (two valid neighbours on different surfaces)."""
+    jump = EDGE_M + 0.01 * z_ref
+    out = np.zeros(depth.shape, bool)
+    with np.errstate(invalid="ignore"):
+        dx = np.abs(np.diff(depth, axis=1)) > jump  # NaN compares False: holes are no edges
+        dy = np.abs(np.diff(depth, axis=0)) > jump
+    out[:, 1:] |= dx
+    out[:, :-1] |= dx
+    out[1:, :] |= dy
+    out[:-1, :] |= dy
+    return out
+
+
 def locate(depth_m: np.ndarray, intrinsics: Intrinsics, grid: np.ndarray, boxes: np.ndarray,
            peak_rc: Tuple[int, int], threshold: float) -> Tuple[Optional[Point3D], str]:
-    """The 3D point of one detection (module docstring), or (None, why not).
+    """The 3D point of one detection, or (None, why not): the centre of the visible surface of
+    the object, segmented in the depth image from the detection's strongest cells.
+
+    1. reference depth: the median valid depth of the region's strongest cells (the upper half
+       of its scores, always the peak cell);
+    2. in a window around the region, candidates are valid pixels within max(5 cm, the region's
+       size in metres) of it, minus the support plane (the table or wall the object touches,
+       RANSAC) and minus pixels at depth jumps;
+    3. the surface is the connected candidate area that holds most of the strongest cells; its
+       back-projected points' mean is the point, their 5-95 % extent the size.
 
     depth_m: float32 HxW metres (NaN = none), registered to the colour image; grid: the object's
     probabilities [rows, cols]; boxes: cell boxes [rows, cols, 4] in source pixels; peak_rc: the
     peak cell; threshold: the detection threshold (the region is the cells above it)."""
     region = region_cells(grid, peak_rc, threshold)
     score = float(grid[peak_rc])
-    # the strongest half of the region (always the peak cell) sets the reference depth
     core = region & (grid >= threshold + 0.5 * (score - threshold))
     core[peak_rc] = True
     core_px = _pixels_of(core, boxes, depth_m.shape)
@@ -136,22 +224,33 @@ def locate(depth_m: np.ndarray, intrinsics: Intrinsics, grid: np.ndarray, boxes:
     if core_depth.size == 0:
         return None, "no valid depth at the detection's peak cells (all 0 or NaN)"
     z_ref = float(np.median(core_depth))
-    band = max(BAND_MIN_M, BAND_FRACTION * z_ref)
+
     region_px = _pixels_of(region, boxes, depth_m.shape)
+    rows, cols = _window(region_px, float(boxes[0, 0, 2] - boxes[0, 0, 0]))
+    depth = depth_m[rows, cols]
+    core_w = core_px[rows, cols]
+    valid = np.isfinite(depth)
+    points = _back_project(depth, intrinsics, cols.start, rows.start)
+    size_px = max(np.ptp(np.nonzero(region_px)[0]), np.ptp(np.nonzero(region_px)[1])) + 1
+    band = max(BAND_MIN_M, size_px * z_ref / intrinsics.fx)
     with np.errstate(invalid="ignore"):
-        surface = region_px & (np.abs(depth_m - z_ref) <= band)
-    v, u = np.nonzero(surface)
-    if v.size < MIN_SURFACE_PIXELS:
-        return None, (f"only {v.size} pixels with valid depth near {z_ref:.3f} m in the "
-                      "detection region")
-    z = depth_m[v, u].astype(np.float64)
-    x = (u - intrinsics.cx) * z / intrinsics.fx
-    y = (v - intrinsics.cy) * z / intrinsics.fy
-    points = np.stack([x, y, z], axis=1)
-    lo, hi = np.percentile(points, [5, 95], axis=0)
-    centre = points.mean(axis=0)
-    return Point3D(tuple(float(a) for a in centre), tuple(float(a) for a in hi - lo),
-                   int(v.size)), ""
+        candidates = valid & (np.abs(depth - z_ref) <= band)
+    candidates &= ~support_plane(points, valid & ~core_w, core_w & valid)
+    candidates &= ~depth_edges(depth, z_ref)
+    _, labels = cv2.connectedComponents(candidates.astype(np.uint8), connectivity=4)
+    seeds = labels[core_w & candidates]
+    seeds = seeds[seeds > 0]
+    if seeds.size == 0:
+        return None, (f"no surface near {z_ref:.3f} m at the detection's peak cells (only "
+                      "the support plane or depth edges there)")
+    surface = labels == np.bincount(seeds).argmax()
+    if surface.sum() < MIN_SURFACE_PIXELS:
+        return None, (f"only {int(surface.sum())} pixels with valid depth on the object's "
+                      "surface")
+    pts = points[surface]
+    lo, hi = np.percentile(pts, [5, 95], axis=0)
+    return Point3D(tuple(float(a) for a in pts.mean(axis=0)), tuple(float(a) for a in hi - lo),
+                   int(surface.sum())), ""
 
 
 def stamp_seconds(stamp) -> float:
