@@ -226,9 +226,12 @@ def test_truth_matches_the_saved_depth(scene_dir):
 def test_make_sequence_is_deterministic(scene_dir, tmp_path):
     _, truth = scene_dir
     target, others = ds.scene_objects(1)
-    assert [s.name for s, _ in others] == truth["others"]
-    assert all(s.product_id in ds.SIBLING_IDS for s, _ in others[:2])
-    assert all(s.family in ds.OTHER_FAMILIES for s, _ in others[2:])
+    assert [s.name for s, _ in others] == truth["others"] and truth["siblings"] is False
+    assert all(s.family in ds.OTHER_FAMILIES for s, _ in others)  # no sibling by default
+    assert len({s.family for s, _ in others}) == 4
+    _, hard = ds.scene_objects(1, siblings=True)
+    assert all(s.product_id in ds.SIBLING_IDS for s, _ in hard[:2])
+    assert all(s.family in ds.OTHER_FAMILIES for s, _ in hard[2:])
 
 
 # ----------------------------------------------------------------------------- camera_player

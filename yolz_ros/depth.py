@@ -30,7 +30,8 @@ from yolz_ros.image import _check_layout, _check_size, _msg_pixels
 DEPTH_ENCODINGS = {"16uc1": (np.uint16, 0.001), "mono16": (np.uint16, 0.001),
                    "32fc1": (np.float32, 1.0)}
 BAND_MIN_M = 0.05  # surface candidates lie within this of the reference depth, or within ...
-WINDOW_GROW = 1.0  # ... the region's size; the search window is the region grown by its size
+WINDOW_GROW = 1.0  # ... the region's size; the search window is the region grown by its size,
+WINDOW_MIN_CELLS = 4  # and by at least this many cells (a peak at the object's edge is small)
 PLANE_TOL_M = 0.012  # a pixel this close to the support plane belongs to the plane
 PLANE_MIN_SHARE = 0.2  # a plane counts when it holds this share of the window's points
 PLANE_SAMPLES = 3000  # points the plane is fitted on (a random subset; deterministic seed)
@@ -127,11 +128,12 @@ def _pixels_of(cells: np.ndarray, boxes: np.ndarray, shape) -> np.ndarray:
 
 def _window(region_px: np.ndarray, cell: float) -> Tuple[slice, slice]:
     """The search window: the region's bounding box grown on every side by its own size (at
-    least one cell), clipped to the image. The object can reach past the cells that found it."""
+    least WINDOW_MIN_CELLS cells), clipped to the image. The object can reach past the cells
+    that found it."""
     ys, xs = np.nonzero(region_px)
     h, w = region_px.shape
-    gx = int(max(cell, WINDOW_GROW * (np.ptp(xs) + 1)))
-    gy = int(max(cell, WINDOW_GROW * (np.ptp(ys) + 1)))
+    gx = int(max(WINDOW_MIN_CELLS * cell, WINDOW_GROW * (np.ptp(xs) + 1)))
+    gy = int(max(WINDOW_MIN_CELLS * cell, WINDOW_GROW * (np.ptp(ys) + 1)))
     return (slice(max(0, ys.min() - gy), min(h, ys.max() + gy + 1)),
             slice(max(0, xs.min() - gx), min(w, xs.max() + gx + 1)))
 
@@ -203,8 +205,9 @@ def locate(depth_m: np.ndarray, intrinsics: Intrinsics, grid: np.ndarray, boxes:
     """The 3D point of one detection, or (None, why not): the centre of the visible surface of
     the object, segmented in the depth image from the detection's strongest cells.
 
-    1. reference depth: the median valid depth of the region's strongest cells (the upper half
-       of its scores, always the peak cell);
+    1. reference depth: the median valid depth of the peak cell (where the cells straddle two
+       objects, the one the peak is on), else of the region's strongest cells (the upper half
+       of its scores);
     2. in a window around the region, candidates are valid pixels within max(5 cm, the region's
        size in metres) of it, minus the support plane (the table or wall the object touches,
        RANSAC) and minus pixels at depth jumps;
@@ -219,11 +222,17 @@ def locate(depth_m: np.ndarray, intrinsics: Intrinsics, grid: np.ndarray, boxes:
     core = region & (grid >= threshold + 0.5 * (score - threshold))
     core[peak_rc] = True
     core_px = _pixels_of(core, boxes, depth_m.shape)
-    core_depth = depth_m[core_px]
-    core_depth = core_depth[np.isfinite(core_depth)]
-    if core_depth.size == 0:
+    peak = np.zeros_like(core)
+    peak[peak_rc] = True
+    z_ref = None
+    for cells in (peak, core):  # the peak cell's depth, else the strongest cells'
+        values = depth_m[_pixels_of(cells, boxes, depth_m.shape)]
+        values = values[np.isfinite(values)]
+        if values.size:
+            z_ref = float(np.median(values))
+            break
+    if z_ref is None:
         return None, "no valid depth at the detection's peak cells (all 0 or NaN)"
-    z_ref = float(np.median(core_depth))
 
     region_px = _pixels_of(region, boxes, depth_m.shape)
     rows, cols = _window(region_px, float(boxes[0, 0, 2] - boxes[0, 0, 0]))

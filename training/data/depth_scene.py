@@ -294,16 +294,25 @@ def _footprint(spec) -> float:
     return 0.5 * float(np.hypot(w, d)) if spec.kind == "box" else float(w)
 
 
-def scene_objects(seed: int = 0):
-    """(target spec, [(spec, (x, y, z)) of the 2 siblings and 2 other products]) of the demo,
-    deterministic from the seed. Siblings flank the target, the others stand behind."""
+def scene_objects(seed: int = 0, siblings: bool = False):
+    """(target spec, [(spec, (x, y, z)) of 2 flanking and 2 other products]) of the demo,
+    deterministic from the seed. Two products flank the target, two stand behind; with
+    ``siblings`` the flanking two are the target's same-shape siblings (the hard case: the
+    shipped model often takes a sibling for the target), else products of other families."""
     rng = np.random.default_rng([seed, 1])
     target = products.product_spec(SPLIT, QUERY_ID)
-    siblings = [products.product_spec(SPLIT, i)
-                for i in rng.choice(SIBLING_IDS, 2, replace=False)]
-    families = rng.choice(OTHER_FAMILIES, 2, replace=False)
-    others = [products.product_spec(SPLIT, int(f) * products.FAMILY_SIZE +
-                                    int(rng.integers(products.FAMILY_SIZE))) for f in families]
+    families = [int(f) for f in rng.choice(OTHER_FAMILIES, 4, replace=False)]
+    if siblings:
+        flanking = [products.product_spec(SPLIT, int(i))
+                    for i in rng.choice(SIBLING_IDS, 2, replace=False)]
+    else:
+        flanking = [products.product_spec(SPLIT, f * products.FAMILY_SIZE +
+                                          int(rng.integers(products.FAMILY_SIZE)))
+                    for f in families[2:]]
+    others = [products.product_spec(SPLIT, f * products.FAMILY_SIZE +
+                                    int(rng.integers(products.FAMILY_SIZE)))
+              for f in families[:2]]
+    siblings = flanking
     gap = 0.02  # metres between neighbouring footprints
     side = _footprint(target) + gap
     placed = [(siblings[0], (-(side + _footprint(siblings[0])), 0.06, 0.0)),
@@ -371,18 +380,19 @@ def register_command(box, size, name: str, margin: int = 4) -> str:
 
 
 def make_sequence(out_dir, frames_still: int = 10, frames_moving: int = 30, seed: int = 0,
-                  size=SIZE, data_dir="data", name: str = "jar", with_views: bool = True) -> dict:
+                  size=SIZE, data_dir="data", name: str = "jar", with_views: bool = True,
+                  siblings: bool = False) -> dict:
     """Write the scene folder and return its truth (also written as truth.json):
     {still,moving}/{color,depth,mask}/NNNNNN.png, camera_info.yaml, truth.json, views/.
 
-    still/: the target between 2 siblings, 2 other products behind, frames_still frames (one
+    still/: the target between 2 products (its siblings with ``siblings``), 2 more behind, frames_still frames (one
     render, fresh sensor noise per frame). moving/: the target along a path at changing yaw,
     absent in frames 8-9 of every 10. Colour PNG (RGB), depth PNG (uint16 mm, 0 = no data)."""
     out = Path(out_dir)
     rng = np.random.default_rng([seed, 0])
     camera = scene_camera()
     intr = camera.intrinsics(size)
-    target, others = scene_objects(seed)
+    target, others = scene_objects(seed, siblings)
     background = _backgrounds(rng, data_dir)
     parts = {}
     for part in ("still", "moving"):
@@ -420,7 +430,7 @@ def make_sequence(out_dir, frames_still: int = 10, frames_moving: int = 30, seed
         "target": {"name": target.name, "split": SPLIT, "product_id": QUERY_ID,
                    "kind": target.kind, "size_m": list(target.size)},
         "others": [s.name for s, _ in others],
-        "seed": seed, "image_size": list(size), "frame_id": "camera",
+        "seed": seed, "siblings": siblings, "image_size": list(size), "frame_id": "camera",
         "intrinsics": {"fx": intr.fx, "fy": intr.fy, "cx": intr.cx, "cy": intr.cy},
         "camera": {"eye": list(camera.eye), "target": list(camera.target),
                    "up": list(camera.up), "fov_deg": camera.fov_deg},
@@ -443,6 +453,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="jar", help="object name in the printed register command")
     ap.add_argument("--data-dir", default="data")
+    ap.add_argument("--siblings", action="store_true",
+                    help="flank the target with its same-shape siblings (the hard case)")
     ap.add_argument("--photo-free", action="store_true",
                     help="backgrounds and labels from scikit-image's bundled photos only "
                          "(no package downloads; caches in DATA_DIR/photo_free)")
@@ -453,7 +465,7 @@ def main(argv=None) -> int:
         photo_source.photo_pool.cache_clear()
         data_dir = str(Path(args.data_dir) / "photo_free")
     truth = make_sequence(args.out, args.frames_still, args.frames_moving, args.seed,
-                          data_dir=data_dir, name=args.name)
+                          data_dir=data_dir, name=args.name, siblings=args.siblings)
     moving = truth["parts"]["moving"]
     print(f"{args.out}: still {len(truth['parts']['still'])} frames, moving {len(moving)} "
           f"({sum(not f['visible'] for f in moving)} without the target); truth.json, "
