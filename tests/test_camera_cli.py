@@ -1,7 +1,8 @@
 """The window-free parts of register_from_camera (yolz_ros/cli/register_from_camera.py): box
-parsing, corners to a RegionOfInterest, cropping a frame by a box and an optional mask, mask
-files, and the refusal to open a window where none can be shown. Plus the view <-> Image
-conversion (yolz_ros/cli/views.py) that the crop travels through. No DDS traffic."""
+parsing, corners to a RegionOfInterest, mask files, and the refusal to open a window where none
+can be shown (cropping itself: yolz_ros.crop, tests/test_depth.py). Plus the view <-> Image
+conversion (yolz_ros.image view_to_image_msg / image_msg_to_view) the crop travels through. No
+DDS traffic."""
 import struct
 import zlib
 
@@ -10,8 +11,9 @@ import numpy as np
 import pytest
 
 from yolz_ros.cli import register_from_camera as rfc
-from yolz_ros.cli.register_from_camera import Roi, crop_view, parse_box, roi_from_corners
-from yolz_ros.cli.views import image_msg_to_view, view_to_image_msg
+from yolz_ros.cli.register_from_camera import Roi, parse_box, roi_from_corners
+from yolz_ros.crop import crop_view
+from yolz_ros.image import image_msg_to_view, view_to_image_msg
 
 
 def frame(height=40, width=60, seed=0):
@@ -45,60 +47,6 @@ def test_parse_box():
         parse_box(["1", "2", "3"])
     with pytest.raises(ValueError, match="X1 must be greater"):
         parse_box(["5", "2", "5", "22"])
-
-
-# ------------------------------------------------------------------------------------------
-# crop
-def test_crop_without_mask_is_the_rgb_region():
-    img = frame()
-    view = crop_view(img, Roi(10, 5, 20, 15))
-    assert view.shape == (15, 20, 3) and np.array_equal(view, img[5:20, 10:30])
-
-
-def test_crop_is_clipped_to_the_frame():
-    img = frame()
-    view = crop_view(img, Roi(50, 30, 100, 100))
-    assert np.array_equal(view, img[30:40, 50:60])
-
-
-def test_crop_outside_the_frame_is_refused():
-    with pytest.raises(ValueError, match="outside the 60x40 frame"):
-        crop_view(frame(), Roi(60, 0, 5, 5))
-
-
-def test_crop_with_mask_gives_rgba_with_the_mask_as_alpha():
-    img = frame()
-    mask = np.zeros(img.shape[:2], np.uint8)
-    mask[8:12, 14:18] = 7  # any non-zero value is the object
-    view = crop_view(img, Roi(10, 5, 20, 15), mask)
-    assert view.shape == (15, 20, 4)
-    assert np.array_equal(view[:, :, :3], img[5:20, 10:30])
-    want = np.zeros((15, 20), np.uint8)
-    want[3:7, 4:8] = 255
-    assert np.array_equal(view[:, :, 3], want)
-
-
-def test_zero_box_with_mask_is_the_mask_bounding_box():
-    img = frame()
-    mask = np.zeros(img.shape[:2], np.uint8)
-    mask[10:14, 20:31] = 255
-    mask[12, 40] = 1
-    view = crop_view(img, Roi(0, 0, 0, 0), mask)
-    assert view.shape == (4, 21, 4)
-    assert np.array_equal(view[:, :, :3], img[10:14, 20:41])
-    assert rfc.mask_bbox(mask) == Roi(20, 10, 21, 4)
-
-
-def test_mask_problems_are_refused():
-    img = frame()
-    with pytest.raises(ValueError, match="the frame's size"):
-        crop_view(img, Roi(0, 0, 5, 5), np.ones((10, 10), np.uint8))
-    mask = np.zeros(img.shape[:2], np.uint8)
-    with pytest.raises(ValueError, match="no non-zero pixels"):
-        crop_view(img, Roi(0, 0, 0, 0), mask)
-    mask[30, 50] = 255
-    with pytest.raises(ValueError, match="no pixel inside the box"):
-        crop_view(img, Roi(0, 0, 5, 5), mask)
 
 
 def test_read_mask_marks_non_zero_pixels(tmp_path):
@@ -241,12 +189,12 @@ def script_window(monkeypatch, keys, boxes):
 def test_interactive_box_applies_to_the_frozen_frame(monkeypatch):
     camera = ScriptedCamera([frame_msg(10, 1), frame_msg(20, 2), None, frame_msg(30, 3)])
     # turn 1: frame 10; turn 2: frame 20, SPACE freezes it; the box is drawn; frame 30 unseen
-    shown = script_window(monkeypatch, [-1, ord(" ")], [(5, 6, 7, 8)])
+    shown = script_window(monkeypatch, [-1, ord(" ")], [(5, 6, 9, 8)])
     rgb, header, roi = rfc.pick_from_stream(camera, camera, "image")
     assert camera.topic == "image"
-    assert header.stamp.sec == 2 and np.all(rgb == 20) and roi == Roi(5, 6, 7, 8)
+    assert header.stamp.sec == 2 and np.all(rgb == 20) and roi == Roi(5, 6, 9, 8)
     assert len(shown) == 1 and np.all(shown[0] == 20)  # the box was drawn on that frame
-    assert np.array_equal(crop_view(rgb, roi), rgb[6:14, 5:12])
+    assert np.array_equal(crop_view(rgb, tuple(roi))[0], rgb[6:14, 5:14])
 
 
 def test_interactive_cancelled_box_returns_to_live_and_q_quits(monkeypatch):

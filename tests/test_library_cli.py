@@ -7,7 +7,7 @@ import pytest
 from yolz_ros.archive import read_archive, write_archive
 from yolz_ros.cli import common
 from yolz_ros.cli import library as cli
-from yolz_ros.cli.views import image_msg_to_view, view_to_image_msg
+from yolz_ros.image import image_msg_to_view, view_to_image_msg
 from yolz_ros.msg import ViewFeedback
 from yolz_ros.srv import GetObjectViews, RegisterObject
 

@@ -295,3 +295,10 @@ def view_to_image_msg(view: np.ndarray, header=None):
     msg.step = msg.width * 4
     msg.data = np.ascontiguousarray(view).tobytes()
     return msg
+
+
+def image_msg_to_view(msg, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """sensor_msgs/Image -> a reference view: HxWx3 RGB, or HxWx4 RGBA where the image has
+    alpha. The inverse of view_to_image_msg; ImageError for what a view cannot be."""
+    rgb, alpha = image_msg_to_array(msg, max_pixels=max_pixels)
+    return rgb if alpha is None else np.dstack([rgb, alpha])

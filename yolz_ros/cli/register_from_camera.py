@@ -65,40 +65,6 @@ def parse_box(values: Sequence[str]) -> Roi:
     return roi_from_corners(*corners)
 
 
-def mask_bbox(mask: np.ndarray) -> Roi:
-    """The bounding box of a mask's non-zero pixels; ValueError if it has none."""
-    rows, cols = np.nonzero(mask)
-    if rows.size == 0:
-        raise ValueError("the mask has no non-zero pixels; mark the object with non-zero "
-                         "values")
-    return Roi(int(cols.min()), int(rows.min()), int(cols.max() - cols.min() + 1),
-               int(rows.max() - rows.min() + 1))
-
-
-def crop_view(frame: np.ndarray, roi: Roi, mask: Optional[np.ndarray] = None) -> np.ndarray:
-    """Cut ``roi`` (clipped to the frame) out of an HxWx3 RGB frame: an RGB view, or with a
-    frame-sized mask an RGBA view whose alpha is 255 where the mask is non-zero. A zero-sized
-    roi with a mask means the mask's bounding box. ValueError if nothing is left."""
-    height, width = frame.shape[:2]
-    if mask is not None and mask.shape[:2] != (height, width):
-        raise ValueError(f"the mask is {mask.shape[1]}x{mask.shape[0]}, the frame "
-                         f"{width}x{height}: the mask must have the frame's size")
-    if roi.width == 0 and roi.height == 0 and mask is not None:
-        roi = mask_bbox(mask)
-    x0, y0 = max(roi.x, 0), max(roi.y, 0)
-    x1, y1 = min(roi.x + roi.width, width), min(roi.y + roi.height, height)
-    if x1 <= x0 or y1 <= y0:
-        raise ValueError(f"box {tuple(roi)} (x, y, width, height) lies outside the "
-                         f"{width}x{height} frame")
-    rgb = frame[y0:y1, x0:x1, :3]
-    if mask is None:
-        return np.ascontiguousarray(rgb)
-    alpha = np.where(mask[y0:y1, x0:x1] != 0, 255, 0).astype(np.uint8)
-    if not alpha.any():
-        raise ValueError("the mask marks no pixel inside the box")
-    return np.dstack([rgb, alpha])
-
-
 def read_mask(path: str) -> np.ndarray:
     """A mask image file -> HxW uint8, 255 where the file is non-zero. ValueError if unreadable."""
     import cv2
@@ -277,7 +243,8 @@ def grab_interactively(topic: str, ros_argv: Sequence[str]):
 def register_interactively(args, ros_argv: Sequence[str]) -> int:
     from yolz_ros.cli.common import call_service, service_name
     from yolz_ros.cli.feedback import print_registration
-    from yolz_ros.cli.views import view_to_image_msg
+    from yolz_ros.crop import crop_view
+    from yolz_ros.image import view_to_image_msg
     from yolz_ros.srv import AddViews, RegisterObject
 
     problem = gui_problem()
@@ -289,7 +256,7 @@ def register_interactively(args, ros_argv: Sequence[str]) -> int:
         print("cancelled: nothing registered")
         return 1
     frame, header, roi = picked
-    views = [view_to_image_msg(crop_view(frame, roi))]
+    views = [view_to_image_msg(crop_view(frame, tuple(roi))[0])]
     if args.append:
         srv, service = AddViews, "add_views"
         request = AddViews.Request(name=args.name, views=views)
