@@ -272,7 +272,7 @@ class DepthStore:
 
     def __init__(self, keep: int = 10):
         self._depth = collections.deque(maxlen=keep)  # (stamp seconds, msg)
-        self.info = None
+        self._infos = collections.deque(maxlen=keep)  # (stamp seconds, msg)
         self.depth_received = 0
         self.info_received = 0
         self._cv = threading.Condition()
@@ -285,8 +285,18 @@ class DepthStore:
 
     def put_info(self, msg) -> None:
         with self._cv:
-            self.info = msg
+            self._infos.append((stamp_seconds(msg.header.stamp), msg))
             self.info_received += 1
+
+    def info_for(self, stamp: float, tolerance: float):
+        """The camera_info of the frame at ``stamp``: the one with the nearest stamp within
+        ``tolerance`` (a driver publishes one per frame), else the newest (one published once
+        or rarely); None before any arrived."""
+        with self._cv:
+            if not self._infos:
+                return None
+            t, msg = min(self._infos, key=lambda item: abs(item[0] - stamp))
+            return msg if abs(t - stamp) <= tolerance else self._infos[-1][1]
 
     def match(self, stamp: float, tolerance: float, timeout: float):
         """(depth msg, stamp difference) of the depth nearest ``stamp`` within ``tolerance``

@@ -322,12 +322,12 @@ class Pipeline:
         """[(detection, Point3D)] of a processed frame from its matching depth image and the
         camera_info, or None (and a warning) when the frame cannot have 3D output."""
         where = cam.depth_topic
-        depth_msg, why = cam.depth.match(stamp_seconds(header.stamp), settings.depth_tolerance,
-                                         settings.depth_timeout)
+        stamp = stamp_seconds(header.stamp)
+        depth_msg, why = cam.depth.match(stamp, settings.depth_tolerance, settings.depth_timeout)
         if depth_msg is None:
             self.warn(f"no 3D for {cam.resolved}: {why} ({where})")
             return None
-        info = cam.depth.info
+        info = cam.depth.info_for(stamp, settings.depth_tolerance)
         if info is None:
             self.warn(f"no 3D for {cam.resolved}: no camera_info received on {cam.info_topic}")
             return None
