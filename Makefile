@@ -15,7 +15,7 @@ MODEL_V1 ?= models/yolz_lite0
 TRAIN_EPISODES ?= 600
 
 .PHONY: setup lint test demo soak realbench data data-urdf train export evaluate compare \
-	benchmark train-v1 export-v1 depth-scene clean
+	benchmark train-v1 export-v1 depth-scene evaluate-depth clean
 setup:
 	@bash scripts/bootstrap.sh
 
@@ -79,6 +79,14 @@ export-v1: setup
 # truth.json with the true 3D centres, 8 views); prints the camera_player and register commands.
 depth-scene: setup
 	@$(ENV) python -m training.data.depth_scene --out out/depth_scene
+
+# The node's find-and-locate on both RGB-D scenes (other products around the target, and its
+# same-shape siblings): found rate, false alarms, 3D error -> docs/depth_3d*.json.
+evaluate-depth: depth-scene
+	@$(ENV) python -m training.data.depth_scene --out out/depth_scene_siblings --siblings && \
+	  python -m training.evaluate_depth --scene out/depth_scene --out docs/depth_3d.json && \
+	  python -m training.evaluate_depth --scene out/depth_scene_siblings \
+	    --out docs/depth_3d_siblings.json
 
 benchmark: setup
 	@$(ENV) python -m yolz_ros.benchmark --model $(MODEL) --out docs/benchmark_cpu.json

@@ -1,0 +1,113 @@
+"""How well the node finds the target in a rendered RGB-D scene and where it says it is.
+
+    python -m training.evaluate_depth --scene out/depth_scene --out docs/depth_3d.json
+
+The scene is `make depth-scene` (training/data/depth_scene.py). The target is registered the two
+ways an operator would: one view cut from the still part by its box (what `register_from_camera
+--box` does) and the 8 RGBA reference views of views/. Every frame of the moving part then goes
+through the detector and the node's 3D step (yolz_ros.frames / yolz_ros.depth, the same code),
+and is scored against truth.json:
+
+- found: the strongest detection's peak cell centre lies on the target's visible pixels;
+- 3D error: distance from that detection's 3D point to the centre of the target's visible
+  surface (found frames only);
+- absent frames: whether any detection fires where the target is not in view.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from training.data.depth_scene import read_depth_png
+from yolz_ros.atomic_file import write_bytes_atomic
+from yolz_ros.crop import crop_view
+from yolz_ros.depth import Intrinsics, locate
+from yolz_ros.detector import Detector
+from yolz_ros.frames import _peak_cell
+
+BOX_MARGIN = 4  # pixels around the target's box, as the printed register command has
+
+
+def _rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def registrations(scene: Path, truth: dict):
+    """{'camera box': [one RGB view], 'views': [8 RGBA views]}."""
+    x0, y0, x1, y1 = truth["parts"]["still"][0]["box"]
+    m = BOX_MARGIN
+    box_view, _ = crop_view(_rgb(scene / "still" / "color" / "000000.png"),
+                            (x0 - m, y0 - m, x1 - x0 + 2 * m, y1 - y0 + 2 * m))
+    views = [cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGRA2RGBA)
+             for p in sorted((scene / "views").glob("view_*.png"))]
+    return {"camera box": [box_view], "views": views}
+
+
+def score(detector: Detector, scene: Path, truth: dict, views) -> dict:
+    size = truth["image_size"]
+    k = truth["intrinsics"]
+    intrinsics = Intrinsics(k["fx"], k["fy"], k["cx"], k["cy"], size[1], size[0])
+    embeddings = np.stack([detector.embed_views(views).vector])
+    threshold = detector.info.default_threshold
+    found, missed, errors, false_alarms, absent = 0, 0, [], 0, 0
+    for frame in truth["parts"]["moving"]:
+        name = f"{frame['frame']:06d}.png"
+        rgb = _rgb(scene / "moving" / "color" / name)
+        result = detector.detect(rgb, embeddings)
+        peaks = detector.peaks(result, threshold)[0]
+        if not frame["visible"]:
+            absent += 1
+            false_alarms += bool(peaks)
+            continue
+        mask = cv2.imread(str(scene / "moving" / "mask" / name), cv2.IMREAD_GRAYSCALE) > 0
+        top = peaks[0] if peaks else None
+        if top is None or not mask[int(top.peak_y), int(top.peak_x)]:
+            missed += 1
+            continue
+        found += 1
+        depth = read_depth_png(scene / "moving" / "depth" / name)
+        rc = _peak_cell(result.boxes, top.peak_x, top.peak_y)
+        point, _ = locate(depth, intrinsics, result.probabilities[0], result.boxes, rc,
+                          threshold)
+        if point is not None:
+            errors.append(float(np.linalg.norm(np.subtract(point.xyz, frame["centre_m"]))))
+    e = np.asarray(errors) * 100
+    return {"visible_frames": found + missed, "found": found,
+            "absent_frames": absent, "absent_with_a_detection": false_alarms,
+            "points": len(errors),
+            "error_cm_median": round(float(np.median(e)), 2) if e.size else None,
+            "error_cm_p90": round(float(np.percentile(e, 90)), 2) if e.size else None,
+            "error_cm_max": round(float(e.max()), 2) if e.size else None,
+            "within_2cm": int((e <= 2.0).sum())}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scene", type=Path, default=Path("out/depth_scene"))
+    ap.add_argument("--model", default=None, help="model folder (default: the shipped one)")
+    ap.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    args = ap.parse_args(argv)
+    truth = json.loads((args.scene / "truth.json").read_text())
+    detector = Detector(args.model, backend="onnxruntime", device="cpu")
+    results = {"scene": str(args.scene), "siblings": truth.get("siblings"),
+               "model_id": detector.model_id, "threshold": detector.info.default_threshold}
+    for label, views in registrations(args.scene, truth).items():
+        r = score(detector, args.scene, truth, views)
+        results[label] = r
+        print(f"{label:10s}: found {r['found']}/{r['visible_frames']} visible frames, "
+              f"{r['absent_with_a_detection']}/{r['absent_frames']} absent frames with a "
+              f"detection; 3D error median {r['error_cm_median']} cm, p90 "
+              f"{r['error_cm_p90']}, max {r['error_cm_max']} ({r['within_2cm']}/{r['points']} "
+              "within 2 cm)")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(args.out, (json.dumps(results, indent=1) + "\n").encode())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
