@@ -129,6 +129,10 @@ def test_depth_store_matches_by_stamp_and_waits_for_a_late_one():
     started = time.monotonic()
     msg, dt = store.match(12.0, 0.02, 1.0)  # arrives while the frame waits
     assert msg is late and time.monotonic() - started < 0.9
+    # a depth stream that went silent is not waited for (frames would queue behind it)
+    silent = DepthStore()
+    started = time.monotonic()
+    assert silent.match(20.0, 0.02, 1.0)[0] is None and time.monotonic() - started < 0.2
 
 
 def test_crop_by_box_mask_or_both():

@@ -600,8 +600,11 @@ def lifecycle_state(ros):
 
 def test_managed_node_lifecycle(ros, tiny_model, tmp_path):
     """--managed: configure loads (services appear), activate subscribes, deactivate releases
-    the camera and stops the output, activate again resumes; SIGTERM exits cleanly."""
-    proc = start_node(tiny_model, tmp_path / "library", tmp_path / "managed.log", managed=True)
+    the camera (and, with use_depth, the depth and camera_info inputs) and stops the output,
+    activate again resumes; SIGTERM exits cleanly."""
+    proc = start_node(tiny_model, tmp_path / "library", tmp_path / "managed.log",
+                      "use_depth:=true", managed=True)
+    depth = ros.node.create_publisher(Image, f"{NS}/depth", qos_profile_sensor_data)
     try:
         assert lifecycle_state(ros) == State.PRIMARY_STATE_UNCONFIGURED
         lister = ros.node.create_client(ListObjects, f"{NODE}/list_objects")
@@ -626,9 +629,12 @@ def test_managed_node_lifecycle(ros, tiny_model, tmp_path):
             probs.clear()
             assert ros.spin_until(frames_arrive, 10.0), "no output while active"
             assert list(probs[-1].names) == ["box"]
+            assert ros.spin_until(lambda: depth.get_subscription_count() == 1, 5.0)
             assert change_state(ros, Transition.TRANSITION_DEACTIVATE)
             assert ros.spin_until(lambda: ros.frames.get_subscription_count() == 0, 5.0), \
                 "the camera was not released"
+            assert ros.spin_until(lambda: depth.get_subscription_count() == 0, 5.0), \
+                "the depth input was not released"
             ros.spin_for(0.3)
             probs.clear()
             ros.frames.publish(image_msg(scene(2), "rgb8", stamp_sec=99))
@@ -640,6 +646,7 @@ def test_managed_node_lifecycle(ros, tiny_model, tmp_path):
         assert lifecycle_state(ros) == State.PRIMARY_STATE_UNCONFIGURED
         ros.node.destroy_client(lister)
     finally:
+        ros.node.destroy_publisher(depth)
         assert stop_node(proc) == 0, Path(proc.log_path).read_text()[-3000:]
     assert "Traceback" not in Path(proc.log_path).read_text()
 

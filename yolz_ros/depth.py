@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -39,6 +40,7 @@ PLANE_ITERATIONS = 64
 EDGE_M = 0.01  # neighbours whose depths differ by more than EDGE_M + 1 % of the range are on
 #                different surfaces
 MIN_SURFACE_PIXELS = 20  # fewer valid pixels than this on the surface: no 3D point
+STREAM_ALIVE_S = 1.0  # a frame waits for its depth only if a depth image came this recently
 
 
 class DepthError(ValueError):
@@ -235,7 +237,10 @@ def locate(depth_m: np.ndarray, intrinsics: Intrinsics, grid: np.ndarray, boxes:
         return None, "no valid depth at the detection's peak cells (all 0 or NaN)"
 
     region_px = _pixels_of(region, boxes, depth_m.shape)
-    rows, cols = _window(region_px, float(boxes[0, 0, 2] - boxes[0, 0, 0]))
+    if not region_px.any():
+        return None, "the detection region covers no pixel of the depth image"
+    cell = float(np.max(boxes[..., 2] - boxes[..., 0]))  # source pixels per cell (not padding)
+    rows, cols = _window(region_px, cell)
     depth = depth_m[rows, cols]
     core_w = core_px[rows, cols]
     valid = np.isfinite(depth)
@@ -275,12 +280,14 @@ class DepthStore:
         self._infos = collections.deque(maxlen=keep)  # (stamp seconds, msg)
         self.depth_received = 0
         self.info_received = 0
+        self._last_arrival = -float("inf")
         self._cv = threading.Condition()
 
     def put_depth(self, msg) -> None:
         with self._cv:
             self._depth.append((stamp_seconds(msg.header.stamp), msg))
             self.depth_received += 1
+            self._last_arrival = time.monotonic()
             self._cv.notify_all()
 
     def put_info(self, msg) -> None:
@@ -303,8 +310,10 @@ class DepthStore:
         seconds, waiting up to ``timeout`` s (wall time) for one to arrive; (None, why not)."""
         with self._cv:
             best = self._nearest(stamp)
-            if (best is None or abs(best[0] - stamp) > tolerance) and timeout > 0:
-                # a depth published with the colour frame may still be on its way
+            streaming = time.monotonic() - self._last_arrival < STREAM_ALIVE_S
+            if (best is None or abs(best[0] - stamp) > tolerance) and timeout > 0 and streaming:
+                # a depth published with the colour frame may still be on its way (a depth
+                # topic that is silent is not waited for: frames would queue behind it)
                 self._cv.wait_for(lambda: self._has_match(stamp, tolerance), timeout)
                 best = self._nearest(stamp)
             if best is None:
