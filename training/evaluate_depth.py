@@ -2,9 +2,10 @@
 
     python -m training.evaluate_depth --scene out/depth_scene --out docs/depth_3d.json
 
-The scene is `make depth-scene` (training/data/depth_scene.py). The target is registered the two
-ways an operator would: one view cut from the still part by its box (what `register_from_camera
---box` does) and the 8 RGBA reference views of views/. Every frame of the moving part then goes
+The scene is `make depth-scene` (training/data/depth_scene.py). The target is registered the ways
+an operator would: one view cut from the still part by its box (what `register_from_camera
+--box` does), that view plus three more cut from moving frames (what `--append` collects while
+the robot moves around; those frames are not scored), and the 8 RGBA reference views of views/. Every frame of the moving part then goes
 through the detector and the node's 3D step (yolz_ros.frames / yolz_ros.depth, the same code),
 and is scored against truth.json:
 
@@ -36,18 +37,33 @@ def _rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
-def registrations(scene: Path, truth: dict):
-    """{'camera box': [one RGB view], 'views': [8 RGBA views]}."""
-    x0, y0, x1, y1 = truth["parts"]["still"][0]["box"]
+APPENDED = (0, 12, 24)  # moving frames whose box crops a robot adds while it moves around
+
+
+def _box_view(scene: Path, part: str, frame: dict) -> np.ndarray:
+    x0, y0, x1, y1 = frame["box"]
     m = BOX_MARGIN
-    box_view, _ = crop_view(_rgb(scene / "still" / "color" / "000000.png"),
-                            (x0 - m, y0 - m, x1 - x0 + 2 * m, y1 - y0 + 2 * m))
+    view, _ = crop_view(_rgb(scene / part / "color" / f"{frame['frame']:06d}.png"),
+                        (x0 - m, y0 - m, x1 - x0 + 2 * m, y1 - y0 + 2 * m))
+    return view
+
+
+def registrations(scene: Path, truth: dict):
+    """{label: (views, moving frames left out of the score)}: one view by box from the still
+    part; that view plus box views from 3 moving frames (what --append collects while the robot
+    moves; those frames are then not scored); the 8 RGBA reference views."""
+    still = _box_view(scene, "still", truth["parts"]["still"][0])
+    moving = truth["parts"]["moving"]
+    appended = [_box_view(scene, "moving", moving[i]) for i in APPENDED
+                if i < len(moving) and moving[i]["visible"]]
     views = [cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGRA2RGBA)
              for p in sorted((scene / "views").glob("view_*.png"))]
-    return {"camera box": [box_view], "views": views}
+    return {"camera box": ([still], ()),
+            "camera box + 3 appended": ([still] + appended, APPENDED),
+            "views": (views, ())}
 
 
-def score(detector: Detector, scene: Path, truth: dict, views) -> dict:
+def score(detector: Detector, scene: Path, truth: dict, views, skip=()) -> dict:
     size = truth["image_size"]
     k = truth["intrinsics"]
     intrinsics = Intrinsics(k["fx"], k["fy"], k["cx"], k["cy"], size[1], size[0])
@@ -55,6 +71,8 @@ def score(detector: Detector, scene: Path, truth: dict, views) -> dict:
     threshold = detector.info.default_threshold
     found, missed, errors, false_alarms, absent = 0, 0, [], 0, 0
     for frame in truth["parts"]["moving"]:
+        if frame["frame"] in skip:
+            continue
         name = f"{frame['frame']:06d}.png"
         rgb = _rgb(scene / "moving" / "color" / name)
         result = detector.detect(rgb, embeddings)
@@ -95,10 +113,10 @@ def main(argv=None) -> int:
     detector = Detector(args.model, backend="onnxruntime", device="cpu")
     results = {"scene": str(args.scene), "siblings": truth.get("siblings"),
                "model_id": detector.model_id, "threshold": detector.info.default_threshold}
-    for label, views in registrations(args.scene, truth).items():
-        r = score(detector, args.scene, truth, views)
+    for label, (views, skip) in registrations(args.scene, truth).items():
+        r = score(detector, args.scene, truth, views, skip)
         results[label] = r
-        print(f"{label:10s}: found {r['found']}/{r['visible_frames']} visible frames, "
+        print(f"{label:23s}: found {r['found']}/{r['visible_frames']} visible frames, "
               f"{r['absent_with_a_detection']}/{r['absent_frames']} absent frames with a "
               f"detection; 3D error median {r['error_cm_median']} cm, p90 "
               f"{r['error_cm_p90']}, max {r['error_cm_max']} ({r['within_2cm']}/{r['points']} "
