@@ -348,3 +348,24 @@ def test_camera_player_rejects_bad_rgbd_input(tmp_path, capsys):
     with pytest.raises(ValueError, match="16-bit"):
         list(camera_player.rgbd_frames(color, depth))
     assert camera_player.parse_camera_info(info.read_text())["k"][0] == 30.0
+
+
+def test_evaluate_depth_scores_a_scene(scene_dir, tmp_path):
+    """make evaluate-depth's scorer on the small scene, with the shipped model: every count
+    adds up, absent frames are counted as absent, and the JSON is written."""
+    from training import evaluate_depth
+    from yolz_ros.model_info import DEFAULT_MODEL
+    model = Path(__file__).parent.parent / "models" / DEFAULT_MODEL
+    if not (model / "model.json").exists():
+        pytest.skip("no trained model")
+    scene, truth = scene_dir
+    out = tmp_path / "depth_3d.json"
+    assert evaluate_depth.main(["--scene", str(scene), "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    visible = sum(f["visible"] for f in truth["parts"]["moving"])
+    for label, skipped in (("camera box", 0), ("camera box + 3 appended", 1), ("views", 0)):
+        r = results[label]
+        assert r["absent_frames"] == 10 - visible  # frame 12 and 24 do not exist here
+        assert r["visible_frames"] == visible - skipped
+        assert 0 <= r["found"] <= r["visible_frames"] and r["points"] <= r["found"]
+        assert r["within_2cm"] <= r["points"]
