@@ -40,3 +40,21 @@ def photo_free(monkeypatch):
     photos.photo_pool.cache_clear()
     yield
     photos.photo_pool.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def ros():
+    """The test's own rclpy context, client node and executor (tests/node_harness.py)."""
+    from node_harness import Ros
+    r = Ros()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A model folder with random weights in the shipped format (tests/tiny_model.py)."""
+    from tiny_model import make_tiny_model
+    directory = tmp_path_factory.mktemp("tiny_model")
+    make_tiny_model(directory)
+    return directory

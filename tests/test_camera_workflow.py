@@ -15,9 +15,9 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 from vision_msgs.msg import Detection3DArray
 
-from test_node import (NODE, NS, image_msg, list_objects, object_views, register, remove,
-                       start_node, stop_node, wait_ready)
-import test_node as harness
+import node_harness as harness
+from node_harness import (NODE, NS, image_msg, list_objects, object_views, register, remove,
+                          start_node, stop_node, wait_ready)
 from yolz_ros.image import image_msg_to_array
 from yolz_ros.msg import ObjectProbabilities
 from yolz_ros.srv import AddViews, GetObjectViews, RegisterFromCamera
@@ -96,21 +96,6 @@ class Io:
             self.ros.node.destroy_subscription(s)
         self.ros.node.destroy_publisher(self.depth)
         self.ros.node.destroy_publisher(self.info)
-
-
-@pytest.fixture(scope="module")
-def ros():
-    r = harness.Ros()
-    yield r
-    r.close()
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from tiny_model import make_tiny_model
-    directory = tmp_path_factory.mktemp("tiny_model")
-    make_tiny_model(directory)
-    return directory
 
 
 @pytest.fixture(scope="class")
