@@ -85,13 +85,17 @@ class Ros:
     def spin_for(self, seconds):
         self.spin_until(lambda: False, seconds)
 
-    def call(self, srv_type, name, request, timeout=20.0):
+    def client(self, srv_type, name, timeout=20.0):
+        """A client of service ``name``, ready to call (created once)."""
         key = (srv_type, name)
         if key not in self._clients:
             self._clients[key] = self.node.create_client(srv_type, name)
         client = self._clients[key]
         assert self.spin_until(client.service_is_ready, timeout), f"{name} not available"
-        future = client.call_async(request)
+        return client
+
+    def call(self, srv_type, name, request, timeout=20.0):
+        future = self.client(srv_type, name, timeout).call_async(request)
         assert self.spin_until(future.done, timeout), f"no answer from {name}"
         return future.result()
 

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
-from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
+from node_harness import NS
 from yolz_ros.limits import MAX_REQUEST_BYTES, MAX_VIEW_BYTES
 from yolz_ros.log_throttle import ReasonThrottle, reason_key
 from yolz_ros.srv import ListObjects, RegisterObject, RemoveObject
@@ -22,9 +21,8 @@ from yolz_ros.srv import ListObjects, RegisterObject, RemoveObject
 HERE = Path(__file__).parent
 ROOT = HERE.parent
 PROFILE = ROOT / "config" / "fastdds_same_host.xml"
-# A namespace of this run's own: another test run on this machine may share the ROS domain.
-NS = f"/rel_{os.getpid()}"
-sys.path.insert(0, str(HERE))
+# The node runs in the namespace of this run's own (node_harness.NS): another test run on this
+# machine may share the ROS domain. `ros` is the shared fixture (conftest.py, node_harness.Ros).
 
 
 # ------------------------------------------------------------------------------------------
@@ -72,47 +70,6 @@ def test_same_host_profile_delivers_640x480_best_effort_frames():
 
 # ------------------------------------------------------------------------------------------
 # the node
-class Ros:
-    def __init__(self):
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("reliability_test", context=self.context)
-        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.frames = self.node.create_publisher(Image, NS + "/image", qos_profile_sensor_data)
-        self.clients = {}
-
-    def spin_until(self, done, timeout):
-        end = time.monotonic() + timeout
-        while not done() and time.monotonic() < end:
-            self.executor.spin_once(timeout_sec=0.01)
-        return done()
-
-    def client(self, srv_type, name):
-        if name not in self.clients:
-            self.clients[name] = self.node.create_client(srv_type, name)
-        cl = self.clients[name]
-        assert self.spin_until(cl.service_is_ready, 30.0), f"{name} not available"
-        return cl
-
-    def call(self, srv_type, name, request, timeout=60.0):
-        future = self.client(srv_type, name).call_async(request)
-        assert self.spin_until(future.done, timeout), f"no answer from {name}"
-        return future.result()
-
-    def close(self):
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-
-
-@pytest.fixture(scope="module")
-def ros():
-    r = Ros()
-    yield r
-    r.close()
-
-
 @pytest.fixture(scope="module")
 def node(ros, tmp_path_factory):
     from tiny_model import make_tiny_model
