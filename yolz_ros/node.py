@@ -229,12 +229,13 @@ class YolzCore:
                           f"{cfg.qos_reliability}) -> {cam.pub_probabilities.topic_name}, "
                           f"{cam.pub_detections.topic_name}, {cam.pub_overlay.topic_name}")
             if cam.depth is not None:
-                subs = [node.create_subscription(
-                    Image, cam.depth_topic, functools.partial(self.pipeline.receive_depth, cam),
-                    in_qos, callback_group=self._depth_group),
-                        node.create_subscription(
-                    CameraInfo, cam.info_topic, functools.partial(self.pipeline.receive_info, cam),
-                    in_qos, callback_group=self._depth_group)]
+                on_depth = functools.partial(self.pipeline.receive_depth, cam)
+                on_info = functools.partial(self.pipeline.receive_info, cam)
+                g = self._depth_group
+                subs = [node.create_subscription(Image, cam.depth_topic, on_depth, in_qos,
+                                                 callback_group=g),
+                        node.create_subscription(CameraInfo, cam.info_topic, on_info, in_qos,
+                                                 callback_group=g)]
                 cam.depth_topic, cam.info_topic = (sub.topic_name for sub in subs)
                 cam.depth_subscriptions = subs
                 self.log.info(f"depth {cam.depth_topic} + {cam.info_topic} -> "
