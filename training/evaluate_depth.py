@@ -28,7 +28,7 @@ from yolz_ros.atomic_file import write_bytes_atomic
 from yolz_ros.crop import crop_view
 from yolz_ros.depth import Intrinsics, locate
 from yolz_ros.detector import Detector
-from yolz_ros.frames import _peak_cell
+from yolz_ros.frames import peak_cell
 
 BOX_MARGIN = 4  # pixels around the target's box, as the printed register command has
 
@@ -88,7 +88,7 @@ def score(detector: Detector, scene: Path, truth: dict, views, skip=()) -> dict:
             continue
         found += 1
         depth = read_depth_png(scene / "moving" / "depth" / name)
-        rc = _peak_cell(result.boxes, top.peak_x, top.peak_y)
+        rc = peak_cell(result.boxes, top.peak_x, top.peak_y)
         point, _ = locate(depth, intrinsics, result.probabilities[0], result.boxes, rc,
                           threshold)
         if point is not None:

@@ -1,6 +1,7 @@
 """Camera frames: the newest-frame mailbox, the worker loop, and one frame's processing
-(decode -> detect -> peaks -> messages -> publish). Plain Python: the node hands in publishers,
-the detector and a getter for the current (snapshot, settings).
+(decode -> detect -> peaks -> messages -> publish; with depth, then 3D points -> publish).
+Plain Python: the node hands in publishers, the detector and a getter for the current
+(snapshot, settings).
 
 Only the newest frame per camera is kept: a frame replaced before it was processed counts as
 dropped; the worker serves cameras in turn, newest frame of each.
@@ -345,7 +346,7 @@ class Pipeline:
             return None
         located = []
         for det, k in frame.detections:
-            rc = _peak_cell(frame.boxes, det.peak_x, det.peak_y)
+            rc = peak_cell(frame.boxes, det.peak_x, det.peak_y)
             point, why = locate(depth_m, intrinsics, frame.probabilities[k], frame.boxes, rc,
                                 frame.threshold)
             if point is None:
@@ -374,7 +375,7 @@ class Pipeline:
             cam.pub_markers.publish(markers(header, located))
 
 
-def _peak_cell(boxes: np.ndarray, x: float, y: float):
+def peak_cell(boxes: np.ndarray, x: float, y: float):
     """(row, col) of the cell whose centre is the peak (x, y) in source pixels."""
     cx = (boxes[..., 0] + boxes[..., 2]) / 2
     cy = (boxes[..., 1] + boxes[..., 3]) / 2
