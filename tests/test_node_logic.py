@@ -5,6 +5,7 @@ types."""
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -335,3 +336,24 @@ def test_a_bad_frame_is_refused_on_arrival_and_never_displaces_a_good_one():
     assert (cam.received, cam.rejected, cam.dropped) == (5, 4, 0)
     assert len(errors) == 4 and all("bad frame on /image" in e for e in errors)
     assert pipe.mailbox.take(0.1) == (cam, good)  # the good frame is still the one waiting
+
+
+def test_a_camera_view_is_held_to_the_view_limits(monkeypatch):
+    """A box on a huge frame must not store a view the library cannot read back."""
+    from types import SimpleNamespace
+
+    from sensor_msgs.msg import Image, RegionOfInterest
+
+    from yolz_ros import registration
+    frame = image_msg(np.zeros((600, 800, 3), np.uint8))
+    camera = SimpleNamespace(newest=(frame, time.monotonic()), resolved="/image", topic="image")
+    request = SimpleNamespace(box=RegionOfInterest(x_offset=0, y_offset=0, width=800,
+                                                   height=600), mask=Image())
+    view, header, used = registration.camera_view(request, camera, 2.0, 10**7)
+    assert view.shape == (600, 800, 3) and used == (0, 0, 800, 600)
+    monkeypatch.setattr(registration, "MAX_VIEW_PIXELS", 100_000)
+    with pytest.raises(registration.Refused, match="tighter box"):
+        registration.camera_view(request, camera, 2.0, 10**7)
+    camera.newest = (frame, time.monotonic() - 10)
+    with pytest.raises(registration.Refused, match="10.0 s old"):
+        registration.camera_view(request, camera, 2.0, 10**7)

@@ -319,6 +319,10 @@ def camera_view(request, camera, max_age_s: float, max_pixels: int):
         view, used = crop_view(rgb, (box.x_offset, box.y_offset, box.width, box.height), mask)
     except CropError as exc:
         raise Refused(str(exc)) from None
+    w, h = used[2], used[3]
+    if max(w, h) > MAX_VIEW_SIDE or w * h > MAX_VIEW_PIXELS:  # what a stored view may be
+        raise Refused(f"the box is {w}x{h} pixels, over the view limits ({MAX_VIEW_SIDE} a side, "
+                      f"{MAX_VIEW_PIXELS} pixels): draw a tighter box around the object")
     return view, msg.header, used
 
 
