@@ -128,12 +128,11 @@ def _pixels_of(cells: np.ndarray, boxes: np.ndarray, shape) -> np.ndarray:
     return out
 
 
-def _window(region_px: np.ndarray, cell: float) -> Tuple[slice, slice]:
-    """The search window: the region's bounding box grown on every side by its own size (at
-    least WINDOW_MIN_CELLS cells), clipped to the image. The object can reach past the cells
-    that found it."""
-    ys, xs = np.nonzero(region_px)
-    h, w = region_px.shape
+def _window(ys: np.ndarray, xs: np.ndarray, shape, cell: float) -> Tuple[slice, slice]:
+    """The search window around the region's pixels (ys, xs): their bounding box grown on every
+    side by its own size (at least WINDOW_MIN_CELLS cells), clipped to an image of ``shape``.
+    The object can reach past the cells that found it."""
+    h, w = shape
     gx = int(max(WINDOW_MIN_CELLS * cell, WINDOW_GROW * (np.ptp(xs) + 1)))
     gy = int(max(WINDOW_MIN_CELLS * cell, WINDOW_GROW * (np.ptp(ys) + 1)))
     return (slice(max(0, ys.min() - gy), min(h, ys.max() + gy + 1)),
@@ -240,12 +239,13 @@ def locate(depth_m: np.ndarray, intrinsics: Intrinsics, grid: np.ndarray, boxes:
     if not region_px.any():
         return None, "the detection region covers no pixel of the depth image"
     cell = float(np.max(boxes[..., 2] - boxes[..., 0]))  # source pixels per cell (not padding)
-    rows, cols = _window(region_px, cell)
+    ys, xs = np.nonzero(region_px)
+    rows, cols = _window(ys, xs, region_px.shape, cell)
     depth = depth_m[rows, cols]
     core_w = core_px[rows, cols]
     valid = np.isfinite(depth)
     points = _back_project(depth, intrinsics, cols.start, rows.start)
-    size_px = max(np.ptp(np.nonzero(region_px)[0]), np.ptp(np.nonzero(region_px)[1])) + 1
+    size_px = max(np.ptp(ys), np.ptp(xs)) + 1
     band = max(BAND_MIN_M, size_px * z_ref / intrinsics.fx)
     with np.errstate(invalid="ignore"):
         candidates = valid & (np.abs(depth - z_ref) <= band)
