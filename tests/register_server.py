@@ -7,9 +7,10 @@ import sys
 
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import SingleThreadedExecutor
 
 from yolz_ros.msg import ViewFeedback
+from yolz_ros.spin import spin_until_shutdown
 from yolz_ros.srv import RegisterObject
 
 
@@ -31,11 +32,11 @@ def main():
     rclpy.init()
     node = rclpy.create_node("test_register_server")
     node.create_service(RegisterObject, "register_object", handle)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     print("ready", flush=True)
     try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until_shutdown(executor, period=0.1)  # returns on SIGTERM (rclpy.spin may not)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

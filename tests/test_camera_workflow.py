@@ -306,6 +306,15 @@ class TestDepthNode:
             z.writestr("../../escape.png", b"x")
         out = cli("yolz_ros.cli.library", "import", str(bad))
         assert out.returncode == 1 and "error:" in out.stdout, out.stdout
+        # watch prints one line per frame and stops after --frames; with no node it says so
+        out = cli("yolz_ros.cli.watch", "--frames", "2", "--timeout", "20")
+        lines = out.stdout.strip().splitlines()
+        assert out.returncode == 0 and len(lines) == 2, out.stdout
+        assert all("cup" in line for line in lines), out.stdout
+        out = subprocess.run([sys.executable, "-m", "yolz_ros.cli.watch", "--node", "/nowhere",
+                              "--timeout", "1"], text=True, capture_output=True, timeout=60,
+                             env=os.environ.copy(), cwd=harness.ROOT)
+        assert out.returncode == 1 and "no detections from /nowhere/detections" in out.stdout
         assert proc.poll() is None
 
 

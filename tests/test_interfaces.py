@@ -97,9 +97,12 @@ def test_register_object_between_processes(ros_context):
         assert response.success and response.num_views_used == 4
         assert response.message == "mug:" + ",".join(map(str, sums))
         assert [f.note for f in response.view_feedback] == ["640x480"] * 4
-    finally:
         server.terminate()
-        server.wait(timeout=10)
+        assert server.wait(timeout=10) == 0  # SIGTERM is a clean stop
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
 
 
 # RIHS01 type hashes of the upstream vision_msgs 4.1.1 definitions (Humble..Kilted share them),

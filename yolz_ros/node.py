@@ -64,6 +64,7 @@ from yolz_ros.msg import ObjectProbabilities
 from yolz_ros.outputs import label_info
 from yolz_ros.params import (BY_NAME, PARAMS, ConfigError, Settings, check_changes,
                              descriptor, detection_threshold, start_config)
+from yolz_ros.spin import spin_until_shutdown
 from yolz_ros.srv import (AddViews, GetObjectViews, ListObjects, RegisterFromCamera,
                           RegisterObject, RemoveObject)
 from yolz_ros.startup import StartupError, load_detector, model_folder, open_library
@@ -445,18 +446,7 @@ def main(args=None):
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     try:
-        # Not executor.spin(): it waits without a timeout, and a SIGTERM whose wake-up races the
-        # context's shutdown can leave it waiting for ever (seen with the managed node on
-        # Jazzy: the process never exited). Waking every 0.5 s re-checks the context.
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=0.5)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        # SIGINT/SIGTERM can shut the context down while the executor is building its wait set;
-        # rclpy then raises RCLError instead of ExternalShutdownException. Still a clean stop.
-        if rclpy.ok():
-            raise
+        spin_until_shutdown(executor)
     finally:
         if rclpy.ok():
             node.get_logger().info("shutting down")

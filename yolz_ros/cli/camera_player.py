@@ -242,11 +242,13 @@ def main(argv=None):
             time.sleep(0.05)
         period = 1.0 / args.rate
         next_time = time.monotonic()
-        while True:
+        while rclpy.ok():  # SIGINT/SIGTERM shut the context down: stop publishing
             any_frame = False
             source = rgbd_frames(args.source, args.depth) if args.depth \
                 else ((bgr, None) for bgr in frames(args.source))
             for bgr, mm in source:
+                if not rclpy.ok():
+                    break
                 any_frame = True
                 msg = to_msg(bgr, args.encoding, args.frame_id, node.get_clock().now().to_msg())
                 # Depth and info go first, so a subscriber holding the colour has the whole set.
@@ -264,13 +266,18 @@ def main(argv=None):
                     next_time = time.monotonic()
             if not args.loop or not any_frame:
                 break
-        node.get_logger().info(f"published {sent} frames on {pub.topic_name}")
+        # print, not the ROS logger: after a signal the context (and /rosout) is gone
+        print(f"published {sent} frames on {pub.topic_name}", flush=True)
         return 0 if sent else 1
     except ValueError as exc:
         print(f"error: {exc}")
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
+    except Exception:
+        if rclpy.ok():
+            raise
+        return 0  # a signal shut the context down between the check and a publish
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

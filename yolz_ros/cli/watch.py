@@ -39,8 +39,10 @@ def describe_3d(msg) -> str:
 def main(argv=None):
     import rclpy
     import rclpy.utilities
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import SingleThreadedExecutor
     from vision_msgs.msg import Detection2DArray, Detection3DArray
+
+    from yolz_ros.spin import spin_until_shutdown
 
     full = sys.argv if argv is None else ["watch", *argv]
     parser = argparse.ArgumentParser(prog="watch", description=__doc__.split("\n\n")[0])
@@ -69,17 +71,23 @@ def main(argv=None):
 
     node.create_subscription(Detection2DArray, f"{prefix}/detections", on_2d, 10)
     node.create_subscription(Detection3DArray, f"{prefix}/detections_3d", on_3d, 10)
+
+    def silent() -> bool:
+        return time.monotonic() - last[0] > args.timeout
+
+    def done() -> bool:
+        return silent() or 0 < args.frames <= shown[0]
+
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        while rclpy.ok() and (args.frames <= 0 or shown[0] < args.frames):
-            rclpy.spin_once(node, timeout_sec=0.1)
-            if time.monotonic() - last[0] > args.timeout:
-                print(f"error: no detections from {prefix}/detections for {args.timeout:.0f} s: "
-                      "is the node running and the camera publishing?")
-                return 1
-        return 0
-    except (KeyboardInterrupt, ExternalShutdownException):
+        if spin_until_shutdown(executor, period=0.1, until=done) and silent():
+            print(f"error: no detections from {prefix}/detections for {args.timeout:.0f} s: "
+                  "is the node running and the camera publishing?")
+            return 1
         return 0
     finally:
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
 
