@@ -17,9 +17,13 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from yolz_ros.depth import DepthError, Intrinsics, depth_to_metres, locate, stamp_seconds
+from yolz_ros.depth import (DepthError, Intrinsics, check_depth_header, depth_to_metres, locate,
+                            stamp_seconds)
+from yolz_ros.image import (check_frame_header, compressed_msg_to_rgb, image_msg_to_array,
+                            rgb_to_image_msg)
 from yolz_ros.outputs import (Frame, detection2d_array, detection3d_array, markers,
                               object_detections, probabilities_msg)
+from yolz_ros.overlay import render_overlay
 from yolz_ros.params import Settings, detection_threshold
 
 MAX_COMPRESSED_BYTES = 64 * 1024 * 1024
@@ -146,7 +150,6 @@ class Mailbox:
 
 def decode_frame(msg, max_pixels: int) -> np.ndarray:
     """sensor_msgs/Image or CompressedImage -> RGB uint8; ValueError saying what is wrong."""
-    from yolz_ros.image import compressed_msg_to_rgb, image_msg_to_array
     if hasattr(msg, "format"):  # CompressedImage
         if len(msg.data) > MAX_COMPRESSED_BYTES:
             raise ValueError(f"compressed image of {len(msg.data)} bytes is too large")
@@ -247,7 +250,6 @@ class Pipeline:
     def receive(self, cam: Camera, msg) -> None:
         """The subscription callback: a frame that fails the cheap header checks is counted and
         reported at once; a sound one becomes the camera's newest pending frame."""
-        from yolz_ros.image import check_frame_header
         try:
             check_frame_header(msg, self.max_image_pixels, MAX_COMPRESSED_BYTES)
         except ValueError as exc:
@@ -260,7 +262,6 @@ class Pipeline:
 
     def receive_depth(self, cam: Camera, msg) -> None:
         """The depth subscription callback: a sound depth image joins the camera's recent ones."""
-        from yolz_ros.depth import check_depth_header
         try:
             check_depth_header(msg, self.max_image_pixels)
         except DepthError as exc:
@@ -302,8 +303,6 @@ class Pipeline:
         overlay = False
         if settings.publish_overlay and cam.pub_overlay is not None and \
                 cam.pub_overlay.get_subscription_count() > 0:
-            from yolz_ros.image import rgb_to_image_msg
-            from yolz_ros.overlay import render_overlay
             img = render_overlay(rgb, frame.probabilities, frame.mapping, frame.stride,
                                  frame.detections, alpha=settings.overlay_alpha,
                                  draw_peaks=settings.draw_peaks)

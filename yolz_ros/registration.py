@@ -7,12 +7,15 @@ what to fix). The caller serialises registrations and swaps the snapshot it gets
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from yolz_ros.crop import CropError, crop_view
-from yolz_ros.image import ACCEPTED, image_msg_to_array
+from yolz_ros.frames import decode_frame, find_camera
+from yolz_ros.image import (ACCEPTED, _check_layout, _msg_pixels, image_msg_to_array,
+                            view_to_image_msg)
 from yolz_ros.library import LibraryError, validate_name
 from yolz_ros.limits import (MAX_IMAGE_PIXELS, MAX_REQUEST_BYTES, MAX_VIEW_BYTES,
                              MAX_VIEW_PIXELS, MAX_VIEW_SIDE, MAX_VIEWS, MIN_VIEW_SIDE)
@@ -161,17 +164,24 @@ def _embed(embed_views: Callable, views):
         raise Refused(f"the views could not be embedded: {exc}") from None
 
 
+@contextmanager
+def _storing(library):
+    """The library's errors while storing, as refusals that say what went wrong."""
+    try:
+        yield
+    except LibraryError as exc:
+        raise Refused(str(exc)) from None
+    except OSError as exc:
+        raise Refused(f"storing the object in {library.directory} failed: {exc}") from None
+
+
 def store_new(name: str, views, replace: bool, library, embed_views: Callable):
     """Embed ``views`` (decoded arrays) and store them as object ``name``; (snapshot, embedding,
     message) or Refused."""
     replaced = name in library.snapshot.names
     embedding = _embed(embed_views, views)
-    try:
+    with _storing(library):
         snapshot = library.add(name, views, embedding, replace=replace)
-    except LibraryError as exc:
-        raise Refused(str(exc)) from None
-    except OSError as exc:
-        raise Refused(f"storing the object in {library.directory} failed: {exc}") from None
     n = len(views)
     verb = "replaced" if replaced else "registered"
     return snapshot, embedding, f"{verb} {name!r} from {n} view{'s' if n != 1 else ''}"
@@ -180,14 +190,10 @@ def store_new(name: str, views, replace: bool, library, embed_views: Callable):
 def store_more(name: str, views, library, embed_views: Callable):
     """Append ``views`` to object ``name`` and re-embed it from all its views; (snapshot,
     embedding, message) or Refused."""
-    try:
+    with _storing(library):
         validate_name(name)
         snapshot, embedding = library.append_views(
             name, views, lambda all_views: _embed(embed_views, all_views), MAX_VIEWS)
-    except LibraryError as exc:
-        raise Refused(str(exc)) from None
-    except OSError as exc:
-        raise Refused(f"storing the object in {library.directory} failed: {exc}") from None
     total = len(embedding.agreement)
     return snapshot, embedding, (f"added {len(views)} view{'s' if len(views) != 1 else ''} to "
                                  f"{name!r}, now {total} views")
@@ -227,7 +233,6 @@ def add_views(request, response, library, embed_views: Callable):
 
 def get_object_views(request, response, library):
     """Fill a GetObjectViews response with the stored views of ``request.name``."""
-    from yolz_ros.image import view_to_image_msg
     response.success = False
     try:
         validate_name(request.name)
@@ -281,7 +286,6 @@ def list_objects(response, library, model_id: str):
 def decode_mask(msg) -> Optional[np.ndarray]:
     """RegisterFromCamera's mask: None when empty (0x0), else a mono8 HxW array; Refused if it
     is not mono8 (or 8UC1) or its layout is wrong."""
-    from yolz_ros.image import _check_layout, _msg_pixels
     if msg.width == 0 and msg.height == 0 and len(msg.data) == 0:
         return None
     if str(msg.encoding).lower() not in ("mono8", "8uc1"):
@@ -299,7 +303,6 @@ def camera_view(request, camera, max_age_s: float, max_pixels: int):
     """The view RegisterFromCamera asks for: (view array, header of its frame, box used), cut
     from ``camera``'s newest frame; Refused if there is none, it is too old, or the box/mask
     do not fit it."""
-    from yolz_ros.frames import decode_frame
     newest = camera.newest
     if newest is None:
         raise Refused(f"no frame received yet from camera {camera.resolved or camera.topic}: is "
@@ -331,7 +334,6 @@ def register_from_camera(request, response, library, embed_views: Callable, came
     """Carry out a RegisterFromCamera request: a view cut from the newest frame of the named
     camera registers a new object (or, with ``append``, is added to an existing one). Returns
     the new snapshot, or None if refused."""
-    from yolz_ros.frames import find_camera
     _begin(response, library, 1)
     try:
         if request.append and request.replace:
