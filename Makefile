@@ -26,13 +26,13 @@ test: setup lint
 	@$(ENV) python -m pytest -q tests
 
 demo: setup
-	@$(ENV) python scripts/demo.py
+	@$(ENV) python -m tools.demo
 
 # Soak and fault run against the node (camera at 30 Hz, concurrent register/remove/list, kill -9
 # mid-write, bad input); JSON report in out/soak/report.json. MINUTES=10 by default.
 MINUTES ?= 10
 soak: setup
-	@$(ENV) python scripts/soak.py --minutes $(MINUTES) --out out/soak
+	@$(ENV) python -m tools.soak --minutes $(MINUTES) --out out/soak
 
 # The real-object benchmark (deterministic; val decides, test reports): textured products and
 # photo cut-outs on real photographs, 640x480. Fetches its photo packages once into data/cache.
@@ -89,7 +89,7 @@ evaluate-depth: depth-scene
 	    --out docs/depth_3d_siblings.json
 
 benchmark: setup
-	@$(ENV) python -m yolz_ros.benchmark --model $(MODEL) --out docs/benchmark_cpu.json
+	@$(ENV) python -m tools.benchmark --model $(MODEL) --out docs/benchmark_cpu.json
 
 clean:
 	rm -rf build build.log build.vision_msgs.log .venv build-jazzy build-jazzy.log \

@@ -16,7 +16,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from yolz_ros.model_info import DEFAULT_MODEL
+from yolz_ros.runtime.model_info import DEFAULT_MODEL
 from yolz_ros.srv import ListObjects, RegisterObject, RemoveObject
 
 HERE = Path(__file__).parent
@@ -124,7 +124,7 @@ class Ros:
 
 
 def start_node(model_dir, library_dir, log_path, *params, remaps=(), managed=False):
-    cmd = [sys.executable, "-m", "yolz_ros.node"] + (["--managed"] if managed else []) + [
+    cmd = [sys.executable, "-m", "yolz_ros.ros.node"] + (["--managed"] if managed else []) + [
            "--ros-args",
            "--params-file", str(ROOT / "config" / "yolz.yaml"),  # the shipped defaults load
            "-p", f"model_dir:={model_dir}", "-p", f"library_dir:={library_dir}",

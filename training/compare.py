@@ -38,7 +38,7 @@ import numpy as np
 from training.data.episodes import make_eval_set
 from training.evaluate import SIZE_BUCKETS, eval_episode_config, evaluate, fmt, report
 from training.metrics import roc_curve, summarize
-from yolz_ros.benchmark import cpu_model
+from yolz_ros.runtime.machine import cpu_model
 
 METHODS = ("yolz", "probe", "sift", "template", "histogram", "xfeat")
 NS = (1, 4, 8)
@@ -98,7 +98,7 @@ def scene_size_for(model_dir: Path, default=(256, 256)):
     path = Path(model_dir) / "model.json"
     if path.is_file():
         try:
-            from yolz_ros.model_info import ModelInfo
+            from yolz_ros.runtime.model_info import ModelInfo
 
             return tuple(ModelInfo.load(model_dir, verify=False).input_size)
         except Exception:  # noqa: BLE001 -- fall back to the training default

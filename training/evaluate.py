@@ -32,7 +32,7 @@ class YolzMethod:
     calibrated = True
 
     def __init__(self, model_dir, num_threads=0):
-        from yolz_ros.detector import Detector
+        from yolz_ros.runtime.detector import Detector
 
         self.detector = Detector(model_dir, backend="onnxruntime", device="cpu",
                                  num_threads=num_threads)

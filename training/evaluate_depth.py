@@ -6,7 +6,7 @@ The scene is `make depth-scene` (training/data/depth_scene.py). The target is re
 an operator would: one view cut from the still part by its box (what `register_from_camera
 --box` does), that view plus three more cut from moving frames (what `--append` collects while
 the robot moves around; those frames are not scored), and the 8 RGBA reference views of views/. Every frame of the moving part then goes
-through the detector and the node's 3D step (yolz_ros.frames / yolz_ros.depth, the same code),
+through the detector and the node's 3D step (yolz_ros.ros.pipeline / yolz_ros.runtime.depth, the same code),
 and is scored against truth.json:
 
 - found: the strongest detection's peak cell centre lies on the target's visible pixels;
@@ -24,11 +24,11 @@ import cv2
 import numpy as np
 
 from training.data.depth_scene import read_depth_png
-from yolz_ros.atomic_file import write_bytes_atomic
-from yolz_ros.crop import crop_view
-from yolz_ros.depth import Intrinsics, locate
-from yolz_ros.detector import Detector
-from yolz_ros.frames import peak_cell
+from yolz_ros.runtime.atomic_file import write_bytes_atomic
+from yolz_ros.runtime.crop import crop_view
+from yolz_ros.runtime.depth import Intrinsics, locate
+from yolz_ros.runtime.detector import Detector
+from yolz_ros.runtime.decode import peak_cell
 
 BOX_MARGIN = 4  # pixels around the target's box, as the printed register command has
 

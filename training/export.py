@@ -19,7 +19,7 @@ import torch
 from onnx import helper, numpy_helper
 
 from training.model import DetectorGraph, EmbedderGraph, ModelConfig, YolzModel
-from yolz_ros.atomic_file import write_bytes_atomic
+from yolz_ros.runtime.atomic_file import write_bytes_atomic
 
 OPSET = 17
 FORMAT = "yolz-model/1"

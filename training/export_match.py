@@ -20,7 +20,7 @@ import torch
 from training.export import (FP16_TOL, OPSET, PAD_VALUE, PARITY_TOL, code_sha, model_id,
                              sha256_file, store_weights_fp16)
 from training.match_model import DetectorGraph, EmbedderGraph, MatchConfig, MatchModel
-from yolz_ros.atomic_file import write_bytes_atomic
+from yolz_ros.runtime.atomic_file import write_bytes_atomic
 
 FORMAT = "yolz-model/2"
 PATCH = 16
@@ -139,7 +139,7 @@ def main(argv=None):
     import os
     import platform
 
-    from yolz_ros.benchmark import cpu_model
+    from yolz_ros.runtime.machine import cpu_model
 
     n_train = len(list(Path(cfg["train_features"]).glob("episode_*.npz")))
     training = {"config": cfg, "code_sha": code_sha(), "steps": int(ckpt["step"]),

@@ -2,8 +2,8 @@
 
 The v2 backbone never trains (training/match_model.py), so each scene and each reference view goes
 through it exactly once; training then runs only the small head, thousands of steps an hour on a
-2-core CPU. Views are prepared by the runtime's own code (yolz_ros.geometry.prepare_view at every
-view size of the model, yolz_ros.object_tokens.token_mask for which tokens show the object), so a
+2-core CPU. Views are prepared by the runtime's own code (yolz_ros.runtime.geometry.prepare_view at every
+view size of the model, yolz_ros.runtime.object_tokens.token_mask for which tokens show the object), so a
 training view is the runtime's view pixel for pixel.
 
     python -m training.match_features --split train --episodes 600 --out data/features/train
@@ -25,8 +25,8 @@ import torch
 
 from training.data import realbench
 from training.match_model import FrozenLite0, MatchConfig
-from yolz_ros.geometry import prepare_view
-from yolz_ros.object_tokens import token_mask
+from yolz_ros.runtime.geometry import prepare_view
+from yolz_ros.runtime.object_tokens import token_mask
 
 PAD_VALUE = 114
 PATCH = 16

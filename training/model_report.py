@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from training.evaluate import fmt
-from yolz_ros.atomic_file import write_bytes_atomic
+from yolz_ros.runtime.atomic_file import write_bytes_atomic
 
 METRICS = ("cell_ap", "presence_auroc", "fpr_at_95_tpr", "pointing_accuracy", "cell_ece")
 TARGETS = {"presence_auroc": (">=", 0.95), "fpr_at_95_tpr": ("<=", 0.10),

@@ -35,7 +35,7 @@ from training.losses import info_nce, sigmoid_focal_loss
 from training.match_model import MatchConfig, MatchHead
 from training.metrics import summarize
 from training.data import realbench
-from yolz_ros.object_tokens import object_tokens, token_mask
+from yolz_ros.runtime.object_tokens import object_tokens, token_mask
 
 DEFAULTS = {
     "seed": 0, "steps": 3000, "lr": 2e-3, "weight_decay": 0.01, "warmup_steps": 100,

@@ -33,7 +33,7 @@ import numpy as np
 
 from training.data import photos as photo_source
 from training.data import products
-from yolz_ros import depth as runtime_depth
+from yolz_ros.runtime import depth as runtime_depth
 
 # The held-out product the project demos with (as in realbench.held_out_sequence): test split,
 # family 7 (query 28, siblings 29-31), distractors from the other families.
@@ -57,7 +57,7 @@ TEXTURE = (512, 1024)  # H, W of each half of the backdrop atlas (top: wall, bot
 
 @dataclass(frozen=True)
 class Intrinsics(runtime_depth.Intrinsics):
-    """The runtime's pinhole intrinsics (yolz_ros.depth: fx, fy, cx, cy, width, height in ROS's
+    """The runtime's pinhole intrinsics (yolz_ros.runtime.depth: fx, fy, cx, cy, width, height in ROS's
     pixel-centre convention, no distortion) plus what rendering and calibration files need."""
 
     @property

@@ -37,9 +37,9 @@ def parse_args(argv):
 
 
 def export_object(args) -> int:
-    from yolz_ros.archive import write_archive
+    from yolz_ros.runtime.archive import write_archive
     from yolz_ros.cli.common import call_service, service_name
-    from yolz_ros.image import image_msg_to_view
+    from yolz_ros.ros.image_msgs import image_msg_to_view
     from yolz_ros.srv import GetObjectViews
 
     if Path(args.output).exists() and not args.force:  # before asking the node for the views
@@ -60,11 +60,11 @@ def export_object(args) -> int:
 
 
 def import_object(args) -> int:
-    from yolz_ros.archive import read_archive
+    from yolz_ros.runtime.archive import read_archive
     from yolz_ros.cli.common import call_service, service_name
     from yolz_ros.cli.feedback import print_registration
-    from yolz_ros.image import view_to_image_msg
-    from yolz_ros.library import validate_name
+    from yolz_ros.ros.image_msgs import view_to_image_msg
+    from yolz_ros.runtime.library import validate_name
     from yolz_ros.srv import RegisterObject
 
     archive = read_archive(args.archive)

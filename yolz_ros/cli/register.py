@@ -18,8 +18,8 @@ def read_view(path: str):
     import cv2
     from sensor_msgs.msg import Image
 
-    from yolz_ros.image import ImageError, check_encoded_size
-    from yolz_ros.limits import MAX_VIEW_PIXELS, MAX_VIEW_SIDE
+    from yolz_ros.runtime.image import ImageError, check_encoded_size
+    from yolz_ros.runtime.limits import MAX_VIEW_PIXELS, MAX_VIEW_SIDE
     try:
         with open(path, "rb") as f:
             data = f.read()

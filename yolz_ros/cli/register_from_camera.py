@@ -69,8 +69,8 @@ def read_mask(path: str) -> np.ndarray:
     """A mask image file -> HxW uint8, 255 where the file is non-zero. ValueError if unreadable."""
     import cv2
 
-    from yolz_ros.image import ImageError, check_encoded_size
-    from yolz_ros.limits import MAX_IMAGE_PIXELS
+    from yolz_ros.runtime.image import ImageError, check_encoded_size
+    from yolz_ros.runtime.limits import MAX_IMAGE_PIXELS
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -188,7 +188,8 @@ def pick_from_stream(node, executor, topic: str):
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from yolz_ros.image import ImageError, image_msg_to_array
+    from yolz_ros.runtime.image import ImageError
+    from yolz_ros.ros.image_msgs import image_msg_to_array
     newest = {}
     node.create_subscription(Image, topic, lambda msg: newest.update(msg=msg),
                              qos_profile_sensor_data)
@@ -243,8 +244,8 @@ def grab_interactively(topic: str, ros_argv: Sequence[str]):
 def register_interactively(args, ros_argv: Sequence[str]) -> int:
     from yolz_ros.cli.common import call_service, service_name
     from yolz_ros.cli.feedback import print_registration
-    from yolz_ros.crop import crop_view
-    from yolz_ros.image import view_to_image_msg
+    from yolz_ros.runtime.crop import crop_view
+    from yolz_ros.ros.image_msgs import view_to_image_msg
     from yolz_ros.srv import AddViews, RegisterObject
 
     problem = gui_problem()
@@ -309,7 +310,7 @@ def main(argv=None):
     full = sys.argv if argv is None else ["register_from_camera", *argv]
     args = parse_args(rclpy.utilities.remove_ros_args(full)[1:])
     from yolz_ros.cli.common import run_cli
-    from yolz_ros.library import validate_name
+    from yolz_ros.runtime.library import validate_name
 
     def body():
         try:

@@ -42,7 +42,7 @@ def main(argv=None):
     from rclpy.executors import SingleThreadedExecutor
     from vision_msgs.msg import Detection2DArray, Detection3DArray
 
-    from yolz_ros.spin import spin_until_shutdown
+    from yolz_ros.ros.spin import spin_until_shutdown
 
     full = sys.argv if argv is None else ["watch", *argv]
     parser = argparse.ArgumentParser(prog="watch", description=__doc__.split("\n\n")[0])

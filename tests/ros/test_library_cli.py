@@ -1,0 +1,114 @@
+"""`library export/import` (yolz_ros/cli/library.py) with the service call replaced by a fake:
+what is asked of the node, what is written and sent, the output and the exit codes. No DDS
+traffic (the end-to-end run against a node lives with the node's tests)."""
+import numpy as np
+import pytest
+
+from yolz_ros.runtime.archive import read_archive, write_archive
+from yolz_ros.cli import common
+from yolz_ros.cli import library as cli
+from yolz_ros.ros.image_msgs import image_msg_to_view, view_to_image_msg
+from yolz_ros.msg import ViewFeedback
+from yolz_ros.srv import GetObjectViews, RegisterObject
+
+
+def views():
+    rng = np.random.default_rng(3)
+    return [rng.integers(0, 256, (10, 14, 3), dtype=np.uint8),
+            rng.integers(0, 256, (12, 9, 4), dtype=np.uint8)]
+
+
+class FakeService:
+    """Stands in for call_service: records the calls, answers with ``response``."""
+
+    def __init__(self, response=None, error=None):
+        self.response, self.error, self.calls = response, error, []
+
+    def __call__(self, srv_type, name, request, timeout, client_name):
+        self.calls.append((srv_type, name, request))
+        if self.error:
+            raise self.error
+        return self.response
+
+
+@pytest.fixture()
+def fake(monkeypatch):
+    def install(**kwargs):
+        service = FakeService(**kwargs)
+        monkeypatch.setattr(common, "call_service", service)
+        return service
+    return install
+
+
+def test_export_writes_the_nodes_views(tmp_path, fake, capsys):
+    response = GetObjectViews.Response(success=True, model_id="yolz-v2", created="2025-01-01",
+                                       views=[view_to_image_msg(v) for v in views()])
+    service = fake(response=response)
+    out = tmp_path / "mug.yolz"
+    assert cli.main(["export", "mug", "-o", str(out), "--node", "/ns/yolz"]) == 0
+    (srv, name, request), = service.calls
+    assert srv is GetObjectViews and name == "/ns/yolz/get_object_views"
+    assert request.name == "mug"
+    got = read_archive(out)
+    assert (got.name, got.model_id, got.created) == ("mug", "yolz-v2", "2025-01-01")
+    assert all(np.array_equal(a, b) for a, b in zip(got.views, views()))
+    assert capsys.readouterr().out.startswith("ok: exported mug (2 views")
+
+
+def test_export_refuses_existing_file_before_calling(tmp_path, fake, capsys):
+    service = fake(response=None)
+    out = tmp_path / "mug.yolz"
+    out.write_bytes(b"old")
+    assert cli.main(["export", "mug", "-o", str(out)]) == 1
+    assert service.calls == [] and out.read_bytes() == b"old"
+    assert "error: " in capsys.readouterr().out
+
+
+def test_export_of_unknown_object_fails_cleanly(tmp_path, fake, capsys):
+    fake(response=GetObjectViews.Response(success=False, message="unknown object 'cup'"))
+    assert cli.main(["export", "cup", "-o", str(tmp_path / "cup.yolz")]) == 1
+    assert capsys.readouterr().out == "error: unknown object 'cup'\n"
+    assert not (tmp_path / "cup.yolz").exists()
+
+
+def register_response(n):
+    feedback = [ViewFeedback(index=i, used=True, agreement=0.9) for i in range(n)]
+    return RegisterObject.Response(success=True, message="registered", num_views_used=n,
+                                   view_feedback=feedback, names=["jar"])
+
+
+@pytest.mark.parametrize("extra, name", [([], "mug"), (["--name", "jar"], "jar")])
+def test_import_sends_the_archives_views(tmp_path, fake, capsys, extra, name):
+    path = write_archive(tmp_path / "mug.yolz", "mug", views(), model_id="other-model")
+    service = fake(response=register_response(2))
+    assert cli.main(["import", str(path), "--replace", *extra]) == 0
+    (srv, service_name, request), = service.calls
+    assert srv is RegisterObject and service_name == "/yolz/register_object"
+    assert request.name == name and request.replace
+    assert [m.encoding for m in request.views] == ["rgb8", "rgba8"]
+    assert all(np.array_equal(image_msg_to_view(m), v) for m, v in zip(request.views, views()))
+    out = capsys.readouterr().out
+    assert "ok: registered" in out and "view 1 views/view_001.png: used" in out
+
+
+def test_import_of_a_bad_archive_exits_1_without_calling(tmp_path, fake, capsys):
+    path = tmp_path / "bad.yolz"
+    path.write_bytes(b"not a zip at all")
+    service = fake(response=None)
+    assert cli.main(["import", str(path)]) == 1
+    assert service.calls == []
+    assert capsys.readouterr().out.startswith("error: not a zip archive")
+
+
+def test_import_with_bad_new_name_exits_1(tmp_path, fake, capsys):
+    path = write_archive(tmp_path / "mug.yolz", "mug", views())
+    service = fake(response=None)
+    assert cli.main(["import", str(path), "--name", "no/slash"]) == 1
+    assert service.calls == [] and "error: invalid object name" in capsys.readouterr().out
+
+
+def test_timeout_is_an_error_line(tmp_path, fake, capsys):
+    path = write_archive(tmp_path / "mug.yolz", "mug", views())
+    fake(error=TimeoutError("service /yolz/register_object is not available"))
+    assert cli.main(["import", str(path)]) == 1
+    assert "error: service /yolz/register_object is not available" in capsys.readouterr().out

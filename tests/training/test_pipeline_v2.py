@@ -1,0 +1,119 @@
+"""The v2 pipeline end to end at toy scale: benchmark -> features -> train -> export -> evaluate,
+and the runtime reading the exported folder exactly as training saw its views.
+
+Same entry points as `make realbench / features / train-v2 / export-v2 / evaluate`, on one product
+family in a tmp folder (photos from scikit-image only, so nothing is downloaded).
+"""
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("pybullet")
+torch = pytest.importorskip("torch")
+
+from training import evaluate, export_match, match_features, train_match  # noqa: E402
+from training.data import realbench  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def toy_v2(tmp_path_factory):
+    from training.data import photos
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(photos, "photo_files", lambda data_dir="data": {})
+    photos.photo_pool.cache_clear()
+    root = tmp_path_factory.mktemp("v2")
+    data = root / "data"
+    cfg = realbench.RealConfig(split="val", data_dir=str(data), families_per_episode=1,
+                               stamps_per_episode=0, scenes_per_episode=2)
+    bench = realbench.build("val", 2, cfg)
+    feats = root / "features"
+    match_features.main(["--split", "val", "--from-bench", str(bench), "--out", str(feats),
+                         "--data-dir", str(data)])
+    config = root / "toy.yaml"
+    config.write_text(yaml.safe_dump({
+        "steps": 3, "warmup_steps": 1, "episodes_per_step": 1, "eval_every": 3, "ckpt_every": 3,
+        "log_every": 1, "threads": 1, "train_features": str(feats), "val_features": str(feats),
+        "model": {"object_tokens": 9}}))
+    run = root / "run"
+    train_match.main(["--config", str(config), "--out", str(run)])
+    model = root / "model"
+    export_match.main(["--run", str(run), "--out", str(model), "--name", "toy2"])
+    yield {"root": root, "data": data, "feats": feats, "config": config, "run": run,
+           "model": model}
+    mp.undo()
+    photos.photo_pool.cache_clear()
+
+
+def test_features_train_resume(toy_v2):
+    run = toy_v2["run"]
+    assert (run / "best.pt").is_file() and (run / "last.pt").is_file() and (run / "tb").is_dir()
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert ckpt["step"] == 3 and json.loads(ckpt["config"])["model"]["object_tokens"] == 9
+    train_match.main(["--config", str(toy_v2["config"]), "--out", str(run), "--resume",
+                      "--steps", "4"])
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 4
+
+
+def test_export_evaluate_and_dynamic_k(toy_v2):
+    from yolz_ros.runtime.detector import Detector
+
+    model = toy_v2["model"]
+    info = json.loads((model / "model.json").read_text())
+    assert info["format"] == "yolz-model/2" and info["input_size"] == [480, 640]
+    assert info["grid"] == {"rows": 30, "cols": 40, "stride": 16}
+    assert info["embedding_dim"] == 9 * info["object_tokens"]["dim"]
+    assert max(info["training"]["parity"].values()) < 2e-2
+
+    det = Detector(model, backend="onnxruntime", device="cpu")
+    ep = realbench.load("val", str(toy_v2["data"]))[0]
+    objects = [det.embed_views(list(ep["views_alpha"][i, :4])).vector for i in range(3)]
+    res = det.detect(ep["scenes"][0], np.stack(objects))
+    assert res.probabilities.shape == (3, 30, 40) and res.boxes.shape == (30, 40, 4)
+    one = det.detect(ep["scenes"][0], np.stack(objects[1:2]))
+    np.testing.assert_allclose(one.probabilities[0], res.probabilities[1], atol=1e-5)
+
+    evaluate.main(["--model", str(model), "--split", "val", "--benchmark", "real",
+                   "--data-dir", str(toy_v2["data"])])
+    result = json.loads((model / "evaluation_real.json").read_text())
+    assert set(result) >= {"meta", "alpha", "photo"}
+    assert set(result["alpha"]["by_n"]) == {"1", "4", "8"}
+    assert result["alpha"]["by_n"]["8"]["overall"]["pairs"] == 2 * 2 * 4
+
+
+def test_runtime_sees_the_training_views_pixel_for_pixel(toy_v2):
+    """A view goes through the runtime (Detector.embed_views) exactly as training prepared it:
+    the same pixels at every view size, and the same object tokens."""
+    from training.match_model import MatchConfig, MatchHead
+    from yolz_ros.runtime.detector import Detector
+
+    det = Detector(toy_v2["model"], backend="onnxruntime", device="cpu")
+    seen = []
+    embed = det.backend.embed
+    det.backend.embed = lambda batch: (seen.append(batch.copy()), embed(batch))[1]
+    ep = realbench.load("val", str(toy_v2["data"]))[0]
+    views = [ep["views_alpha"][0, j] for j in range(3)]
+    got = det.embed_views(views)
+    assert [b.shape[-1] for b in seen] == list(det.info.view_sizes)
+    spec = det.info.tokens
+    rule = MatchConfig(pretrained=False, min_alpha_fraction=spec.min_alpha_fraction,
+                       no_alpha_centre=spec.no_alpha_centre)
+    for s, batch in zip(det.info.view_sizes, seen):
+        for view, pixels in zip(views, batch):
+            img, _ = match_features.prepared_views(view, s, rule)
+            assert np.array_equal(pixels.transpose(1, 2, 0), img.astype(np.float32))
+
+    ckpt = torch.load(toy_v2["run"] / "best.pt", weights_only=True)
+    mcfg = MatchConfig(**{**json.loads(ckpt["config"])["model"], "pretrained": False})
+    head = MatchHead(mcfg)
+    head.load_state_dict(ckpt["head"])
+    feats = train_match.load_features(toy_v2["feats"])[0]
+    with torch.no_grad():
+        tokens = train_match.episode_tokens(head, feats, mcfg.view_sizes)
+        slots = train_match.object_slots(train_match.pooled(tokens, 0, torch.arange(3), 0),
+                                         mcfg.object_tokens).numpy()
+    runtime = got.vector.reshape(spec.count, spec.dim)
+    np.testing.assert_allclose(runtime[0], slots[0], atol=2e-2)  # FP16 weights and features
+    assert runtime.shape == slots.shape

@@ -1,0 +1,452 @@
+"""The runtime without ROS: image conversion, letterbox, model folder, backends, Detector."""
+import json
+import shutil
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from tiny_model import build_tiny_modules, make_tiny_model
+from yolz_ros.runtime.backends import BackendError, create_backend
+from yolz_ros.runtime.backends.engine_cache import EngineCache, EngineSpec
+from yolz_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+from yolz_ros.runtime.decode import decode_peaks
+from yolz_ros.runtime.detector import Detector
+from yolz_ros.runtime.geometry import Letterbox, cell_boxes, letterbox, prepare_view
+from yolz_ros.runtime.image import ImageError, to_rgb
+from yolz_ros.ros.image_msgs import compressed_msg_to_rgb, image_msg_to_array
+from yolz_ros.runtime.model_info import ModelError, ModelInfo, compute_model_id
+
+PAD = 114
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def detector(tiny_dir):
+    return Detector(tiny_dir, backend="onnxruntime", device="cpu")
+
+
+def rand_rgb(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+# ----------------------------------------------------------------------------- geometry
+@pytest.mark.parametrize("src", [(480, 640), (720, 1280), (100, 100), (1080, 300), (10, 7)])
+def test_letterbox_follows_the_contract(src):
+    h, w = src
+    out, lb = letterbox(np.zeros((h, w, 3), np.uint8), (64, 96), PAD)
+    scale = min(96 / w, 64 / h)
+    rw, rh = round(w * scale), round(h * scale)
+    assert (lb.scale, lb.offset_x, lb.offset_y) == (scale, (96 - rw) // 2, (64 - rh) // 2)
+    assert out.shape == (64, 96, 3)
+    inside = np.zeros((64, 96), bool)
+    inside[lb.offset_y:lb.offset_y + rh, lb.offset_x:lb.offset_x + rw] = True
+    assert (out[inside] == 0).all() and (out[~inside] == PAD).all()
+
+
+@pytest.mark.parametrize("src,interp", [((480, 640), cv2.INTER_AREA), ((20, 30), cv2.INTER_LINEAR)])
+def test_letterbox_interpolation_and_reused_canvas(src, interp):
+    rgb = rand_rgb(*src)
+    canvas = np.full((64, 96, 3), 7, np.uint8)
+    out, lb = letterbox(rgb, (64, 96), PAD, out=canvas)
+    assert out is canvas
+    expected = cv2.resize(rgb, (lb.resized_width, lb.resized_height), interpolation=interp)
+    region = out[lb.offset_y:lb.offset_y + lb.resized_height,
+                 lb.offset_x:lb.offset_x + lb.resized_width]
+    np.testing.assert_array_equal(region, expected)
+    assert not (out == 7).all(axis=2).any()  # every old canvas pixel was overwritten
+
+
+def test_model_source_round_trip():
+    lb = Letterbox.fit((480, 640), (64, 96))
+    rng = np.random.default_rng(1)
+    x, y = rng.uniform(0, 640, 100), rng.uniform(0, 480, 100)
+    np.testing.assert_allclose(lb.to_source(*lb.to_model(x, y)), (x, y), atol=1e-9)
+    mx, my = rng.uniform(0, 96, 100), rng.uniform(0, 64, 100)
+    np.testing.assert_allclose(lb.to_model(*lb.to_source(mx, my)), (mx, my), atol=1e-9)
+    assert lb.to_model(0, 0) == (lb.offset_x, lb.offset_y)
+
+
+@pytest.mark.parametrize("src", [(480, 640), (1080, 300), (300, 1080), (64, 96)])
+def test_cell_boxes_contain_the_pixels_that_map_into_them(src):
+    h, w = src
+    lb = Letterbox.fit(src, (64, 96))
+    boxes, padding = cell_boxes(lb, 4, 6, 16)
+    assert boxes.shape == (4, 6, 4) and boxes.dtype == np.float32
+    assert (boxes[..., 0] >= 0).all() and (boxes[..., 2] <= w).all()
+    assert (boxes[..., 1] >= 0).all() and (boxes[..., 3] <= h).all()
+    rng = np.random.default_rng(2)
+    x, y = rng.uniform(0, w, 2000), rng.uniform(0, h, 2000)
+    mx, my = lb.to_model(x, y)
+    r, c = (my // 16).astype(int), (mx // 16).astype(int)
+    eps = 1e-3
+    assert (boxes[r, c, 0] - eps <= x).all() and (x <= boxes[r, c, 2] + eps).all()
+    assert (boxes[r, c, 1] - eps <= y).all() and (y <= boxes[r, c, 3] + eps).all()
+    assert not padding[r, c].any()
+    # Padding cells are exactly those whose letterboxed pixels are all padding.
+    canvas, _ = letterbox(np.zeros((h, w, 3), np.uint8), (64, 96), PAD)
+    all_pad = (canvas[..., 0] == PAD).reshape(4, 16, 6, 16).all(axis=(1, 3))
+    np.testing.assert_array_equal(padding, all_pad)
+    assert ((boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1]))[padding].max(
+        initial=0) == 0
+
+
+def test_prepare_view_paints_transparent_pixels_with_pad():
+    rgb = np.full((40, 20, 3), 200, np.uint8)
+    alpha = np.zeros((40, 20), np.uint8)
+    alpha[10:30, 5:15] = 255
+    view = prepare_view(rgb, alpha, 32, PAD)
+    assert view.shape == (32, 32, 3)
+    assert (view[16, 16] == 200).all() and (view[1, 16] == PAD).all() and (view[16, 1] == PAD).all()
+    assert (rgb == 200).all()  # the caller's image is not modified
+
+
+# ----------------------------------------------------------------------------- images
+RGB = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255]],
+                [[10, 20, 30], [40, 50, 60], [70, 80, 90]]], np.uint8)
+ALPHA = np.array([[0, 127, 128], [200, 255, 1]], np.uint8)
+
+
+def encoded(encoding):
+    """(pixels in that encoding, expected rgb, expected alpha)."""
+    gray = np.array([[0, 0x1234, 0xFFFF], [0x8000, 0x00FF, 0x0100]], np.uint16)
+    return {
+        "rgb8": (RGB, RGB, None),
+        "bgr8": (RGB[..., ::-1], RGB, None),
+        "rgba8": (np.dstack([RGB, ALPHA]), RGB, ALPHA),
+        "bgra8": (np.dstack([RGB[..., ::-1], ALPHA]), RGB, ALPHA),
+        "mono8": (RGB[..., 1], np.repeat(RGB[..., 1:2], 3, axis=2), None),
+        "mono16": (gray, np.repeat((gray >> 8).astype(np.uint8)[..., None], 3, axis=2), None),
+    }[encoding]
+
+
+def fake_msg(pixels, encoding, pad_bytes=0, bigendian=False):
+    """A sensor_msgs/Image look-alike with `pad_bytes` of row padding."""
+    h, w = pixels.shape[:2]
+    if bigendian:
+        pixels = pixels.astype(pixels.dtype.newbyteorder(">"))
+    rows = np.ascontiguousarray(pixels).view(np.uint8).reshape(h, -1)
+    rows = np.hstack([rows, np.full((h, pad_bytes), 0xAB, np.uint8)])
+    return SimpleNamespace(height=h, width=w, encoding=encoding, is_bigendian=int(bigendian),
+                           step=rows.shape[1], data=rows.tobytes())
+
+
+ENCODINGS = ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16"]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_every_encoding_converts(encoding):
+    pixels, rgb, alpha = encoded(encoding)
+    for got_rgb, got_alpha in (to_rgb(pixels, encoding),
+                               image_msg_to_array(fake_msg(pixels, encoding)),
+                               image_msg_to_array(fake_msg(pixels, encoding, pad_bytes=5))):
+        assert got_rgb.dtype == np.uint8 and got_rgb.shape == (2, 3, 3)
+        np.testing.assert_array_equal(got_rgb, rgb)
+        if alpha is None:
+            assert got_alpha is None
+        else:
+            np.testing.assert_array_equal(got_alpha, alpha)
+
+
+def test_big_endian_mono16():
+    pixels, rgb, _ = encoded("mono16")
+    got, _ = image_msg_to_array(fake_msg(pixels, "mono16", pad_bytes=2, bigendian=True))
+    np.testing.assert_array_equal(got, rgb)
+
+
+def test_compressed_images_decode():
+    ok, data = cv2.imencode(".png", RGB[..., ::-1])
+    got, alpha = compressed_msg_to_rgb(SimpleNamespace(format="png", data=data.tobytes()))
+    np.testing.assert_array_equal(got, RGB)
+    assert alpha is None
+    black = np.zeros((16, 16, 3), np.uint8)
+    ok, data = cv2.imencode(".jpg", black, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    got, _ = compressed_msg_to_rgb(SimpleNamespace(format="jpeg", data=data.tobytes()))
+    assert got.shape == (16, 16, 3) and int(got.max()) <= 2
+    # only what image_transport's compressed transport sends: the size comes from a PNG or JPEG
+    # header before anything is decoded (issue 12), so other formats are refused by name
+    ok, data = cv2.imencode(".bmp", RGB[..., ::-1])
+    with pytest.raises(ImageError, match="accepted: png, jpeg"):
+        compressed_msg_to_rgb(SimpleNamespace(format="bmp", data=data.tobytes()))
+    ok, data = cv2.imencode(".png", np.dstack([RGB[..., ::-1], ALPHA]))
+    got, alpha = compressed_msg_to_rgb(SimpleNamespace(format="png", data=data.tobytes()))
+    np.testing.assert_array_equal(got, RGB)
+    np.testing.assert_array_equal(alpha, ALPHA)
+
+
+def test_rgb_to_image_msg_round_trip():
+    pytest.importorskip("sensor_msgs.msg", reason="sensor_msgs not installed")
+    from yolz_ros.ros.image_msgs import rgb_to_image_msg
+
+    msg = rgb_to_image_msg(RGB)
+    assert (msg.encoding, msg.width, msg.height, msg.step) == ("rgb8", 3, 2, 9)
+    got, alpha = image_msg_to_array(msg)
+    np.testing.assert_array_equal(got, RGB)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: fake_msg(RGB, "yuv422"), "unsupported encoding"),
+    (lambda: SimpleNamespace(height=0, width=3, encoding="rgb8", is_bigendian=0, step=9,
+                             data=b""), "empty"),
+    (lambda: SimpleNamespace(height=2, width=3, encoding="rgb8", is_bigendian=0, step=9,
+                             data=b"\0" * 17), "expected step"),
+    (lambda: SimpleNamespace(height=2, width=3, encoding="rgb8", is_bigendian=0, step=8,
+                             data=b"\0" * 16), "smaller than one row"),
+])
+def test_bad_image_messages_raise(make, match):
+    with pytest.raises(ImageError, match=match):
+        image_msg_to_array(make())
+
+
+def test_bad_arrays_and_compressed_data_raise():
+    with pytest.raises(ImageError, match="accepted"):
+        to_rgb(RGB, "rgb16")
+    with pytest.raises(ImageError, match="uint8"):
+        to_rgb(RGB.astype(np.float32), "rgb8")
+    with pytest.raises(ImageError, match="HxWx4"):
+        to_rgb(RGB, "rgba8")
+    with pytest.raises(ImageError, match="over the limit"):
+        image_msg_to_array(fake_msg(RGB, "rgb8"), max_pixels=5)
+    with pytest.raises(ImageError, match="corrupt jpeg header"):
+        compressed_msg_to_rgb(SimpleNamespace(format="jpeg", data=b"\xff\xd8 not a jpeg"))
+    ok, png = cv2.imencode(".png", RGB[..., ::-1])  # a sound header, a truncated body
+    with pytest.raises(ImageError, match="cannot decode"):
+        compressed_msg_to_rgb(SimpleNamespace(format="png", data=png.tobytes()[:40]))
+    with pytest.raises(ImageError, match="no data"):
+        compressed_msg_to_rgb(SimpleNamespace(format="jpeg", data=b""))
+    assert issubclass(ImageError, ValueError)
+
+
+# ----------------------------------------------------------------------------- model folder
+def test_model_info_reads_the_contract(tiny_dir):
+    info = ModelInfo.load(tiny_dir)
+    raw = json.loads((tiny_dir / "model.json").read_text())
+    assert info.model_id == raw["model_id"] == compute_model_id(raw["name"], raw["sha256"])
+    assert (info.input_size, info.rows, info.cols, info.stride) == ((64, 96), 4, 6, 16)
+    assert (info.view_size, info.embedding_dim, info.pad_value) == (32, 16, 114)
+
+
+@pytest.mark.parametrize("damage,match", [
+    (lambda d: shutil.rmtree(d), "does not exist"),
+    (lambda d: (d / "model.json").unlink(), "no model.json"),
+    (lambda d: (d / "model.json").write_text("{not json"), "cannot be read as JSON"),
+    (lambda d: (d / "detector.onnx").unlink(), "detector.onnx is missing"),
+    (lambda d: (d / "embedder.onnx").write_bytes(b"changed"), "does not match the sha256"),
+    (lambda d: _edit_json(d, lambda j: j.pop("view_size")), "missing field 'view_size'"),
+    (lambda d: _edit_json(d, lambda j: j["grid"].update(rows=5)), "invalid 'grid.rows'"),
+    (lambda d: _edit_json(d, lambda j: j.update(format="other/2")), "invalid 'format'"),
+])
+def test_broken_model_folders_raise(tiny_dir, tmp_path, damage, match):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_dir, folder)
+    damage(folder)
+    with pytest.raises(ModelError, match=match) as e:
+        ModelInfo.load(folder)
+    assert str(folder) in str(e.value)
+
+
+def _edit_json(folder, edit):
+    raw = json.loads((folder / "model.json").read_text())
+    edit(raw)
+    (folder / "model.json").write_text(json.dumps(raw))
+
+
+# ----------------------------------------------------------------------------- backends
+def test_onnxruntime_matches_torch(tiny_dir):
+    info = ModelInfo.load(tiny_dir)
+    backend = OnnxRuntimeBackend(info, "cpu", num_threads=1)
+    embedder, det = build_tiny_modules()
+    rng = np.random.default_rng(3)
+    views = (rng.random((3, 3, 32, 32)) * 255).astype(np.float32)
+    image = (rng.random((1, 3, 64, 96)) * 255).astype(np.float32)
+    objects = rng.standard_normal((5, 16)).astype(np.float32)
+    with torch.no_grad():
+        ref_views = embedder(torch.from_numpy(views)).numpy()
+        ref_probs = det(torch.from_numpy(image), torch.from_numpy(objects)).numpy()
+    np.testing.assert_allclose(backend.embed(views), ref_views, atol=1e-4)
+    np.testing.assert_allclose(backend.detect(image, objects), ref_probs, atol=1e-4)
+    assert backend.detect(image, objects[:1]).shape == (1, 4, 6)
+
+
+def test_backend_choice(tiny_dir):
+    info = ModelInfo.load(tiny_dir)
+    assert create_backend(info, "auto", "cpu").name == "onnxruntime-cpu"
+    with pytest.raises(BackendError, match="unknown backend"):
+        create_backend(info, "openvino")
+    with pytest.raises(BackendError, match="needs device 'cuda'"):
+        create_backend(info, "tensorrt", "cpu")
+
+
+def _tensorrt_missing():
+    try:
+        import tensorrt  # noqa: F401
+    except Exception as e:  # ImportError, or OSError when libnvinfer is absent
+        return f"TensorRT Python bindings cannot be imported here ({type(e).__name__}: {e})"
+    return ""
+
+
+@pytest.mark.skipif(bool(_tensorrt_missing()), reason=_tensorrt_missing() or "TensorRT present")
+def test_tensorrt_matches_onnxruntime(tiny_dir, tmp_path):
+    ort_det = Detector(tiny_dir, backend="onnxruntime", device="cpu")
+    trt_det = Detector(tiny_dir, backend="tensorrt", precision="fp32", cache_dir=tmp_path)
+    rgb, objects = rand_rgb(480, 640), np.eye(16, dtype=np.float32)[:3]
+    np.testing.assert_allclose(trt_det.detect(rgb, objects).probabilities,
+                               ort_det.detect(rgb, objects).probabilities, atol=1e-3)
+    assert len(list(tmp_path.glob("*.engine"))) == 2  # cached for the next start
+
+
+@pytest.mark.skipif(not _tensorrt_missing(), reason="TensorRT is installed here")
+def test_tensorrt_unavailable_is_a_clear_error(tiny_dir):
+    with pytest.raises(BackendError, match="tensorrt' is not available: TensorRT"):
+        create_backend(ModelInfo.load(tiny_dir), "tensorrt", "cuda")
+
+
+# ----------------------------------------------------------------------------- engine cache
+SPEC = EngineSpec(onnx_sha256="a" * 64, tensorrt_version="10.3.0", gpu_name="Orin",
+                  compute_capability="8.7", precision="fp16",
+                  profiles=(("embeddings", (1, 256), (4, 256), (64, 256)),))
+
+
+@pytest.mark.parametrize("change", [
+    dict(onnx_sha256="b" * 64), dict(tensorrt_version="10.4.0"), dict(gpu_name="RTX 4090"),
+    dict(compute_capability="8.9"), dict(precision="fp32"),
+    dict(profiles=(("embeddings", (1, 256), (4, 256), (32, 256)),)),
+])
+def test_engine_cache_key_changes_with_every_input(change):
+    other = EngineSpec(**{**SPEC.__dict__, **change})
+    assert other.key() != SPEC.key()
+    assert EngineSpec(**SPEC.__dict__).key() == SPEC.key()
+
+
+def test_engine_cache_round_trip_and_rebuild_on_corruption(tmp_path):
+    cache = EngineCache(tmp_path)
+    builds = []
+
+    def build():
+        builds.append(1)
+        return b"engine-bytes-%d" % len(builds)
+
+    engine, built = cache.get_or_build(SPEC, build, deserialize=lambda b: b)
+    assert built and engine == b"engine-bytes-1"
+    engine_path, sidecar_path = cache.paths(SPEC)
+    assert engine_path.name == SPEC.key() + ".engine" and sidecar_path.exists()
+    assert not list(tmp_path.glob(".tmp-*"))  # atomic writes leave no temporaries
+    assert cache.get_or_build(SPEC, build, deserialize=lambda b: b) == (b"engine-bytes-1", False)
+
+    engine_path.write_bytes(b"engine-bytes-X")  # same size, different content
+    data, reason = cache.load(SPEC)
+    assert data is None and "corrupt" in reason
+    assert cache.get_or_build(SPEC, build, deserialize=lambda b: b) == (b"engine-bytes-2", True)
+
+    sidecar_path.write_text("{")
+    assert "unreadable" in cache.load(SPEC)[1]
+    assert cache.get_or_build(SPEC, build, deserialize=lambda b: b)[1]
+
+    # Bytes TensorRT rejects (e.g. another TensorRT build) are rebuilt, not used.
+    engine, built = cache.get_or_build(SPEC, build, deserialize=lambda b: None if
+                                       b == b"engine-bytes-3" else b)
+    assert built and engine == b"engine-bytes-4" and len(builds) == 4
+
+
+# ----------------------------------------------------------------------------- Detector
+@pytest.mark.parametrize("src,has_padding_cells", [
+    ((480, 640), False), ((240, 320), False), ((720, 1280), False), ((1080, 300), True),
+    ((50, 50), True)])
+def test_detect_shapes_and_padding(detector, src, has_padding_cells):
+    objects = detector.embed_views([rand_rgb(40, 30, s) for s in range(3)]).vector[None]
+    objects = np.concatenate([objects, np.eye(16, dtype=np.float32)[:2]])
+    result = detector.detect(rand_rgb(*src), objects)
+    assert result.probabilities.shape == (3, 4, 6) and result.probabilities.dtype == np.float32
+    assert result.boxes.shape == (4, 6, 4) and result.latency_ms > 0
+    _, padding = cell_boxes(result.letterbox, 4, 6, 16)
+    assert (result.probabilities[:, padding] == 0).all()
+    assert (result.probabilities[:, ~padding] > 0).all()  # sigmoid: never exactly 0
+    assert padding.any() == has_padding_cells
+    assert len(detector.peaks(result, threshold=0.0)) == 3
+
+
+def test_detect_without_objects_skips_the_network(detector):
+    result = detector.detect(rand_rgb(480, 640), np.zeros((0, 16), np.float32))
+    assert result.probabilities.shape == (0, 4, 6)
+    assert detector.peaks(result) == []
+
+
+def test_detect_rejects_bad_inputs(detector):
+    with pytest.raises(ValueError, match=r"\[K, 16\]"):
+        detector.detect(rand_rgb(48, 64), np.zeros((2, 8), np.float32))
+    with pytest.raises(ValueError, match="RGB uint8"):
+        detector.detect(np.zeros((48, 64), np.uint8), np.zeros((1, 16), np.float32))
+    with pytest.raises(ValueError, match="max_objects"):
+        detector.detect(rand_rgb(48, 64), np.ones((65, 16), np.float32))
+
+
+def test_embed_views_agreement_flags_the_odd_one_out(detector):
+    rng = np.random.default_rng(5)
+    base = np.zeros((48, 48, 3), np.uint8)
+    base[8:40, 8:40] = (220, 30, 30)  # a red square on black
+    views = [np.clip(base.astype(int) + rng.integers(-10, 10, base.shape), 0, 255).astype(np.uint8)
+             for _ in range(4)]
+    odd = np.zeros((48, 48, 3), np.uint8)
+    odd[:, ::4] = (30, 220, 30)  # green stripes
+    emb = detector.embed_views(views + [odd])
+    assert emb.per_view.shape == (5, 16) and emb.agreement.shape == (5,)
+    assert abs(np.linalg.norm(emb.vector) - 1) < 1e-5
+    np.testing.assert_allclose(emb.agreement, emb.per_view @ emb.vector, atol=1e-5)
+    assert emb.agreement[4] < emb.agreement[:4].min()
+
+
+def test_embed_views_uses_alpha_and_rejects_bad_views(detector):
+    rgb = rand_rgb(40, 40)
+    alpha = np.zeros((40, 40), np.uint8)
+    alpha[10:30, 10:30] = 255
+    painted = rgb.copy()
+    painted[alpha < 128] = PAD
+    np.testing.assert_allclose(detector.embed_views([np.dstack([rgb, alpha])]).vector,
+                               detector.embed_views([painted]).vector, atol=1e-6)
+    with pytest.raises(ValueError, match="no views"):
+        detector.embed_views([])
+    with pytest.raises(ValueError, match="view 1"):
+        detector.embed_views([rgb, rgb[..., 0]])
+    with pytest.raises(ValueError, match="fully transparent"):
+        detector.embed_views([np.zeros((8, 8, 4), np.uint8)])
+
+
+def test_decode_peaks_finds_connected_regions():
+    lb = Letterbox.fit((64, 96), (64, 96))
+    boxes, _ = cell_boxes(lb, 4, 6, 16)
+    grid = np.zeros((4, 6), np.float32)
+    grid[0, 0], grid[0, 1], grid[1, 1] = 0.6, 0.9, 0.7  # one 4-connected region
+    grid[3, 5] = 0.8
+    grid[2, 2] = 0.55  # touches (1, 1) only diagonally: a region of its own
+    peaks = decode_peaks(grid, boxes, 0.5)
+    assert [p.num_cells for p in peaks] == [3, 1, 1]
+    top = peaks[0]
+    assert (top.score, top.peak_x, top.peak_y) == (pytest.approx(0.9), 24.0, 8.0)
+    assert (top.x_min, top.y_min, top.x_max, top.y_max) == (0, 0, 32, 32)
+    assert peaks[1].score == pytest.approx(0.8) and peaks[2].score == pytest.approx(0.55)
+
+
+def test_benchmark_writes_json_and_plot(tiny_dir, tmp_path):
+    from tools import benchmark
+
+    out = tmp_path / "bench.json"
+    report = benchmark.main(["--model", str(tiny_dir), "--out", str(out), "--backend",
+                             "onnxruntime", "--iterations", "2", "--warmup", "1"])
+    assert json.loads(out.read_text()) == report and out.with_suffix(".png").stat().st_size > 0
+    assert [r["objects"] for r in report["results"]["vs_objects"]] == [1, 4, 16, 64]
+    assert report["environment"]["backend"] == "onnxruntime-cpu"
+
+
+def test_runtime_never_imports_torch():
+    code = ("import sys, yolz_ros.runtime.detector, yolz_ros.runtime.image, tools.benchmark, "
+            "yolz_ros.runtime.backends.tensorrt_backend; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,157 @@
+"""End-to-end latency of the runtime on this machine: table, JSON and a PNG plot.
+
+    python -m tools.benchmark --model models/yolz_tokens --out docs/benchmark_cpu.json
+
+A frame is timed as Detector.detect sees it: letterbox + inference (sigmoid is in the graph) +
+padding mask. Measured: latency vs number of objects K (640x480), vs input image size (K=4), and
+registration of one object from N=8 views. Each point: warm-up, then --iterations runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Callable, Dict
+
+import numpy as np
+
+from yolz_ros.runtime.detector import Detector
+from yolz_ros.runtime.machine import cpu_model
+
+OBJECT_COUNTS = (1, 4, 16, 64)
+IMAGE_SIZES = ((320, 240), (640, 480), (1280, 720), (1920, 1080))  # width, height
+SIZE_K = 4
+REGISTRATION_VIEWS = 8
+
+
+def measure(fn: Callable[[], object], iterations: int, warmup: int) -> Dict[str, float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    t = np.array(times)
+    return {"p50_ms": round(float(np.percentile(t, 50)), 2),
+            "p99_ms": round(float(np.percentile(t, 99)), 2),
+            "mean_ms": round(float(t.mean()), 2),
+            "throughput_hz": round(float(1e3 / t.mean()), 1), "iterations": iterations}
+
+
+def run(det: Detector, iterations: int, warmup: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    e = det.info.embedding_dim
+
+    def objects(k):
+        v = rng.standard_normal((k, e)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    def frame(w, h):
+        return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+    image = frame(640, 480)
+    vs_objects = []
+    for k in OBJECT_COUNTS:
+        emb = objects(k)
+        vs_objects.append({"objects": k, "image": "640x480",
+                           **measure(lambda: det.detect(image, emb), iterations, warmup)})
+    vs_size = []
+    emb = objects(SIZE_K)
+    for w, h in IMAGE_SIZES:
+        img = frame(w, h)
+        vs_size.append({"objects": SIZE_K, "image": f"{w}x{h}",
+                        **measure(lambda: det.detect(img, emb), iterations, warmup)})
+    views = [rng.integers(0, 256, (240, 240, 3), dtype=np.uint8)
+             for _ in range(REGISTRATION_VIEWS)]
+    registration = {"views": REGISTRATION_VIEWS, "view_image": "240x240",
+                    **measure(lambda: det.embed_views(views), max(10, iterations // 5), warmup)}
+    return {"vs_objects": vs_objects, "vs_image_size": vs_size, "registration": registration}
+
+
+def environment(det: Detector, num_threads: int) -> dict:
+    import cv2
+
+    env = {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
+           "python": platform.python_version(), "numpy": np.__version__,
+           "opencv": cv2.__version__, "backend": det.backend_name,
+           "backend_version": getattr(det.backend, "version", "unknown"),
+           "intra_op_threads": num_threads or "all cores", "model_id": det.model_id,
+           "model_input_size": list(det.info.input_size), "grid": [det.info.rows, det.info.cols]}
+    try:
+        import onnxruntime
+
+        env["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    return env
+
+
+def print_table(results: dict) -> None:
+    print(f"{'objects':>7} {'image':>10} {'p50 ms':>8} {'p99 ms':>8} {'frames/s':>9}")
+    for row in results["vs_objects"] + results["vs_image_size"]:
+        print(f"{row['objects']:>7} {row['image']:>10} {row['p50_ms']:>8.1f} "
+              f"{row['p99_ms']:>8.1f} {row['throughput_hz']:>9.1f}")
+    reg = results["registration"]
+    print(f"registration, {reg['views']} views: p50 {reg['p50_ms']:.1f} ms, "
+          f"p99 {reg['p99_ms']:.1f} ms")
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results, env = report["results"], report["environment"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, rows, key, label in ((axes[0], results["vs_objects"], "objects",
+                                  "objects K (640x480 image)"),
+                                 (axes[1], results["vs_image_size"], "image",
+                                  f"input image (K={SIZE_K})")):
+        x = [str(r[key]) for r in rows]
+        ax.plot(x, [r["p50_ms"] for r in rows], "o-", label="p50")
+        ax.plot(x, [r["p99_ms"] for r in rows], "s--", label="p99")
+        ax.set_xlabel(label)
+        ax.set_ylabel("latency per frame (ms)")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{env['model_id']} on {env['backend']}, {env['cpu']} ({env['cores']} cores)",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description="Benchmark the yolz_ros runtime on this machine.")
+    ap.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+    ap.add_argument("--out", type=Path, default=Path("docs/benchmark_cpu.json"),
+                    help="JSON to write; the plot goes beside it as .png")
+    ap.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime"))
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--precision", default="fp16", choices=("fp16", "fp32"))
+    ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all)")
+    ap.add_argument("--iterations", type=int, default=50)
+    ap.add_argument("--warmup", type=int, default=5)
+    args = ap.parse_args(argv)
+
+    det = Detector(args.model, backend=args.backend, device=args.device,
+                   precision=args.precision, num_threads=args.threads)
+    report = {"environment": environment(det, args.threads),
+              "results": run(det, args.iterations, args.warmup),
+              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    print_table(report["results"])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, args.out.with_suffix(".png"))
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

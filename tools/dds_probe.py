@@ -1,0 +1,148 @@
+"""How many camera frames does DDS deliver on one host? A plain publisher and a plain subscriber.
+
+    python -m tools.dds_probe [--seconds 20] [--rate 30] [--size 640x480] [--reliable]
+                                [--profile config/fastdds_same_host.xml | --no-profile]
+                                [--json out.json]
+
+Runs a publisher process (sensor_msgs/Image rgb8 at --rate, best effort unless --reliable) and
+a subscriber in this process (sensor-data QoS, depth 5, a callback that only counts), both with
+the same FastDDS setting, and prints frames sent / received. No yolz node: this isolates the
+transport from inference. ``--profile`` points FastDDS at the profile for both sides
+(FASTRTPS_DEFAULT_PROFILES_FILE on Fast DDS 2.x: Humble, Jazzy; FASTDDS_... on 3.x, Kilted; the
+same-host profile shipped in config/ is the default); ``--no-profile`` measures FastDDS's
+defaults.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from yolz_ros.ros.dds import current_profile, set_profile  # noqa: E402
+DEFAULT_PROFILE = ROOT / "config" / "fastdds_same_host.xml"
+
+
+def publisher(args) -> int:
+    import numpy as np
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    w, h = args.width, args.height
+    rclpy.init()
+    node = rclpy.create_node("dds_probe_pub")
+    qos = (QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if args.reliable
+           else qos_profile_sensor_data)
+    pub = node.create_publisher(Image, args.topic, qos)
+    deadline = time.monotonic() + 15
+    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8).tobytes() for _ in range(4)]
+    period, sent = 1.0 / args.rate, 0
+    t0 = next_t = time.monotonic()
+    while time.monotonic() - t0 < args.seconds:
+        msg = Image(height=h, width=w, encoding="rgb8", step=w * 3, data=frames[sent % 4])
+        msg.header.stamp = node.get_clock().now().to_msg()
+        pub.publish(msg)
+        sent += 1
+        next_t += period
+        delay = next_t - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    elapsed = time.monotonic() - t0
+    print(json.dumps({"sent": sent, "seconds": elapsed}), flush=True)
+    time.sleep(1.0)  # let the last frames arrive
+    node.destroy_node()
+    rclpy.try_shutdown()
+    return 0
+
+
+def subscriber(args) -> dict:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    env = os.environ.copy()
+    profile = current_profile()
+    if args.profile_side == "sub":
+        set_profile(env, None)
+    elif args.profile_side == "pub":
+        set_profile(os.environ, None)
+    cmd = [sys.executable, __file__, "--role", "pub", "--seconds", str(args.seconds),
+           "--rate", str(args.rate), "--size", f"{args.width}x{args.height}",
+           "--topic", args.topic]
+    if args.reliable:
+        cmd.append("--reliable")
+    rclpy.init()
+    node = rclpy.create_node("dds_probe_sub")
+    qos = (QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if args.reliable
+           else qos_profile_sensor_data)
+    received = [0]
+
+    def on_image(msg):
+        received[0] += 1
+    node.create_subscription(Image, args.topic, on_image, qos)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        while proc.poll() is None:
+            executor.spin_once(timeout_sec=0.05)
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+        out = proc.stdout.read().strip().splitlines()
+        pub = json.loads(out[-1]) if out else {"sent": 0, "seconds": 0}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    sent = pub["sent"]
+    return {"profile": profile, "profile_side": args.profile_side if profile else "",
+            "builtin_transports": os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", ""),
+            "reliable": args.reliable, "rate_hz": args.rate,
+            "size": f"{args.width}x{args.height}", "sent": sent, "received": received[0],
+            "delivered_fraction": round(received[0] / sent, 4) if sent else 0.0,
+            "seconds": round(pub["seconds"], 2),
+            "received_per_s": round(received[0] / pub["seconds"], 2) if pub["seconds"] else 0}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--role", choices=("sub", "pub"), default="sub", help=argparse.SUPPRESS)
+    parser.add_argument("--topic", default=f"/dds_probe_{os.getpid()}/image",
+                        help=argparse.SUPPRESS)  # this run's own: other runs may share the domain
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rate", type=float, default=30.0)
+    parser.add_argument("--size", default="640x480")
+    parser.add_argument("--reliable", action="store_true")
+    parser.add_argument("--profile", type=Path, default=DEFAULT_PROFILE)
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--profile-side", choices=("both", "pub", "sub"), default="both",
+                        help="which process uses the profile (default both)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    args.width, args.height = (int(v) for v in args.size.lower().split("x"))
+    if args.role == "pub":
+        return publisher(args)
+    if args.no_profile:
+        set_profile(os.environ, None)
+    else:
+        set_profile(os.environ, args.profile.resolve())
+    result = subscriber(args)
+    print(json.dumps(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

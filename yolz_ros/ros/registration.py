@@ -1,0 +1,364 @@
+"""Registering an object: request -> views -> embedding -> feedback -> response.
+
+Plain logic over the service types (no node): ``register`` fills a RegisterObject response and
+returns the library's new snapshot, or None when the request was refused (the response then says
+what to fix). The caller serialises registrations and swaps the snapshot it gets.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from yolz_ros.runtime.crop import CropError, crop_view
+from yolz_ros.ros.cameras import find_camera
+from yolz_ros.ros.pipeline import decode_frame
+from yolz_ros.runtime.image import ACCEPTED
+from yolz_ros.ros.image_msgs import check_layout, msg_pixels, image_msg_to_array, view_to_image_msg
+from yolz_ros.runtime.library import LibraryError, validate_name
+from yolz_ros.runtime.limits import (MAX_IMAGE_PIXELS, MAX_REQUEST_BYTES, MAX_VIEW_BYTES,
+                             MAX_VIEW_PIXELS, MAX_VIEW_SIDE, MAX_VIEWS, MIN_VIEW_SIDE)
+from yolz_ros.msg import ViewFeedback
+# A view whose agreement with the object's mean is this far below the others' gets a note.
+DISAGREEMENT_MARGIN = 0.2
+DISAGREE_NOTE = "this view disagrees with the others: is it the same object?"
+
+
+class Refused(Exception):
+    """A request that cannot be carried out: ``message`` says what to fix; ``notes`` are
+    per-view notes {view index: text}."""
+
+    def __init__(self, message: str, notes: Optional[Dict[int, str]] = None):
+        super().__init__(message)
+        self.message = message
+        self.notes = notes or {}
+
+
+def disagreeing_views(agreement, margin: float = DISAGREEMENT_MARGIN) -> list:
+    """Indices of views whose agreement with the object's mean is far below the others' (more
+    than ``margin`` under the median of the rest). Needs at least 3 views to tell."""
+    agreement = np.asarray(agreement, np.float64).reshape(-1)
+    if agreement.size < 3:
+        return []
+    return [i for i in range(agreement.size)
+            if agreement[i] < float(np.median(np.delete(agreement, i))) - margin]
+
+
+def library_full(names: Sequence[str], name: str, max_objects: int) -> bool:
+    """True when adding ``name`` would exceed ``max_objects`` (replacing an object never does)."""
+    return name not in names and len(names) >= max_objects
+
+
+def check_request(name: str, num_views: int, names: Sequence[str], max_objects: int) -> None:
+    """The checks that need no pixels; raises Refused. (Duplicates are the library's check, made
+    under its lock when the object is stored.)"""
+    try:
+        validate_name(name)
+    except LibraryError as exc:
+        raise Refused(str(exc)) from None
+    if num_views == 0:
+        raise Refused(f"no views: send 1..{MAX_VIEWS} sensor_msgs/Image views of the object in "
+                      "'views'")
+    if num_views > MAX_VIEWS:
+        raise Refused(f"{num_views} views sent, at most {MAX_VIEWS} are accepted: send fewer "
+                      "views")
+    if library_full(names, name, max_objects):
+        raise Refused(f"the library is full ({len(names)} objects, max_objects={max_objects}): "
+                      "remove an object or raise max_objects")
+
+
+def decode_view(view) -> np.ndarray:
+    """sensor_msgs/Image -> HxWx3 RGB or HxWx4 RGBA uint8 (alpha = object mask); ValueError
+    saying what is wrong."""
+    if view.width < MIN_VIEW_SIDE or view.height < MIN_VIEW_SIDE:
+        raise ValueError(f"size {view.width}x{view.height} is too small: each side must be at "
+                         f"least {MIN_VIEW_SIDE} pixels")
+    if view.width > MAX_VIEW_SIDE or view.height > MAX_VIEW_SIDE:
+        raise ValueError(f"size {view.width}x{view.height} is too large: each side must be at "
+                         f"most {MAX_VIEW_SIDE} pixels (crop or scale the view to the object)")
+    if view.width * view.height > MAX_VIEW_PIXELS:
+        raise ValueError(f"size {view.width}x{view.height} is too large: at most "
+                         f"{MAX_VIEW_PIXELS} pixels per view (crop or scale the view to the "
+                         "object)")
+    if len(view.data) > MAX_VIEW_BYTES:
+        raise ValueError(f"{len(view.data)} bytes of data, over the limit of {MAX_VIEW_BYTES} "
+                         "bytes per view (crop or scale the view to the object)")
+    rgb, alpha = image_msg_to_array(view)
+    if alpha is not None:
+        rgb = np.dstack([rgb, alpha])
+    return np.ascontiguousarray(rgb, dtype=np.uint8)
+
+
+def check_request_bytes(views) -> None:
+    """Refused if the views' data together exceed MAX_REQUEST_BYTES (before any conversion)."""
+    total = sum(len(v.data) for v in views)
+    if total > MAX_REQUEST_BYTES:
+        raise Refused(f"the views carry {total} bytes together, over the limit of "
+                      f"{MAX_REQUEST_BYTES} bytes per request: send fewer or smaller views "
+                      "(the model sees each view at its own small input size)")
+
+
+def decode_views(views) -> List[np.ndarray]:
+    """All views, or Refused naming every bad one (and a note on each)."""
+    check_request_bytes(views)
+    out, notes = [], {}
+    for i, view in enumerate(views):
+        try:
+            out.append(decode_view(view))
+        except ValueError as exc:
+            notes[i] = str(exc)
+    if notes:
+        raise Refused("invalid views, nothing registered: "
+                      + "; ".join(f"view {i}: {t}" for i, t in notes.items())
+                      + f" (supported encodings: {ACCEPTED})", notes)
+    return out
+
+
+def view_feedback(num_views: int, agreement=None) -> List[ViewFeedback]:
+    """Per-view feedback: unused and empty without ``agreement``; with it, used, its agreement,
+    and DISAGREE_NOTE on views far below the others."""
+    fb = [ViewFeedback(index=i, used=False, agreement=0.0, note="") for i in range(num_views)]
+    if agreement is not None:
+        agreement = np.asarray(agreement, np.float32).reshape(-1)
+        for i, f in enumerate(fb):
+            f.used = True
+            f.agreement = float(agreement[i]) if i < agreement.size else 0.0
+        for i in disagreeing_views(agreement):
+            fb[i].note = DISAGREE_NOTE
+    return fb
+
+
+def _begin(response, library, num_views: int) -> None:
+    """A response that says 'refused' until the request succeeds."""
+    response.success = False
+    response.num_views_used = 0
+    response.names = list(library.snapshot.names)
+    response.view_feedback = view_feedback(num_views)
+
+
+def _refuse(response, refusal: Refused) -> None:
+    response.message = refusal.message
+    for i, note in refusal.notes.items():
+        if i < len(response.view_feedback):
+            response.view_feedback[i].note = note
+
+
+def _succeed(response, snapshot, embedding, message: str) -> None:
+    n = len(embedding.agreement)
+    response.success = True
+    response.num_views_used = n
+    response.names = list(snapshot.names)
+    response.view_feedback = view_feedback(n, embedding.agreement)
+    outliers = [f.index for f in response.view_feedback if f.note]
+    response.message = message
+    if outliers:
+        response.message += (f"; views {outliers} disagree with the others: check they show the "
+                             "same object")
+
+
+def _embed(embed_views: Callable, views):
+    try:
+        return embed_views(views)
+    except ValueError as exc:
+        raise Refused(f"the views could not be embedded: {exc}") from None
+
+
+@contextmanager
+def _storing(library):
+    """The library's errors while storing, as refusals that say what went wrong."""
+    try:
+        yield
+    except LibraryError as exc:
+        raise Refused(str(exc)) from None
+    except OSError as exc:
+        raise Refused(f"storing the object in {library.directory} failed: {exc}") from None
+
+
+def store_new(name: str, views, replace: bool, library, embed_views: Callable):
+    """Embed ``views`` (decoded arrays) and store them as object ``name``; (snapshot, embedding,
+    message) or Refused."""
+    replaced = name in library.snapshot.names
+    embedding = _embed(embed_views, views)
+    with _storing(library):
+        snapshot = library.add(name, views, embedding, replace=replace)
+    n = len(views)
+    verb = "replaced" if replaced else "registered"
+    return snapshot, embedding, f"{verb} {name!r} from {n} view{'s' if n != 1 else ''}"
+
+
+def store_more(name: str, views, library, embed_views: Callable):
+    """Append ``views`` to object ``name`` and re-embed it from all its views; (snapshot,
+    embedding, message) or Refused."""
+    with _storing(library):
+        validate_name(name)
+        snapshot, embedding = library.append_views(
+            name, views, lambda all_views: _embed(embed_views, all_views), MAX_VIEWS)
+    total = len(embedding.agreement)
+    return snapshot, embedding, (f"added {len(views)} view{'s' if len(views) != 1 else ''} to "
+                                 f"{name!r}, now {total} views")
+
+
+def register(request, response, library, embed_views: Callable, max_objects: int):
+    """Carry out a RegisterObject request against ``library`` (an ObjectLibrary) with
+    ``embed_views`` (Detector.embed_views). Returns the new snapshot, or None if refused."""
+    _begin(response, library, len(request.views))
+    try:
+        check_request(request.name, len(request.views), library.snapshot.names, max_objects)
+        views = decode_views(request.views)
+        snapshot, embedding, message = store_new(request.name, views, request.replace, library,
+                                                 embed_views)
+    except Refused as refusal:
+        _refuse(response, refusal)
+        return None
+    _succeed(response, snapshot, embedding, message)
+    return snapshot
+
+
+def add_views(request, response, library, embed_views: Callable):
+    """Carry out an AddViews request: the views are appended to the stored ones and the object
+    re-embedded from all of them. Returns the new snapshot, or None if refused."""
+    _begin(response, library, len(request.views))
+    try:
+        if len(request.views) == 0:
+            raise Refused(f"no views: send 1..{MAX_VIEWS} sensor_msgs/Image views in 'views'")
+        views = decode_views(request.views)
+        snapshot, embedding, message = store_more(request.name, views, library, embed_views)
+    except Refused as refusal:
+        _refuse(response, refusal)
+        return None
+    _succeed(response, snapshot, embedding, message)
+    return snapshot
+
+
+def get_object_views(request, response, library):
+    """Fill a GetObjectViews response with the stored views of ``request.name``."""
+    response.success = False
+    try:
+        validate_name(request.name)
+        obj = library.stored(request.name)
+        views = library.views(request.name)
+    except LibraryError as exc:
+        response.message = str(exc)
+        return response
+    except (OSError, ValueError) as exc:
+        response.message = f"reading the views of {request.name!r} failed: {exc}"
+        return response
+    response.success = True
+    response.model_id = obj.model_id
+    response.created = obj.created
+    response.views = [view_to_image_msg(v) for v in views]
+    response.message = f"{len(views)} view{'s' if len(views) != 1 else ''} of {request.name!r}"
+    return response
+
+
+def remove(request, response, library):
+    """Carry out a RemoveObject request; returns the new snapshot or None (response says why)."""
+    response.success = False
+    try:
+        validate_name(request.name)
+        snapshot = library.remove(request.name)
+    except LibraryError as exc:
+        response.message = str(exc)
+    except OSError as exc:
+        response.message = f"removing {request.name!r} failed: {exc}"
+    else:
+        response.success = True
+        response.message = f"removed {request.name!r}"
+        response.names = list(snapshot.names)
+        return snapshot
+    response.names = list(library.snapshot.names)
+    return None
+
+
+def list_objects(response, library, model_id: str):
+    entries = library.entries()
+    response.success = True
+    response.model_id = model_id
+    response.names = [n for n, _ in entries]
+    response.num_views = [int(v) for _, v in entries]
+    response.message = f"{len(entries)} object{'s' if len(entries) != 1 else ''}"
+    if library.skipped:
+        response.message += f"; unreadable entries skipped: {library.skipped}"
+    return response
+
+
+def decode_mask(msg) -> Optional[np.ndarray]:
+    """RegisterFromCamera's mask: None when empty (0x0), else a mono8 HxW array; Refused if it
+    is not mono8 (or 8UC1) or its layout is wrong."""
+    if msg.width == 0 and msg.height == 0 and len(msg.data) == 0:
+        return None
+    if str(msg.encoding).lower() not in ("mono8", "8uc1"):
+        raise Refused(f"the mask's encoding is {msg.encoding!r}: send mono8 (non-zero = object)")
+    try:
+        check_layout(msg, 1, np.uint8, len(msg.data))
+        if msg.width * msg.height > MAX_IMAGE_PIXELS:
+            raise ValueError(f"{msg.width}x{msg.height} is too large")
+        return msg_pixels(msg, 1, np.uint8)
+    except ValueError as exc:
+        raise Refused(f"bad mask: {exc}") from None
+
+
+def camera_view(request, camera, max_age_s: float, max_pixels: int):
+    """The view RegisterFromCamera asks for: (view array, header of its frame, box used), cut
+    from ``camera``'s newest frame; Refused if there is none, it is too old, or the box/mask
+    do not fit it."""
+    newest = camera.newest
+    if newest is None:
+        raise Refused(f"no frame received yet from camera {camera.resolved or camera.topic}: is "
+                      "it publishing?")
+    msg, arrived = newest
+    age = time.monotonic() - arrived
+    if max_age_s > 0 and age > max_age_s:
+        raise Refused(f"the newest frame from {camera.resolved} is {age:.1f} s old (limit "
+                      f"register_max_age={max_age_s:g} s): is the camera still publishing?")
+    mask = decode_mask(request.mask)
+    try:
+        rgb = decode_frame(msg, max_pixels)
+    except ValueError as exc:
+        raise Refused(f"the newest frame from {camera.resolved} cannot be used: {exc}") from None
+    box = request.box
+    try:
+        view, used = crop_view(rgb, (box.x_offset, box.y_offset, box.width, box.height), mask)
+    except CropError as exc:
+        raise Refused(str(exc)) from None
+    w, h = used[2], used[3]
+    if max(w, h) > MAX_VIEW_SIDE or w * h > MAX_VIEW_PIXELS:  # what a stored view may be
+        raise Refused(f"the box is {w}x{h} pixels, over the view limits ({MAX_VIEW_SIDE} a side, "
+                      f"{MAX_VIEW_PIXELS} pixels): draw a tighter box around the object")
+    return view, msg.header, used
+
+
+def register_from_camera(request, response, library, embed_views: Callable, cameras,
+                         max_objects: int, max_age_s: float, max_pixels: int):
+    """Carry out a RegisterFromCamera request: a view cut from the newest frame of the named
+    camera registers a new object (or, with ``append``, is added to an existing one). Returns
+    the new snapshot, or None if refused."""
+    _begin(response, library, 1)
+    try:
+        if request.append and request.replace:
+            raise Refused("set either replace (a new object) or append (more views), not both")
+        if request.append:
+            validate_name(request.name)
+        else:
+            check_request(request.name, 1, library.snapshot.names, max_objects)
+        try:
+            camera = find_camera(cameras, request.camera)
+        except LookupError as exc:
+            raise Refused(str(exc)) from None
+        view, header, used = camera_view(request, camera, max_age_s, max_pixels)
+        response.frame_header = header
+        response.box.x_offset, response.box.y_offset = used[0], used[1]
+        response.box.width, response.box.height = used[2], used[3]
+        if request.append:
+            snapshot, embedding, message = store_more(request.name, [view], library, embed_views)
+        else:
+            snapshot, embedding, message = store_new(request.name, [view], request.replace,
+                                                     library, embed_views)
+    except (Refused, LibraryError) as refusal:
+        _refuse(response, refusal if isinstance(refusal, Refused) else Refused(str(refusal)))
+        return None
+    _succeed(response, snapshot, embedding, message + f" (frame of {camera.resolved}, box x="
+             f"{used[0]} y={used[1]} {used[2]}x{used[3]})")
+    return snapshot

@@ -1,0 +1,46 @@
+"""ONNX Runtime backend: one InferenceSession per graph; CUDA provider if requested and present."""
+from __future__ import annotations
+
+import numpy as np
+
+from yolz_ros.runtime.backends.base import Backend, BackendError
+from yolz_ros.runtime.model_info import ModelInfo
+
+
+def cuda_available() -> bool:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+class OnnxRuntimeBackend(Backend):
+    def __init__(self, info: ModelInfo, device: str = "cpu", num_threads: int = 0):
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise BackendError("onnxruntime is not installed: pip install onnxruntime "
+                               "(or onnxruntime-gpu)") from e
+        if device == "cuda" and not cuda_available():
+            raise BackendError("ONNX Runtime has no CUDAExecutionProvider here: install "
+                               "onnxruntime-gpu, or use device='cpu'")
+        providers = (["CUDAExecutionProvider"] if device == "cuda" else []) + \
+            ["CPUExecutionProvider"]
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(num_threads)  # 0: ONNX Runtime picks (all cores)
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._embedder = ort.InferenceSession(str(info.embedder_path), opts, providers=providers)
+        self._detector = ort.InferenceSession(str(info.detector_path), opts, providers=providers)
+        self.name = f"onnxruntime-{device}"
+        self.version = ort.__version__
+
+    def embed(self, views: np.ndarray) -> np.ndarray:
+        # Contiguous float32 numpy inputs are read in place by the CPU provider (no copy).
+        views = np.ascontiguousarray(views, np.float32)
+        return self._embedder.run(["embeddings"], {"views": views})[0]
+
+    def detect(self, image: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+        feeds = {"image": np.ascontiguousarray(image, np.float32),
+                 "embeddings": np.ascontiguousarray(embeddings, np.float32)}
+        return self._detector.run(["probabilities"], feeds)[0]

@@ -1,0 +1,236 @@
+"""Depth -> 3D: where a detected object is in the camera's optical frame.
+
+Plain Python (numpy; message objects are read by attribute). Reading depth images from their
+topics and matching them to frames is yolz_ros.ros.depth_input.
+
+Assumptions (README, "3D position from depth"): the depth image is *registered to the colour
+image* (same size, same optical frame, pixel (u, v) of one is pixel (u, v) of the other), as
+RealSense `aligned_depth_to_color`, Azure Kinect `depth_to_rgb` or ZED depth publish it. Units come
+from the encoding: 16UC1 = millimetres, 32FC1 = metres; 0, NaN, inf and negative values mean "no
+depth". The optical frame is x right, y down, z forward (REP 103); the point is in metres.
+
+A detection's 3D point is the centre of the object's visible surface: the detection's strongest
+cells seed a segmentation of the depth image (reference depth, depth band, minus the support
+plane and depth jumps, the connected area; see ``locate``), and the point is the mean of that
+surface's points back-projected through the camera matrix K. The detection grid is coarse
+(16 px cells); the depth segmentation gives the object's own pixels, so the point does not move
+with how well the cells happen to cover the object.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import cv2
+import numpy as np
+
+BAND_MIN_M = 0.05  # surface candidates lie within this of the reference depth, or within ...
+WINDOW_GROW = 1.0  # ... the region's size; the search window is the region grown by its size,
+WINDOW_MIN_CELLS = 4  # and by at least this many cells (a peak at the object's edge is small)
+PLANE_TOL_M = 0.012  # a pixel this close to the support plane belongs to the plane
+PLANE_MIN_SHARE = 0.2  # a plane counts when it holds this share of the window's points
+PLANE_SAMPLES = 3000  # points the plane is fitted on (a random subset; deterministic seed)
+PLANE_ITERATIONS = 64
+EDGE_M = 0.01  # neighbours whose depths differ by more than EDGE_M + 1 % of the range are on
+#                different surfaces
+MIN_SURFACE_PIXELS = 20  # fewer valid pixels than this on the surface: no 3D point
+
+
+class DepthError(ValueError):
+    """Depth or camera_info that cannot be used; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """The pinhole part of sensor_msgs/CameraInfo: K = [fx 0 cx; 0 fy cy; 0 0 1] for an image
+    of width x height pixels (pixel (u, v) integer = the centre of that pixel)."""
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    @classmethod
+    def from_camera_info(cls, msg) -> "Intrinsics":
+        k = [float(v) for v in msg.k]
+        if len(k) != 9 or not all(np.isfinite(k)) or k[0] <= 0 or k[4] <= 0:
+            raise DepthError(f"camera_info has no usable camera matrix K (fx={k[0] if k else 0}, "
+                             f"fy={k[4] if len(k) > 4 else 0}): is the camera calibrated?")
+        if msg.width <= 0 or msg.height <= 0:
+            raise DepthError(f"camera_info size {msg.width}x{msg.height} is empty")
+        return cls(k[0], k[4], k[2], k[5], int(msg.width), int(msg.height))
+
+    def check_image(self, width: int, height: int, what: str) -> None:
+        if (width, height) != (self.width, self.height):
+            raise DepthError(f"camera_info is for {self.width}x{self.height} images but the "
+                             f"{what} is {width}x{height}: publish the camera_info of the colour "
+                             "image the depth is registered to")
+
+
+@dataclass(frozen=True)
+class Point3D:
+    xyz: Tuple[float, float, float]  # metres, optical frame
+    size: Tuple[float, float, float]  # 5-95 % extent of the surface points, metres
+    pixels: int  # surface pixels that made it
+
+
+def region_cells(grid: np.ndarray, peak_rc: Tuple[int, int], threshold: float) -> np.ndarray:
+    """Bool [rows, cols]: the 4-connected cells >= threshold that hold the peak cell."""
+    mask = (grid >= threshold).astype(np.uint8)
+    mask[peak_rc] = 1
+    _, labels = cv2.connectedComponents(mask, connectivity=4)
+    return labels == labels[peak_rc]
+
+
+def _pixels_of(cells: np.ndarray, boxes: np.ndarray, shape) -> np.ndarray:
+    """Bool HxW: the source pixels of the given cells (boxes [rows, cols, 4] source pixels)."""
+    out = np.zeros(shape, bool)
+    h, w = shape
+    for r, c in zip(*np.nonzero(cells)):
+        x0, y0, x1, y1 = boxes[r, c]
+        xa, xb = int(np.floor(x0)), min(w, int(np.ceil(x1)))
+        ya, yb = int(np.floor(y0)), min(h, int(np.ceil(y1)))
+        out[max(0, ya):yb, max(0, xa):xb] = True
+    return out
+
+
+def _window(ys: np.ndarray, xs: np.ndarray, shape, cell: float) -> Tuple[slice, slice]:
+    """The search window around the region's pixels (ys, xs): their bounding box grown on every
+    side by its own size (at least WINDOW_MIN_CELLS cells), clipped to an image of ``shape``.
+    The object can reach past the cells that found it."""
+    h, w = shape
+    gx = int(max(WINDOW_MIN_CELLS * cell, WINDOW_GROW * (np.ptp(xs) + 1)))
+    gy = int(max(WINDOW_MIN_CELLS * cell, WINDOW_GROW * (np.ptp(ys) + 1)))
+    return (slice(max(0, ys.min() - gy), min(h, ys.max() + gy + 1)),
+            slice(max(0, xs.min() - gx), min(w, xs.max() + gx + 1)))
+
+
+def _back_project(depth: np.ndarray, intrinsics: Intrinsics, u0: int, v0: int) -> np.ndarray:
+    """[h, w, 3] optical-frame points of a depth crop whose top-left pixel is (u0, v0)."""
+    h, w = depth.shape
+    v, u = np.mgrid[v0:v0 + h, u0:u0 + w]
+    z = np.where(np.isfinite(depth), depth, 0.0).astype(np.float64)
+    return np.stack([(u - intrinsics.cx) * z / intrinsics.fx,
+                     (v - intrinsics.cy) * z / intrinsics.fy, z], axis=-1)
+
+
+def _plane(points: np.ndarray, rng: np.random.Generator):
+    """RANSAC: (unit normal, offset, inlier count) of the plane through most ``points``."""
+    best, best_n = None, 0
+    for _ in range(PLANE_ITERATIONS):
+        a, b, c = points[rng.choice(len(points), 3, replace=False)]
+        normal = np.cross(b - a, c - a)
+        norm = np.linalg.norm(normal)
+        if norm < 1e-12:
+            continue
+        normal /= norm
+        offset = -float(normal @ a)
+        n = int((np.abs(points @ normal + offset) < PLANE_TOL_M).sum())
+        if n > best_n:
+            best, best_n = (normal, offset), n
+    return best, best_n
+
+
+def support_plane(points: np.ndarray, outside_core: np.ndarray, core: np.ndarray):
+    """Bool mask of ``points`` [h, w, 3] on the surface the object stands on or leans against:
+    the largest plane among the points outside the core (valid ones), unless the core lies on
+    it (then it is the object's own face, and the next largest plane is tried once)."""
+    rng = np.random.default_rng(0)
+    sample = points[outside_core]
+    for _ in range(2):
+        if len(sample) < 3 * 10:
+            break
+        fit = sample if len(sample) <= PLANE_SAMPLES else \
+            sample[rng.choice(len(sample), PLANE_SAMPLES, replace=False)]
+        plane, n = _plane(fit, rng)
+        if plane is None or n < PLANE_MIN_SHARE * len(fit):
+            break
+        normal, offset = plane
+        on = np.abs(points @ normal + offset) < PLANE_TOL_M
+        if not core.any() or on[core].mean() < 0.5:
+            return on
+        sample = sample[np.abs(sample @ normal + offset) >= PLANE_TOL_M]
+    return np.zeros(points.shape[:2], bool)
+
+
+def depth_edges(depth: np.ndarray, z_ref: float) -> np.ndarray:
+    """Bool mask of pixels next to a depth jump (two valid neighbours on different surfaces)."""
+    jump = EDGE_M + 0.01 * z_ref
+    out = np.zeros(depth.shape, bool)
+    with np.errstate(invalid="ignore"):
+        dx = np.abs(np.diff(depth, axis=1)) > jump  # NaN compares False: holes are no edges
+        dy = np.abs(np.diff(depth, axis=0)) > jump
+    out[:, 1:] |= dx
+    out[:, :-1] |= dx
+    out[1:, :] |= dy
+    out[:-1, :] |= dy
+    return out
+
+
+def locate(depth_m: np.ndarray, intrinsics: Intrinsics, grid: np.ndarray, boxes: np.ndarray,
+           peak_rc: Tuple[int, int], threshold: float) -> Tuple[Optional[Point3D], str]:
+    """The 3D point of one detection, or (None, why not): the centre of the visible surface of
+    the object, segmented in the depth image from the detection's strongest cells.
+
+    1. reference depth: the median valid depth of the peak cell (where the cells straddle two
+       objects, the one the peak is on), else of the region's strongest cells (the upper half
+       of its scores);
+    2. in a window around the region, candidates are valid pixels within max(5 cm, the region's
+       size in metres) of it, minus the support plane (the table or wall the object touches,
+       RANSAC) and minus pixels at depth jumps;
+    3. the surface is the connected candidate area that holds most of the strongest cells; its
+       back-projected points' mean is the point, their 5-95 % extent the size.
+
+    depth_m: float32 HxW metres (NaN = none), registered to the colour image; grid: the object's
+    probabilities [rows, cols]; boxes: cell boxes [rows, cols, 4] in source pixels; peak_rc: the
+    peak cell; threshold: the detection threshold (the region is the cells above it)."""
+    region = region_cells(grid, peak_rc, threshold)
+    score = float(grid[peak_rc])
+    core = region & (grid >= threshold + 0.5 * (score - threshold))
+    core[peak_rc] = True
+    core_px = _pixels_of(core, boxes, depth_m.shape)
+    peak = np.zeros_like(core)
+    peak[peak_rc] = True
+    z_ref = None
+    for cells in (peak, core):  # the peak cell's depth, else the strongest cells'
+        values = depth_m[_pixels_of(cells, boxes, depth_m.shape)]
+        values = values[np.isfinite(values)]
+        if values.size:
+            z_ref = float(np.median(values))
+            break
+    if z_ref is None:
+        return None, "no valid depth at the detection's peak cells (all 0 or NaN)"
+
+    region_px = _pixels_of(region, boxes, depth_m.shape)
+    if not region_px.any():
+        return None, "the detection region covers no pixel of the depth image"
+    cell = float(np.max(boxes[..., 2] - boxes[..., 0]))  # source pixels per cell (not padding)
+    ys, xs = np.nonzero(region_px)
+    rows, cols = _window(ys, xs, region_px.shape, cell)
+    depth = depth_m[rows, cols]
+    core_w = core_px[rows, cols]
+    valid = np.isfinite(depth)
+    points = _back_project(depth, intrinsics, cols.start, rows.start)
+    size_px = max(np.ptp(ys), np.ptp(xs)) + 1
+    band = max(BAND_MIN_M, size_px * z_ref / intrinsics.fx)
+    with np.errstate(invalid="ignore"):
+        candidates = valid & (np.abs(depth - z_ref) <= band)
+    candidates &= ~support_plane(points, valid & ~core_w, core_w & valid)
+    candidates &= ~depth_edges(depth, z_ref)
+    _, labels = cv2.connectedComponents(candidates.astype(np.uint8), connectivity=4)
+    seeds = labels[core_w & candidates]
+    seeds = seeds[seeds > 0]
+    if seeds.size == 0:
+        return None, (f"no surface near {z_ref:.3f} m at the detection's peak cells (only "
+                      "the support plane or depth edges there)")
+    surface = labels == np.bincount(seeds).argmax()
+    if surface.sum() < MIN_SURFACE_PIXELS:
+        return None, (f"only {int(surface.sum())} pixels with valid depth on the object's "
+                      "surface")
+    pts = points[surface]
+    lo, hi = np.percentile(pts, [5, 95], axis=0)
+    return Point3D(tuple(float(a) for a in pts.mean(axis=0)), tuple(float(a) for a in hi - lo),
+                   int(surface.sum())), ""
+
+

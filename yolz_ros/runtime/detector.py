@@ -1,0 +1,171 @@
+"""The Python API of the runtime: embed reference views, detect registered objects in images.
+
+    det = Detector()                                    # the shipped model, best backend here
+    mug = det.embed_views([view1, view2, view3])        # RGB / RGBA uint8 arrays
+    result = det.detect(rgb, np.stack([mug.vector]))    # probabilities [K, rows, cols]
+    for peaks in det.peaks(result): ...
+
+No ROS and no torch here; the node and the CLIs build on this.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from yolz_ros.runtime.backends import create_backend
+from yolz_ros.runtime.decode import Peak, decode_peaks
+from yolz_ros.runtime.geometry import ALPHA_VISIBLE, Letterbox, cell_boxes, letterbox, prepare_view
+from yolz_ros.runtime.model_info import ModelInfo
+from yolz_ros.runtime.object_tokens import object_tokens, token_mask
+
+MIN_NORM = 1e-6  # a mean of views this short has no direction (views that cancel out)
+
+
+@dataclass(frozen=True)
+class ObjectEmbedding:
+    vector: np.ndarray  # float32 [E]: v1 the unit mean of the views; v2 T unit tokens, flattened
+    per_view: np.ndarray  # float32 [N, E] (v2: [N, D], each view's unit mean token)
+    agreement: np.ndarray  # float32 [N]: cosine of each view to the object's mean
+
+
+@dataclass(frozen=True)
+class DetectionResult:
+    probabilities: np.ndarray  # float32 [K, rows, cols]; cells wholly in padding are 0
+    letterbox: Letterbox
+    boxes: np.ndarray  # float32 [rows, cols, 4]: x0, y0, x1, y1 source pixels (read-only)
+    latency_ms: float  # letterbox + inference + masking
+
+
+class Detector:
+    def __init__(self, model_dir=None, backend: str = "auto", device: str = "cuda",
+                 precision: str = "fp16", max_objects: int = 64, cache_dir=None,
+                 num_threads: int = 0, logger: Optional[logging.Logger] = None):
+        self.info = ModelInfo.load(model_dir)
+        self.model_id = self.info.model_id
+        self.max_objects = int(max_objects)
+        self.backend = create_backend(self.info, backend, device, precision, self.max_objects,
+                                      cache_dir, num_threads, logger)
+        self.backend_name = self.backend.name
+        h, w = self.info.input_size
+        # Preprocessing buffers, allocated once; the lock makes concurrent detect() calls safe.
+        self._canvas = np.empty((h, w, 3), np.uint8)
+        self._input = np.empty((1, 3, h, w), np.float32)
+        self._lock = threading.Lock()
+        self._cells: Tuple[Optional[Letterbox], Optional[tuple]] = (None, None)
+
+    # ------------------------------------------------------------------ registration
+    def embed_views(self, views: Sequence[np.ndarray]) -> ObjectEmbedding:
+        """Embed an object from its reference views (each HxWx3 RGB or HxWx4 RGBA uint8)."""
+        if views is None or len(views) == 0:
+            raise ValueError("no views given: send at least one RGB or RGBA image of the object "
+                             f"(the model was trained with {self.info.views_per_object})")
+        split = [_split_view(i, view) for i, view in enumerate(views)]
+        if self.info.tokens is not None:
+            return self._embed_tokens(split)
+        v, pad = self.info.view_size, self.info.pad_value
+        batch = np.empty((len(views), 3, v, v), np.float32)
+        for i, (rgb, alpha) in enumerate(split):
+            batch[i] = prepare_view(rgb, alpha, v, pad).transpose(2, 0, 1)
+        per_view = np.asarray(self.backend.embed(batch), np.float32)
+        mean = per_view.mean(axis=0)
+        norm = float(np.linalg.norm(mean))
+        if not np.isfinite(norm) or norm < MIN_NORM:
+            raise ValueError("the views' embeddings cancel out (no common direction); send views "
+                             "that show the same object")
+        vector = mean / norm
+        agreement = per_view @ vector / np.maximum(np.linalg.norm(per_view, axis=1), MIN_NORM)
+        return ObjectEmbedding(vector.astype(np.float32), per_view, agreement.astype(np.float32))
+
+    def _embed_tokens(self, split) -> ObjectEmbedding:
+        """yolz-model/2: tokens of every view at every view size -> T object tokens, flattened."""
+        spec, pad = self.info.tokens, self.info.pad_value
+        pooled = []  # per view size: [N, g*g, D] tokens and [N, g*g] masks
+        for s in self.info.view_sizes:
+            batch = np.empty((len(split), 3, s, s), np.float32)
+            masks = []
+            for i, (rgb, alpha) in enumerate(split):
+                batch[i] = prepare_view(rgb, alpha, s, pad).transpose(2, 0, 1)
+                masks.append(token_mask(alpha, rgb.shape[:2], s, spec.patch,
+                                        spec.min_alpha_fraction,
+                                        spec.no_alpha_centre).reshape(-1))
+            tokens = np.asarray(self.backend.embed(batch), np.float32)  # [N, D, g, g]
+            pooled.append((tokens.reshape(len(split), spec.dim, -1).transpose(0, 2, 1),
+                           np.stack(masks)))
+        all_tokens = np.concatenate([t[m] for t, m in pooled])
+        slots, _ = object_tokens(all_tokens, spec.count)
+        per_view = np.stack([np.concatenate([t[i][m[i]] for t, m in pooled]).mean(axis=0)
+                             for i in range(len(split))])
+        per_view /= np.maximum(np.linalg.norm(per_view, axis=1, keepdims=True), MIN_NORM)
+        agreement = per_view @ slots[0]
+        return ObjectEmbedding(slots.reshape(-1), per_view.astype(np.float32),
+                               agreement.astype(np.float32))
+
+    # ------------------------------------------------------------------ detection
+    def detect(self, rgb: np.ndarray, embeddings: np.ndarray) -> DetectionResult:
+        """Probabilities of K objects (embeddings float32 [K, E]) in an RGB uint8 HxWx3 image."""
+        start = time.perf_counter()
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or 0 in rgb.shape:
+            raise ValueError(f"detect needs an RGB uint8 HxWx3 image, got {rgb.shape} {rgb.dtype}"
+                             " (see yolz_ros.runtime.image for conversions)")
+        objects = _check_embeddings(embeddings, self.info.embedding_dim, self.max_objects)
+        rows, cols = self.info.rows, self.info.cols
+        if len(objects) == 0:  # nothing registered: no need to run the network
+            lb = Letterbox.fit(rgb.shape[:2], self.info.input_size)
+            probs = np.zeros((0, rows, cols), np.float32)
+            boxes, _ = self._cell_boxes(lb)
+        else:
+            with self._lock:
+                _, lb = letterbox(rgb, self.info.input_size, self.info.pad_value, self._canvas)
+                np.copyto(self._input[0], self._canvas.transpose(2, 0, 1))
+                probs = np.asarray(self.backend.detect(self._input, objects), np.float32)
+            boxes, padding = self._cell_boxes(lb)
+            probs[:, padding] = 0.0
+        latency_ms = (time.perf_counter() - start) * 1e3
+        return DetectionResult(probs, lb, boxes, latency_ms)
+
+    def peaks(self, result: DetectionResult, threshold: Optional[float] = None
+              ) -> List[List[Peak]]:
+        """Per object, its peaks (regions of cells >= threshold, default the model's)."""
+        t = self.info.default_threshold if threshold is None else float(threshold)
+        return [decode_peaks(grid, result.boxes, t) for grid in result.probabilities]
+
+    def _cell_boxes(self, lb: Letterbox):
+        """Cell boxes and padding mask, recomputed only when the source size changes."""
+        cached_lb, cells = self._cells
+        if cached_lb != lb:
+            boxes, padding = cell_boxes(lb, self.info.rows, self.info.cols, self.info.stride)
+            boxes.setflags(write=False)  # shared by every result of this source size
+            cells = (boxes, padding)
+            self._cells = (lb, cells)
+        return cells
+
+
+def _split_view(i: int, view) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    arr = np.asarray(view)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] not in (3, 4) or 0 in arr.shape:
+        raise ValueError(f"view {i}: need an HxWx3 RGB or HxWx4 RGBA uint8 image, got "
+                         f"{arr.shape} {arr.dtype}")
+    if arr.shape[2] == 3:
+        return arr, None
+    alpha = arr[:, :, 3]
+    if not (alpha >= ALPHA_VISIBLE).any():
+        raise ValueError(f"view {i} is fully transparent (every alpha < {ALPHA_VISIBLE}): "
+                         "nothing of the object is visible")
+    return arr[:, :, :3], alpha
+
+
+def _check_embeddings(embeddings, dim: int, max_objects: int) -> np.ndarray:
+    objects = np.ascontiguousarray(embeddings, np.float32)
+    if objects.ndim != 2 or objects.shape[1] != dim:
+        raise ValueError(f"embeddings must be float32 [K, {dim}], got shape {objects.shape}")
+    if len(objects) > max_objects:
+        raise ValueError(f"{len(objects)} objects, more than max_objects={max_objects}")
+    if not np.isfinite(objects).all():
+        raise ValueError("embeddings contain NaN or inf")
+    return objects
