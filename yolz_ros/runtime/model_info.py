@@ -184,4 +184,4 @@ def default_model_dir() -> Path:
         # not installed, or no ROS environment (get_package_share_directory raises OSError when
         # AMENT_PREFIX_PATH is unset): use the source tree
         pass
-    return Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL
+    return Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL
