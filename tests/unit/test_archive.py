@@ -233,6 +233,66 @@ def test_refuses_directory_mode_member(tmp_path):
     refused(write_zip(tmp_path / "a.yolz", members), "not a regular file")
 
 
+@pytest.mark.parametrize("kind", [stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK])
+def test_refuses_device_fifo_and_socket_members(tmp_path, kind):
+    members = good_members()
+    info, png = members[1]
+    members[1] = (member(info.filename, mode=kind | 0o600), png)
+    refused(write_zip(tmp_path / "a.yolz", members), repr(info.filename), "not a regular file")
+
+
+def test_refuses_member_with_the_dos_directory_attribute(tmp_path):
+    members = good_members()
+    info, png = members[1]
+    dos_dir = member(info.filename, mode=0o600)
+    dos_dir.external_attr |= 0x10  # FILE_ATTRIBUTE_DIRECTORY, as DOS/Windows writers mark one
+    members[1] = (dos_dir, png)
+    refused(write_zip(tmp_path / "a.yolz", members), "marked as a directory")
+
+
+# ------------------------------------------------------------------------------------------
+# archives re-packed by other zip writers: permission bits without a file type are plain files
+def repacked(path, out, info_for):
+    """``path``'s members written again, one by one, with plain zipfile into ``out``;
+    ``info_for(name)`` is what writestr gets (a name string or a ZipInfo)."""
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(info_for(name), src.read(name))
+    return out
+
+
+def _bare_info(name):
+    info = zipfile.ZipInfo(name)
+    info.external_attr = 0o600 << 16  # permission bits only, no S_IFREG
+    return info
+
+
+@pytest.mark.parametrize("info_for", [lambda name: name, _bare_info],
+                         ids=["writestr-name", "zipinfo-0o600"])
+def test_archive_repacked_by_plain_zipfile_reads_back(tmp_path, info_for):
+    views = make_views(3)
+    original = write_archive(tmp_path / "mug.yolz", "mug", views, model_id="yolz-v2",
+                             created="2025-01-02T03:04:05Z")
+    copy = repacked(original, tmp_path / "copy.yolz", info_for)
+    with zipfile.ZipFile(copy) as zf:  # what zipfile writes: 0o600 and no file type
+        modes = {i.external_attr >> 16 for i in zf.infolist()}
+    assert modes == {0o600} and not any(stat.S_IFMT(m) for m in modes)
+    got = read_archive(copy)
+    assert (got.name, got.model_id, got.created) == ("mug", "yolz-v2", "2025-01-02T03:04:05Z")
+    assert len(got.views) == len(views)
+    for want, have in zip(views, got.views):
+        assert have.dtype == np.uint8 and np.array_equal(want, have)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o600, 0o400], ids=oct)
+def test_members_with_permission_bits_only_are_plain_files(tmp_path, mode):
+    # (a mode of 0 cannot be written this way: zipfile's writestr turns it into 0o600)
+    members = [(member(info.filename, info.compress_type, mode=mode), data)
+               for info, data in good_members(make_views(2))]
+    got = read_archive(write_zip(tmp_path / "a.yolz", members))
+    assert got.name == "mug" and len(got.views) == 2
+
+
 def test_refuses_encrypted_member(tmp_path):
     data = bytearray(zip_bytes(good_members()))
     zf = zipfile.ZipFile(io.BytesIO(bytes(data)))

@@ -14,8 +14,10 @@ importing node embeds the views again with its own model. No embeddings travel i
 Archives come from other people, so reading trusts nothing in them: the file, each member and
 the sum of members are held to size limits (declared sizes are checked, and reads stop at the
 limit whatever the header says); only the members the manifest lists are accepted, under fixed
-names; symlinks, directories and encrypted members are refused; each view's sha256 is checked
-and its PNG header size is read before it is decoded. Nothing is ever extracted to disk.
+names; symlinks, directories, devices and encrypted members are refused (a mode with permission
+bits but no file type, as Python's zipfile and other writers record it, is a plain file); each
+view's sha256 is checked and its PNG header size is read before it is decoded. Nothing is ever
+extracted to disk.
 """
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ _FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # member timestamps: the same views give th
 _END_RECORD = b"PK\x05\x06"
 _END_RECORD_SIZE = 22
 _ZIP64_LOCATOR = b"PK\x06\x07"
+_DOS_DIRECTORY = 0x10  # the MS-DOS attribute byte's directory flag (low byte of external_attr)
 
 
 class ArchiveError(ValueError):
@@ -210,11 +213,16 @@ def _check_member(info: zipfile.ZipInfo) -> None:
     if problem:
         raise ArchiveError(f"{label} is {problem}; a .yolz archive holds only {MANIFEST} and "
                            "views/view_NNN.png files")
-    mode = info.external_attr >> 16
+    mode = info.external_attr >> 16  # the Unix mode, where the writer recorded one
+    kind = stat.S_IFMT(mode)
     if stat.S_ISLNK(mode):
         raise ArchiveError(f"{label} is a symbolic link; refused")
-    if mode and not stat.S_ISREG(mode):
+    # Many zip writers (Python's zipfile among them: 0o600) record permission bits without a
+    # file type; such a member is a plain file. A type other than a regular file is refused.
+    if kind and kind != stat.S_IFREG:
         raise ArchiveError(f"{label} is not a regular file (mode {oct(mode)}); refused")
+    if info.external_attr & _DOS_DIRECTORY:
+        raise ArchiveError(f"{label} is marked as a directory; refused")
     if info.flag_bits & 0x1:
         raise ArchiveError(f"{label} is encrypted; .yolz archives are never encrypted")
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
