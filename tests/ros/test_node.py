@@ -443,6 +443,10 @@ def test_managed_node_lifecycle(ros, tiny_model, tmp_path):
         wait_ready(ros, proc)
         assert register(ros, "box", object_views(3, seed=3)).success  # serving while inactive
         assert ros.frames.get_subscription_count() == 0, "camera subscribed while inactive"
+        labels = []
+        ros.node.create_subscription(LabelInfo, f"{NODE}/label_info", labels.append, LATCHED)
+        ros.spin_for(1.0)
+        assert not labels, "an inactive node published (its outputs are lifecycle publishers)"
         probs = []
         ros.node.create_subscription(ObjectProbabilities, f"{NODE}/probabilities",
                                      probs.append, 10)
@@ -457,6 +461,7 @@ def test_managed_node_lifecycle(ros, tiny_model, tmp_path):
             probs.clear()
             assert ros.spin_until(frames_arrive, 10.0), "no output while active"
             assert list(probs[-1].names) == ["box"]
+            assert labels and labels[-1].class_map[0].class_name == "box", "label_info on activate"
             assert ros.spin_until(lambda: depth.get_subscription_count() == 1, 5.0)
             assert change_state(ros, Transition.TRANSITION_DEACTIVATE)
             assert ros.spin_until(lambda: ros.frames.get_subscription_count() == 0, 5.0), \

@@ -162,21 +162,18 @@ class YolzCore:
         for topic, key in zip(cfg.image_topics, camera_keys(cfg.image_topics)):
             cam = Camera(topic, key)
             prefix = output_prefix(key, len(cfg.image_topics))
-            cam.pub_probabilities = self._keep(node.create_publisher(
-                ObjectProbabilities, prefix + "probabilities", out_qos))
-            cam.pub_detections = self._keep(node.create_publisher(
-                Detection2DArray, prefix + "detections", out_qos))
-            cam.pub_overlay = self._keep(node.create_publisher(Image, prefix + "overlay",
-                                                               out_qos))
+            cam.pub_probabilities = self._output(ObjectProbabilities, prefix + "probabilities",
+                                                 out_qos)
+            cam.pub_detections = self._output(Detection2DArray, prefix + "detections", out_qos)
+            cam.pub_overlay = self._output(Image, prefix + "overlay", out_qos)
             cameras.append(cam)
         if cfg.use_depth:
             for cam, depth, info in zip(cameras, cfg.depth_topics, cfg.camera_info_topics):
                 prefix = output_prefix(cam.key, len(cameras))
                 cam.depth, cam.depth_topic, cam.info_topic = DepthStore(), depth, info
-                cam.pub_detections_3d = self._keep(node.create_publisher(
-                    Detection3DArray, prefix + "detections_3d", out_qos))
-                cam.pub_markers = self._keep(node.create_publisher(
-                    MarkerArray, prefix + "markers", out_qos))
+                cam.pub_detections_3d = self._output(Detection3DArray, prefix + "detections_3d",
+                                                     out_qos)
+                cam.pub_markers = self._output(MarkerArray, prefix + "markers", out_qos)
         transform = None
         if cfg.target_frame:
             from yolz_ros.ros.transform import TargetFrame
@@ -186,8 +183,8 @@ class YolzCore:
                 raise StartupError(str(exc)) from None
         self.pipeline = Pipeline(cameras, detector, cfg.max_image_pixels, self._frame_state,
                                  self._frame_error, self._frame_warning, transform)
-        self.pub_label_info = self._keep(node.create_publisher(LabelInfo, "~/label_info",
-                                                               latched))
+        self.pub_label_info = self._output(LabelInfo, "~/label_info", latched)
+        # /diagnostics reports every state, inactive included: a plain publisher
         self.pub_diagnostics = self._keep(node.create_publisher(DiagnosticArray, "/diagnostics",
                                                                 10))
         g = self._service_group
@@ -206,7 +203,6 @@ class YolzCore:
         self._keep(node.create_timer(1.0, self._publish_diagnostics,
                                      callback_group=self._diag_group))
         self.configured = True
-        self._publish_label_info()
 
     def activate(self):
         """Subscribe to the cameras and start the worker."""
@@ -246,6 +242,7 @@ class YolzCore:
                               f" (frame: {cfg.target_frame or 'the image header frame_id'})")
         self.pipeline.start()
         self.active = True
+        self._publish_label_info()  # (re)latched now that the outputs publish
 
     def deactivate(self):
         """Stop the worker and release the cameras (pending frames count as dropped)."""
@@ -275,8 +272,17 @@ class YolzCore:
         self._entities.append(entity)
         return entity
 
+    def _output(self, msg_type, topic, qos):
+        """An output publisher: a lifecycle publisher on the managed node (it publishes only
+        while active, as nav2-style managers expect), a plain one on the plain node."""
+        create = getattr(self.node, "create_lifecycle_publisher", self.node.create_publisher)
+        return self._keep(create(msg_type, topic, qos))
+
     def _destroy(self, entity):
         node = self.node
+        if type(entity).__name__ == "LifecyclePublisher":
+            node.destroy_lifecycle_publisher(entity)
+            return
         for kind, destroy in (("Publisher", node.destroy_publisher),
                               ("Service", node.destroy_service),
                               ("Timer", node.destroy_timer)):
@@ -394,8 +400,9 @@ def _lifecycle_node_class():
             return TransitionCallbackReturn.SUCCESS
 
         def on_activate(self, state):
+            result = super().on_activate(state)  # enables the lifecycle publishers first
             self.core.activate()
-            return super().on_activate(state)
+            return result
 
         def on_deactivate(self, state):
             self.core.deactivate()
