@@ -11,7 +11,7 @@ Plain Python: no rclpy here (only :func:`descriptor` builds rcl_interfaces messa
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, make_dataclass, replace
 from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 DEVICE_RE = re.compile(r"cpu|cuda(:\d{1,2})?")
@@ -148,25 +148,25 @@ def check_changes(changes: Mapping[str, Any], configured: bool) -> Optional[str]
     return None
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The live values, replaced whole by the parameter callback; read once per frame."""
-    threshold: float = -1.0
-    max_rate: float = 0.0
-    publish_overlay: bool = True
-    overlay_alpha: float = 0.5
-    draw_peaks: bool = True
-    depth_tolerance: float = 0.02
-    depth_timeout: float = 0.1
-    publish_markers: bool = True
-    register_max_age: float = 2.0
+_FIELD_TYPES = {"string": str, "double": float, "integer": int, "bool": bool,
+                "string_array": Tuple[str, ...]}
 
-    @classmethod
-    def from_values(cls, values: Mapping[str, Any]) -> "Settings":
-        return cls(**{n: values[n] for n in LIVE})
 
-    def updated(self, changes: Mapping[str, Any]) -> "Settings":
-        return replace(self, **{n: v for n, v in changes.items() if n in LIVE})
+def _settings_from_values(cls, values: Mapping[str, Any]):
+    return cls(**{n: values[n] for n in LIVE})
+
+
+def _settings_updated(self, changes: Mapping[str, Any]):
+    return replace(self, **{n: v for n, v in changes.items() if n in LIVE})
+
+
+# The live values, replaced whole by the parameter callback and read once per frame: one field
+# per live entry of PARAMS, its default the table's (the table is the only place a parameter is
+# written; config/yolz.yaml and docs/node.md are checked against it).
+Settings = make_dataclass(
+    "Settings", [(p.name, _FIELD_TYPES[p.type], p.default) for p in PARAMS if p.live],
+    frozen=True, namespace={"from_values": classmethod(_settings_from_values),
+                            "updated": _settings_updated})
 
 
 def detection_threshold(threshold: float, model_default: float) -> float:
@@ -174,26 +174,9 @@ def detection_threshold(threshold: float, model_default: float) -> float:
     return float(model_default) if threshold < 0 else float(threshold)
 
 
-@dataclass(frozen=True)
-class StartConfig:
-    """The start-only values, checked."""
-    model_dir: str
-    backend: str
-    device: str
-    precision: str
-    cache_dir: str
-    num_threads: int
-    max_objects: int
-    library_dir: str
-    image_transport: str
-    image_topics: Tuple[str, ...]
-    qos_reliability: str
-    qos_depth: int
-    max_image_pixels: int
-    use_depth: bool
-    depth_topics: Tuple[str, ...]
-    camera_info_topics: Tuple[str, ...]
-    target_frame: str
+# The start-only values, checked (start_config): one field per start-only entry of PARAMS.
+StartConfig = make_dataclass(
+    "StartConfig", [(p.name, _FIELD_TYPES[p.type]) for p in PARAMS if not p.live], frozen=True)
 
 
 def _topics(values, name) -> Tuple[str, ...]:
