@@ -184,6 +184,18 @@ def paste_scene(src: ObjectSource, cfg: RealConfig, members, distractors, rng):
     return np.clip(image + 0.5, 0, 255).astype(np.uint8), instances, painted
 
 
+def visible_boxes(instances: np.ndarray, count: int) -> np.ndarray:
+    """[count, 4] boxes (x0, y0, x1, y1; pixel edges, so a one-pixel object at (u, v) is
+    (u, v, u + 1, v + 1)) around each label's visible pixels in an instance map; NaN where a
+    label has none."""
+    out = np.full((count, 4), np.nan, np.float32)
+    for c in range(count):
+        ys, xs = np.nonzero(instances == c)
+        if len(xs):
+            out[c] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    return out
+
+
 def make_episode(src: ObjectSource, cfg: RealConfig, rng: np.random.Generator) -> dict:
     """One episode (dict of arrays; the format training.evaluate.evaluate reads, plus extras)."""
     n_fam = len(src.products) // products.FAMILY_SIZE
@@ -203,6 +215,7 @@ def make_episode(src: ObjectSource, cfg: RealConfig, rng: np.random.Generator) -
     targets = np.zeros((S, C, rows, cols), np.float32)
     visible = np.zeros((S, C), np.int32)
     visible_fraction = np.full((S, C), np.nan, np.float32)
+    boxes = np.full((S, C, 4), np.nan, np.float32)  # visible box x0, y0, x1, y1 (pixel edges)
     others = [o for o in src.products if o not in set(objects)]
     for s in range(S):
         k = int(rng.integers(1, min(cfg.max_present, C - 1) + 1))
@@ -223,6 +236,7 @@ def make_episode(src: ObjectSource, cfg: RealConfig, rng: np.random.Generator) -
         for c, n in painted.items():
             if n:
                 visible_fraction[s, c] = visible[s, c] / n
+        boxes[s] = visible_boxes(inst, C)
     return {
         "views_alpha": views_alpha,
         "views_photo": views_photo,
@@ -232,6 +246,7 @@ def make_episode(src: ObjectSource, cfg: RealConfig, rng: np.random.Generator) -
         "present": visible >= cfg.min_visible_pixels,
         "visible_pixels": visible,
         "visible_fraction": visible_fraction,
+        "boxes": boxes,
         "object_names": np.array([src.name(o) for o in objects]),
         "object_kinds": np.array([src.kind(o) for o in objects]),
     }
