@@ -3,19 +3,15 @@
 # ROS_DISTRO=jazzy selects the Jazzy wheels (.venv-jazzy, build-jazzy/); default: Kilted.
 # The rest is the training pipeline (yolz v2, the default model models/yolz_tokens):
 #   make realbench -> make data -> make train -> make export -> make evaluate -> make compare
-# The v1 pipeline (random_urdfs, models/yolz_lite0): make data-urdf train-v1 export-v1.
 SHELL := /bin/bash
 ENV := . scripts/env.sh &&
 CONFIG ?= training/configs/match_cpu.yaml
 RUN ?= runs/$(basename $(notdir $(CONFIG)))
 MODEL ?= models/yolz_tokens
-CONFIG_V1 ?= training/configs/cpu_default.yaml
-RUN_V1 ?= runs/$(basename $(notdir $(CONFIG_V1)))
-MODEL_V1 ?= models/yolz_lite0
 TRAIN_EPISODES ?= 600
 
-.PHONY: setup lint test demo soak realbench data data-urdf train export evaluate compare \
-	benchmark train-v1 export-v1 depth-scene evaluate-depth clean
+.PHONY: setup lint test demo soak realbench data train export evaluate compare \
+	benchmark depth-scene evaluate-depth clean
 setup:
 	@bash scripts/bootstrap.sh
 
@@ -54,26 +50,14 @@ train: setup
 export: setup
 	@$(ENV) python -m training.export_match --run $(RUN) --out $(MODEL)
 
-# Both benchmarks: the real-object one first (evaluation_real.*), random_urdfs second (evaluation.*;
-# needs make data-urdf).
+# The real-object benchmark (test split) -> $(MODEL)/evaluation_real.{json,md,png}.
 evaluate: setup
-	@$(ENV) python -m training.evaluate --model $(MODEL) --split test --benchmark both --scenes 200
+	@$(ENV) python -m training.evaluate --model $(MODEL) --split test
 
+# $(MODEL) against the baselines on the same test episodes -> docs/comparison (the retired v1
+# model's row is printed from training/frozen_rows.json, not re-run).
 compare: setup
-	@$(ENV) python -m training.compare --model $(MODEL) --also-models $(MODEL_V1) --split test \
-	  --benchmark real --out docs/comparison
-
-# v1 (random_urdfs, PyBullet): render the data (seeded, cached; ~4 min on 2 cores), train, export.
-data-urdf: setup
-	@$(ENV) for split in train:600 val:100 test:200; do \
-	  python -m training.data.render --split $${split%%:*} --scenes $${split##*:} \
-	    --views-per-object 16 --view-size 96 --scene-size 256 256 || exit 1; done
-
-train-v1: setup
-	@$(ENV) python -m training.train --config $(CONFIG_V1) --out $(RUN_V1) --resume
-
-export-v1: setup
-	@$(ENV) python -m training.export --run $(RUN_V1) --out $(MODEL_V1)
+	@$(ENV) python -m training.compare --model $(MODEL) --split test --out docs/comparison
 
 # The RGB-D demo scene of the held-out product (colour, 16-bit mm depth, camera_info.yaml,
 # truth.json with the true 3D centres, 8 views); prints the camera_player and register commands.

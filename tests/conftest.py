@@ -11,24 +11,25 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def toy_data_dir(tmp_path_factory):
-    """A few rendered objects of the train and test splits (PyBullet), for pipeline-level tests.
-
-    Episodes on it need `tabletop_fraction=0` and `tuxpaint_fraction=0` (composites only).
-    """
+def toy_bench(tmp_path_factory):
+    """The real-object benchmark at toy scale, built once: its data folder, holding
+    realbench/val (2 episodes of one product family, 2 scenes each). Photos from scikit-image
+    only, so nothing is downloaded."""
     pytest.importorskip("pybullet")
-    from training.data import render
+    from training.data import photos, realbench
 
-    root = tmp_path_factory.mktemp("toy_data")
-    out = str(root / "pybullet")
-    for split, ids in (("train", ["0", "1", "2", "3"]), ("test", ["900", "901", "902", "903"])):
-        render.main(["--split", split, "--ids", *ids, "--views-per-object", "8",
-                     "--view-size", "64", "--scenes", "0", "--out", out, "--workers", "1"])
-    return root
-
-
-TOY_EPISODE = ["objects_per_episode=3", "scenes_per_episode=2", "tabletop_fraction=0",
-               "tuxpaint_fraction=0"]
+    mp = pytest.MonkeyPatch()
+    mp.setattr(photos, "photo_files", lambda data_dir="data": {})
+    photos.photo_pool.cache_clear()
+    try:
+        data = tmp_path_factory.mktemp("toy_bench") / "data"
+        cfg = realbench.RealConfig(split="val", data_dir=str(data), families_per_episode=1,
+                                   stamps_per_episode=0, scenes_per_episode=2)
+        realbench.build("val", 2, cfg)
+    finally:
+        mp.undo()
+        photos.photo_pool.cache_clear()
+    return data
 
 
 @pytest.fixture()

@@ -1,7 +1,6 @@
 """yolz against the classical reference-image baselines, on the SAME held-out episodes.
 
-    python -m training.compare --model models/yolz_tokens --also-models models/yolz_lite0 --split test \
-        --benchmark real --out docs/comparison
+    python -m training.compare --model models/yolz_tokens --split test --out docs/comparison
 
 Every method goes through training.evaluate.evaluate / report (identical pairs, grid and metrics;
 per-frame latency = one `score` call on one scene for all K episode objects, measured in the same
@@ -9,11 +8,14 @@ run with --threads CPU threads for every method (default 1), object embedding ex
 (cell AP / presence AUROC per method and N), comparison_curves.png (presence ROC and cell PR at the
 largest N) and example_*.png (scenes with each method's heatmap where the reference method --
 yolz when run, else the first method -- succeeds and the others fail, and vice versa).
+The benchmark is the real-object one (training/data/realbench.py). Retired models are not re-run:
+their last measured rows (frozen_rows.json) are printed under the measured ones when the run is on
+the same benchmark.
 
 Breakdowns: overall and by visible object size (evaluate.report's by_size), by N = 1, 4, 8
 reference views, by textured vs textureless query object, and by occlusion from the episodes'
-"visible_fraction" [B, C] (the share of a pasted object left visible by those on top of it; both
-samplers record it for their composites).
+"visible_fraction" [B, C] (the share of a pasted object left visible by those on top of it, as
+the benchmark's compositor records it).
 
 Texture measure (per episode object): mean Sobel gradient magnitude of the grayscale reference
 views over their foreground pixels (not gray 114; views on a random background count whole, so
@@ -29,20 +31,20 @@ import json
 import os
 import platform
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from training.data.episodes import make_eval_set
-from training.evaluate import SIZE_BUCKETS, eval_episode_config, evaluate, fmt, report
+from training.data import realbench
+from training.evaluate import SIZE_BUCKETS, evaluate, fmt, report
 from training.metrics import roc_curve, summarize
 from yolz_ros.runtime.machine import cpu_model
 
 METHODS = ("yolz", "probe", "sift", "template", "histogram", "xfeat")
 NS = (1, 4, 8)
 METRICS = ("cell_ap", "presence_auroc", "fpr_at_95_tpr", "pointing_accuracy")
+FROZEN_ROWS = Path(__file__).resolve().with_name("frozen_rows.json")
 
 
 def painted(view: np.ndarray) -> np.ndarray:
@@ -91,19 +93,6 @@ def set_threads(threads: int):
             torch.set_num_threads(threads)
         except ImportError:
             pass
-
-
-def scene_size_for(model_dir: Path, default=(256, 256)):
-    """The detector's input size from model.json (so every subset of methods sees the same scenes)."""
-    path = Path(model_dir) / "model.json"
-    if path.is_file():
-        try:
-            from yolz_ros.runtime.model_info import ModelInfo
-
-            return tuple(ModelInfo.load(model_dir, verify=False).input_size)
-        except Exception:  # noqa: BLE001 -- fall back to the training default
-            pass
-    return tuple(default)
 
 
 # ----------------------------------------------------------------------------- pair bookkeeping
@@ -236,7 +225,14 @@ def verdict(results, keypoints=None):
     return lines + [""]
 
 
-def markdown(results, meta, examples, keypoints=None):
+def frozen_rows(meta: dict) -> dict:
+    """The retired models' rows measured on the benchmark of `meta` (same benchmark, episodes)."""
+    rows = json.loads(FROZEN_ROWS.read_text())["rows"]
+    return {name: row for name, row in rows.items()
+            if (row["benchmark"], row["episodes"]) == (meta.get("benchmark"), meta.get("episodes"))}
+
+
+def markdown(results, meta, examples, keypoints=None, frozen=None):
     names = list(results)
     ns = sorted({int(n) for r in results.values() for n in r["by_n"]})
     lines = ["# yolz vs classical reference-image baselines", ""]
@@ -252,6 +248,13 @@ def markdown(results, meta, examples, keypoints=None):
             o = r["by_n"].get(str(n), {}).get("overall", {})
             rows.append([name, str(n)] + [o.get(m) for m in METRICS] + [o.get("pairs")])
     lines += _table(["method", "N", *METRICS, "pairs"], rows)
+    if frozen:
+        lines += ["", "Not re-run: retired models, as last measured on this benchmark "
+                  "(training/frozen_rows.json says where and when).", ""]
+        rows = [[name, str(n)] + [o.get(m) for m in METRICS] + [o.get("pairs")]
+                for name, r in frozen.items() for n in ns
+                for o in [r["by_n"].get(str(n), {}).get("overall", {})]]
+        lines += _table(["method", "N", *METRICS, "pairs"], rows)
     lines += [""] + verdict(results, keypoints)
     lines += ["## Per-frame latency (ms)", ""]
     lines += _table(["method", "p50", "p90", "mean", "frames"],
@@ -273,9 +276,8 @@ def markdown(results, meta, examples, keypoints=None):
     lines += _bucket_tables(results, ns, "by_texture", "objects")
     lines += ["## Occlusion", ""]
     lines += ["Positives bucketed by the share of the object left visible by the objects pasted "
-              "on top of it (border truncation does not count), against all negatives. Known only "
-              "for composite scenes, where the compositor counts what it painted; positives in "
-              "PyBullet tabletop scenes are not in these buckets.", ""]
+              "on top of it (border truncation does not count), against all negatives; the "
+              "compositor counts what it painted.", ""]
     lines += _bucket_tables(results, ns, "by_occlusion", "visible")
     lines += ["", "## Plots", "", "![cell AP and presence AUROC](comparison_bars.png)", "",
               "![presence ROC and cell PR](comparison_curves.png)", ""]
@@ -466,11 +468,12 @@ def run_comparison(methods, episodes, out_dir: Path, meta: dict, n_examples: int
                      {m: all_records[m][j]["grid"] for m in all_records}, list(all_records))
         examples.append({"file": fname, "why": why, "episode": keys[j][0], "n": keys[j][1],
                          "scene": keys[j][2], "object": keys[j][3]})
-    payload = {"meta": meta, "methods": results, "examples": examples,
+    frozen = frozen_rows(meta)
+    payload = {"meta": meta, "methods": results, "frozen": frozen, "examples": examples,
                "texture": {"mean_gradient": grads.tolist(), "sift_keypoints_per_view": kps.tolist(),
                            "median_gradient": median}}
     (out_dir / "comparison.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (out_dir / "comparison.md").write_text(markdown(results, meta, examples, kps.ravel()))
+    (out_dir / "comparison.md").write_text(markdown(results, meta, examples, kps.ravel(), frozen))
     plots(results, all_records, out_dir)
     return results
 
@@ -479,23 +482,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="Compare yolz with the classical baselines.")
     ap.add_argument("--model", type=Path, default=Path("models/yolz_tokens"))
     ap.add_argument("--also-models", type=Path, nargs="*", default=[],
-                    help="more yolz model folders scored as their own rows (e.g. the previous one)")
-    ap.add_argument("--benchmark", default="real", choices=["real", "urdf"],
-                    help="real: the real-object benchmark (training/data/realbench.py); urdf: "
-                         "random_urdfs episodes (--scenes, --seed, --episode apply)")
+                    help="more yolz model folders scored as their own rows (e.g. a candidate)")
     ap.add_argument("--views", default="alpha", choices=["alpha", "photo"],
-                    help="real benchmark: reference views as cut-outs or with their background")
-    ap.add_argument("--limit", type=int, help="real benchmark: only the first LIMIT episodes")
-    ap.add_argument("--split", default="test", choices=["train", "val", "test"])
-    ap.add_argument("--scenes", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=1234)
+                    help="reference views as cut-outs or with their background")
+    ap.add_argument("--limit", type=int, help="only the first LIMIT episodes")
+    ap.add_argument("--split", default="test", choices=["val", "test"])
     ap.add_argument("--data-dir", default="data")
     ap.add_argument("--out", type=Path, default=Path("docs/comparison"))
     ap.add_argument("--methods", default=",".join(METHODS),
                     help=f"comma-separated subset of {','.join(METHODS)}")
     ap.add_argument("--examples", type=int, default=6, help="example frames to save")
-    ap.add_argument("--episode", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="EpisodeConfig overrides, values as YAML (e.g. objects_per_episode=8)")
     ap.add_argument("--threads", type=int, default=1,
                     help="CPU threads for every method (OpenCV, torch, ONNX Runtime); 1 keeps "
                          "latencies comparable and robust to other load; 0 = library defaults")
@@ -507,7 +503,7 @@ def main(argv=None):
         data = json.loads((args.out / "comparison.json").read_text())
         (args.out / "comparison.md").write_text(markdown(
             data["methods"], data["meta"], data["examples"],
-            np.ravel(data["texture"]["sift_keypoints_per_view"])))
+            np.ravel(data["texture"]["sift_keypoints_per_view"]), data.get("frozen")))
         print(f"wrote {args.out / 'comparison.md'} from comparison.json")
         return
 
@@ -525,28 +521,14 @@ def main(argv=None):
         methods[at:at] = [make_method("yolz", m, args.threads) for m in args.also_models]
     t0 = time.perf_counter()
     machine = f"{cpu_model()}, {os.cpu_count()} cores, {platform.platform()}"
-    if args.benchmark == "real":
-        from training.data import realbench
-
-        episodes = realbench.load(args.split, args.data_dir, views=args.views, limit=args.limit)
-        meta = {"benchmark": f"real objects ({args.split}), views: {args.views}",
-                "split": args.split, "episodes": len(episodes),
-                "scenes": int(sum(len(e["scenes"]) for e in episodes)),
-                "methods": ", ".join(m.name for m in methods), "machine": machine,
-                "cpu_threads": args.threads or "library defaults",
-                "objects_per_episode": int(episodes[0]["present"].shape[1]),
-                "scene_size": list(episodes[0]["scenes"].shape[1:3])}
-    else:
-        size = next((m.input_size for m in methods if hasattr(m, "input_size")), None) \
-            or scene_size_for(args.model)
-        cfg = eval_episode_config(size, args.split, args.data_dir, args.episode)
-        episodes = make_eval_set(args.split, args.scenes, cfg, args.seed)
-        meta = {"benchmark": "random_urdfs", "split": args.split,
-                "scenes": len(episodes) * cfg.scenes_per_episode,
-                "seed": args.seed, "methods": ", ".join(m.name for m in methods),
-                "machine": machine, "cpu_threads": args.threads or "library defaults",
-                "objects_per_episode": cfg.objects_per_episode, "scene_size": list(cfg.scene_size),
-                "episode_config": json.dumps(asdict(cfg))}
+    episodes = realbench.load(args.split, args.data_dir, views=args.views, limit=args.limit)
+    meta = {"benchmark": f"real objects ({args.split}), views: {args.views}",
+            "split": args.split, "episodes": len(episodes),
+            "scenes": int(sum(len(e["scenes"]) for e in episodes)),
+            "methods": ", ".join(m.name for m in methods), "machine": machine,
+            "cpu_threads": args.threads or "library defaults",
+            "objects_per_episode": int(episodes[0]["present"].shape[1]),
+            "scene_size": list(episodes[0]["scenes"].shape[1:3])}
     print(f"{len(episodes)} episodes in {time.perf_counter() - t0:.1f} s", flush=True)
     run_comparison(methods, episodes, args.out, meta, args.examples)
     print(f"wrote {args.out / 'comparison.md'}")

@@ -1,24 +1,24 @@
 """Evaluate a detector on held-out objects: JSON + Markdown + plots.
 
-    python -m training.evaluate --model models/yolz_tokens --split test [--benchmark real|urdf|both]
+    python -m training.evaluate --model models/yolz_tokens --split test
 
 Any method with `embed(views) -> object` and `score(scene_rgb, objects) -> [K, rows, cols]` is scored
 by the same code on the same episodes (the baselines in training/baselines.py too). yolz is run
 through the runtime's Detector on ONNX Runtime: what is measured is what ships.
 
-Pairs: every (scene, episode object); objects absent from the scene are negative pairs.
-Reported overall, by visible object size, and by N = 1, 4, 8 reference views.
+The benchmark is the real-object one (training/data/realbench.py; `make realbench`), scored twice:
+reference views as alpha cut-outs, then as photos with their background. Pairs: every (scene,
+episode object); objects absent from the scene are negative pairs. Reported overall, by visible
+object size, and by N = 1, 4, 8 reference views; written to <model>/evaluation_real.{json,md,png}.
 """
 import argparse
 import json
 import time
-from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from training.data.episodes import EpisodeConfig, make_eval_set
+from training.data import realbench
 from training.metrics import roc_curve, summarize
 
 BENCH_STRIDE = 16  # the evaluation grid: 16 x 16 source pixels per cell
@@ -44,7 +44,7 @@ class YolzMethod:
 
     def score(self, scene, objects):
         """Probabilities on the benchmark's grid (stride 16 over the scene as given): a model whose
-        own grid differs (v1: 16x16 over a 256x256 letterbox) is read at each benchmark cell's
+        own grid differs (exported with another --scene-size) is read at each benchmark cell's
         centre, so every model and baseline is scored on the same cells."""
         result = self.detector.detect(scene, np.stack(objects))
         rows, cols = scene.shape[0] // BENCH_STRIDE, scene.shape[1] // BENCH_STRIDE
@@ -60,19 +60,6 @@ class YolzMethod:
                              (np.arange(rows) + 0.5) * BENCH_STRIDE)
         return (np.clip((ys // info.stride).astype(int), 0, info.rows - 1),
                 np.clip((xs // info.stride).astype(int), 0, info.cols - 1))
-
-
-def eval_episode_config(scene_size, split, data_dir, overrides=()):
-    """Held-out episodes with 8 views per object and scenes of `scene_size`.
-
-    overrides: "KEY=VALUE" strings for EpisodeConfig fields, values parsed as YAML.
-    """
-    extra = {}
-    for item in overrides:
-        key, _, value = item.partition("=")
-        extra[key] = yaml.safe_load(value)
-    return replace(EpisodeConfig(), split=split, views_per_object=8, data_dir=data_dir,
-                   scene_size=tuple(scene_size), **extra)
 
 
 def evaluate(method, episodes, ns=(1, 4, 8)):
@@ -171,17 +158,8 @@ def plot(records, out_png, title):
     plt.close(fig)
 
 
-def write_outputs(out_dir, stem, title, res, meta, records):
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{stem}.json").write_text(json.dumps({"meta": meta, **res}, indent=2) + "\n")
-    (out_dir / f"{stem}.md").write_text(markdown(title, res, meta))
-    plot(records, out_dir / f"{stem}.png", title)
-
-
 def evaluate_real(method, split, data_dir, out_dir, limit=None):
     """The real-object benchmark (training/data/realbench.py): alpha views, then photo views."""
-    from training.data import realbench
-
     results, all_records = {}, {}
     for views in ("alpha", "photo"):
         episodes = realbench.load(split, data_dir, views=views, limit=limit)
@@ -206,36 +184,16 @@ def evaluate_real(method, split, data_dir, out_dir, limit=None):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Evaluate a model folder on held-out objects.")
+    ap = argparse.ArgumentParser(description="Evaluate a model folder on the real-object benchmark.")
     ap.add_argument("--model", type=Path, default=Path("models/yolz_tokens"))
     ap.add_argument("--split", default="test", choices=["val", "test"])
-    ap.add_argument("--benchmark", default="both", choices=["real", "urdf", "both"],
-                    help="real: the real-object benchmark (reported first); urdf: random_urdfs")
-    ap.add_argument("--limit", type=int, help="real benchmark: only the first LIMIT episodes")
-    ap.add_argument("--scenes", type=int, default=200, help="random_urdfs held-out scenes")
-    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--limit", type=int, help="only the first LIMIT episodes")
     ap.add_argument("--data-dir", default="data")
     ap.add_argument("--out", type=Path, help="output folder (default: the model folder)")
-    ap.add_argument("--stem", default="evaluation")
-    ap.add_argument("--episode", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="EpisodeConfig overrides, values as YAML (e.g. objects_per_episode=8)")
     args = ap.parse_args(argv)
 
     method = YolzMethod(args.model)
-    out = args.out or args.model
-    if args.benchmark in ("real", "both"):
-        print(evaluate_real(method, args.split, args.data_dir, out, args.limit)[2])
-    if args.benchmark == "real":
-        return
-    cfg = eval_episode_config(method.input_size, args.split, args.data_dir, args.episode)
-    episodes = make_eval_set(args.split, args.scenes, cfg, args.seed)
-    records, frame_ms = evaluate(method, episodes)
-    res = report(records, frame_ms, method.calibrated)
-    meta = {"method": method.name, "split": args.split, "scenes": args.scenes,
-            "seed": args.seed, "episode_config": json.dumps(asdict(cfg))}
-    write_outputs(out, args.stem, f"yolz evaluation ({args.split} random_urdfs objects)",
-                  res, meta, records)
-    print(markdown("evaluation (random_urdfs)", res, meta))
+    print(evaluate_real(method, args.split, args.data_dir, args.out or args.model, args.limit)[2])
 
 
 if __name__ == "__main__":

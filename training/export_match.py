@@ -5,25 +5,64 @@
 embedder.onnx  views [N, 3, S, S] (N and S dynamic; S = each of model.json's view_sizes)
                -> embeddings [N, D, S/16, S/16]: unit tokens (the runtime pools and samples them)
 detector.onnx  image [1, 3, H, W] + embeddings [K, T*D] -> probabilities [K, H/16, W/16]
-RGB 0..255 in, normalisation inside; weights stored FP16 (export.store_weights_fp16) after the FP32
+RGB 0..255 in, normalisation inside; weights stored FP16 (store_weights_fp16) after the FP32
 graphs match torch; both checked against torch again after.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+import subprocess
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
+from onnx import helper, numpy_helper
 
-from training.export import (FP16_TOL, OPSET, PAD_VALUE, PARITY_TOL, code_sha, model_id,
-                             sha256_file, store_weights_fp16)
-from training.match_model import DetectorGraph, EmbedderGraph, MatchConfig, MatchModel
+from training.match_model import (PAD_VALUE, PATCH, DetectorGraph, EmbedderGraph, MatchConfig,
+                                  MatchModel)
 from yolz_ros.runtime.atomic_file import write_bytes_atomic
+from yolz_ros.runtime.machine import cpu_model
+from yolz_ros.runtime.model_info import FORMAT_TOKENS, compute_model_id, sha256_file
 
-FORMAT = "yolz-model/2"
-PATCH = 16
+OPSET = 17
+PARITY_TOL = 1e-4  # FP32 graphs vs torch: only summation order differs
+FP16_TOL = 2e-2  # FP16-stored weights vs FP32 torch, on unit tokens and probabilities
+
+
+def store_weights_fp16(path, min_elements=256):
+    """Rewrite large FP32 initializers as FP16 + Cast(to FP32); small ones stay FP32. Halves the
+    folder; the graph still computes in FP32 and ONNX Runtime folds the casts at load."""
+    m = onnx.load(str(path))
+    g = m.graph
+    casts, kept = [], []
+    for init in g.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.dtype != np.float32 or arr.size < min_elements:
+            kept.append(init)
+            continue
+        half_name = init.name + "__fp16"
+        kept.append(numpy_helper.from_array(arr.astype(np.float16), half_name))
+        casts.append(helper.make_node("Cast", [half_name], [init.name], to=onnx.TensorProto.FLOAT,
+                                      name=init.name + "__cast"))
+    del g.initializer[:]
+    g.initializer.extend(kept)
+    nodes = list(g.node)
+    del g.node[:]
+    g.node.extend(casts + nodes)  # casts first keeps the graph topologically sorted
+    onnx.checker.check_model(m)
+    onnx.save(m, str(path))
+
+
+def code_sha():
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def load_run(run_dir: Path, checkpoint: str = "best"):
@@ -85,9 +124,9 @@ def check_parity(model: MatchModel, out_dir: Path, scene_size, seed=0):
 def write_model_json(out_dir: Path, name: str, cfg: MatchConfig, scene_size, threshold, training):
     hashes = {f: sha256_file(out_dir / f) for f in ("embedder.onnx", "detector.onnx")}
     info = {
-        "format": FORMAT,
+        "format": FORMAT_TOKENS,
         "name": name,
-        "model_id": model_id(name, hashes),
+        "model_id": compute_model_id(name, hashes),
         "input_size": list(scene_size),
         "view_size": cfg.view_sizes[-1],
         "view_sizes": list(cfg.view_sizes),
@@ -136,11 +175,6 @@ def main(argv=None):
         print(f"FP16-stored weights: max abs diff to FP32 torch {worst}")
         if max(worst.values()) > FP16_TOL:
             raise SystemExit("FP16 weight storage changed the outputs too much: use --fp32-weights")
-    import os
-    import platform
-
-    from yolz_ros.runtime.machine import cpu_model
-
     n_train = len(list(Path(cfg["train_features"]).glob("episode_*.npz")))
     training = {"config": cfg, "code_sha": code_sha(), "steps": int(ckpt["step"]),
                 "machine": f"{cpu_model()}, {os.cpu_count()} cores, {platform.platform()}",

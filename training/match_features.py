@@ -24,12 +24,10 @@ import numpy as np
 import torch
 
 from training.data import realbench
-from training.match_model import FrozenLite0, MatchConfig
+from training.match_model import PAD_VALUE, PATCH, MatchConfig
+from training.model.backbone import FrozenLite0
 from yolz_ros.runtime.geometry import prepare_view
 from yolz_ros.runtime.object_tokens import token_mask
-
-PAD_VALUE = 114
-PATCH = 16
 
 
 def prepared_views(view, size: int, cfg: MatchConfig):

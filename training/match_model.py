@@ -30,9 +30,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from training.model import IMAGENET_MEAN, IMAGENET_STD, LITE0_STAGE_ENDS, lite0_backbone
+from training.model.backbone import WIDTH16, FrozenLite0
 
-BLOCK16, WIDTH16 = LITE0_STAGE_ENDS[16]  # block 10 ends the stride-16 stage: 112 channels
+PATCH = 16  # pixels per token side: the backbone's stride-16 stage
+PAD_VALUE = 114  # gray letterbox padding of views and scenes (model.json letterbox_pad_value)
 
 
 @dataclass
@@ -49,31 +50,6 @@ class MatchConfig:
 
     def __post_init__(self):
         self.view_sizes = tuple(int(s) for s in self.view_sizes)
-
-
-class FrozenLite0(nn.Module):
-    """Lite0 stem + blocks 0..10, ImageNet weights, never trained: RGB 0..255 -> [B, 112, H/16, W/16]."""
-
-    def __init__(self, pretrained: bool = True):
-        super().__init__()
-        net = lite0_backbone(pretrained)
-        self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
-        self.blocks = net._blocks[:BLOCK16 + 1]
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0,
-                             persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0,
-                             persistent=False)
-        self.requires_grad_(False)
-        self.eval()
-
-    def train(self, mode: bool = True):
-        return super().train(False)  # always eval: BatchNorm keeps the ImageNet statistics
-
-    def forward(self, x):
-        x = self.stem((x - self.mean) / self.std)
-        for block in self.blocks:
-            x = block(x)
-        return x
 
 
 class MatchHead(nn.Module):

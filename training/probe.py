@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from training.match_features import prepared_views
-from training.match_model import FrozenLite0, MatchConfig
+from training.match_model import MatchConfig
+from training.model.backbone import FrozenLite0
 from training.metrics import summarize
 
 

@@ -32,7 +32,7 @@ import yaml
 from torch.utils.tensorboard import SummaryWriter
 
 from training.losses import info_nce, sigmoid_focal_loss
-from training.match_model import MatchConfig, MatchHead
+from training.match_model import PATCH, MatchConfig, MatchHead
 from training.metrics import summarize
 from training.data import realbench
 from yolz_ros.runtime.object_tokens import object_tokens, token_mask
@@ -62,7 +62,7 @@ def _photo_masks(ep, cfg):
     """Token masks of the photo variant (views without alpha, 128 x 128 squares) from the
     runtime's rule for the model's no_alpha_centre: the rule can change without re-featurizing."""
     for s in cfg.view_sizes:
-        mask = token_mask(None, (realbench.VIEW_SIZE, realbench.VIEW_SIZE), s, 16,
+        mask = token_mask(None, (realbench.VIEW_SIZE, realbench.VIEW_SIZE), s, PATCH,
                           cfg.min_alpha_fraction, cfg.no_alpha_centre)
         ep[f"mask_{s}"][:, :, 1] = mask
     return ep

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TOY_EPISODE
 
 cv2 = pytest.importorskip("cv2")
 
@@ -120,27 +119,36 @@ def _check_outputs(out):
     return data
 
 
-def test_compare_cli_baselines(tmp_path, toy_data_dir):
+def test_compare_cli_baselines(tmp_path, toy_bench):
     from training import compare
-    compare.main(["--benchmark", "urdf", "--split", "test", "--scenes", "2",
-                  "--methods", "sift,template,histogram,xfeat",
+    compare.main(["--split", "val", "--limit", "1", "--methods", "sift,template,histogram,xfeat",
                   "--examples", "2", "--out", str(tmp_path), "--model", str(tmp_path / "none"),
-                  "--data-dir", str(toy_data_dir), "--episode", *TOY_EPISODE])
+                  "--data-dir", str(toy_bench)])
     data = _check_outputs(tmp_path)
-    assert len(data["methods"]) == 4
+    assert len(data["methods"]) == 4 and data["frozen"] == {}  # frozen rows: not this benchmark
     assert list(tmp_path.glob("example_*.png"))
 
 
-def test_compare_cli_with_yolz(tmp_path, toy_data_dir):
-    model = ROOT / "models" / "yolz_lite0"
-    if not (model / "model.json").is_file():
-        pytest.skip("models/yolz_lite0 does not exist yet")
+def test_compare_cli_with_yolz(tmp_path, toy_bench):
     from training import compare
-    compare.main(["--benchmark", "urdf", "--model", str(model), "--split", "test", "--scenes", "2",
+    compare.main(["--model", str(ROOT / "models" / "yolz_tokens"), "--split", "val", "--limit", "1",
                   "--methods", "yolz,histogram", "--examples", "2", "--out", str(tmp_path),
-                  "--data-dir", str(toy_data_dir), "--episode", *TOY_EPISODE])
+                  "--data-dir", str(toy_bench)])
     data = _check_outputs(tmp_path)
     assert next(iter(data["methods"])).startswith("yolz")
+
+
+def test_frozen_rows_only_on_their_benchmark():
+    from training import compare
+    test_bench = {"benchmark": "real objects (test), views: alpha", "episodes": 50}
+    frozen = compare.frozen_rows(test_bench)
+    assert len(frozen) == 1 and "not re-run" in next(iter(frozen))
+    assert compare.frozen_rows({**test_bench, "episodes": 2}) == {}
+    results = {"yolz (m)": {"by_n": {"8": {"overall": {"cell_ap": 0.5, "presence_auroc": 0.9}}},
+                            "frame_ms_p50": 10.0, "frame_ms_p90": 11.0, "frame_ms_mean": 10.5,
+                            "frames": 3, "by_texture": {}, "by_occlusion": {}}}
+    md = compare.markdown(results, {**test_bench, "texture_median": 1.0}, [], None, frozen)
+    assert "Not re-run" in md and "| v1 yolz_lite0" in md and "| 0.177 |" in md
 
 
 def test_verdict_checks_the_targets():

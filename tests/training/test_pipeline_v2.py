@@ -1,8 +1,9 @@
 """The v2 pipeline end to end at toy scale: benchmark -> features -> train -> export -> evaluate,
 and the runtime reading the exported folder exactly as training saw its views.
 
-Same entry points as `make realbench / features / train-v2 / export-v2 / evaluate`, on one product
-family in a tmp folder (photos from scikit-image only, so nothing is downloaded).
+Same entry points as `make realbench / data / train / export / evaluate`, on the toy benchmark
+(tests/conftest.py toy_bench: one product family; photos from scikit-image only, so nothing is
+downloaded).
 """
 import json
 
@@ -18,17 +19,15 @@ from training.data import realbench  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def toy_v2(tmp_path_factory):
+def toy_v2(tmp_path_factory, toy_bench):
     from training.data import photos
 
     mp = pytest.MonkeyPatch()
     mp.setattr(photos, "photo_files", lambda data_dir="data": {})
     photos.photo_pool.cache_clear()
     root = tmp_path_factory.mktemp("v2")
-    data = root / "data"
-    cfg = realbench.RealConfig(split="val", data_dir=str(data), families_per_episode=1,
-                               stamps_per_episode=0, scenes_per_episode=2)
-    bench = realbench.build("val", 2, cfg)
+    data = toy_bench
+    bench = realbench.bench_dir("val", str(data))
     feats = root / "features"
     match_features.main(["--split", "val", "--from-bench", str(bench), "--out", str(feats),
                          "--data-dir", str(data)])
@@ -75,8 +74,7 @@ def test_export_evaluate_and_dynamic_k(toy_v2):
     one = det.detect(ep["scenes"][0], np.stack(objects[1:2]))
     np.testing.assert_allclose(one.probabilities[0], res.probabilities[1], atol=1e-5)
 
-    evaluate.main(["--model", str(model), "--split", "val", "--benchmark", "real",
-                   "--data-dir", str(toy_v2["data"])])
+    evaluate.main(["--model", str(model), "--split", "val", "--data-dir", str(toy_v2["data"])])
     result = json.loads((model / "evaluation_real.json").read_text())
     assert set(result) >= {"meta", "alpha", "photo"}
     assert set(result["alpha"]["by_n"]) == {"1", "4", "8"}

@@ -1,7 +1,5 @@
-"""Where the training data comes from: objects, cut-outs and backgrounds (all offline, cached under data/).
+"""Where the training data comes from: cut-outs and backgrounds (all offline, cached under data/).
 
-- PyBullet `random_urdfs/NNN/NNN.urdf`: 1000 procedural objects, split by id (train 0-799,
-  val 800-899, test 900-999; never mixed), plus the table URDF for tabletop scenes.
 - Debian `tuxpaint-stamps-default`: PNG cut-outs with alpha (many are real photographs),
   fetched with `apt-get download` + `dpkg-deb -x` into data/cache, split 80/10/10 by a stable
   hash of the file name. Missing apt -> a warning, and training goes on without them.
@@ -26,47 +24,11 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-SPLITS = {"train": (0, 800), "val": (800, 900), "test": (900, 1000)}  # [start, stop) object ids
 TUXPAINT_PACKAGE = "tuxpaint-stamps-default"
 # skimage sample images that are (colour or gray) photographs and ship inside the wheel.
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
                   "immunohistochemistry", "coins", "camera", "moon", "brick", "grass", "gravel",
                   "retina", "colorwheel", "page", "text", "clock", "horse", "cell", "microaneurysms")
-
-
-def split_ids(split: str) -> list[int]:
-    """PyBullet random_urdf object ids of a split ('train' 0-799, 'val' 800-899, 'test' 900-999)."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLITS)}")
-    start, stop = SPLITS[split]
-    return list(range(start, stop))
-
-
-def split_of_id(obj_id: int) -> str:
-    for name, (start, stop) in SPLITS.items():
-        if start <= obj_id < stop:
-            return name
-    raise ValueError(f"object id {obj_id} is outside 0..999")
-
-
-def pybullet_data_dir() -> Path:
-    import pybullet_data  # imported lazily: only the render side needs pybullet
-    return Path(pybullet_data.getDataPath())
-
-
-def object_urdf(obj_id: int) -> str:
-    path = pybullet_data_dir() / "random_urdfs" / f"{obj_id:03d}" / f"{obj_id:03d}.urdf"
-    if not path.is_file():
-        raise FileNotFoundError(path)
-    return str(path)
-
-
-def table_urdf() -> str:
-    return str(pybullet_data_dir() / "table" / "table.urdf")
-
-
-def plane_urdf() -> str:
-    return str(pybullet_data_dir() / "plane.urdf")
 
 
 def cache_dir(data_dir: str | os.PathLike = "data") -> Path:
@@ -246,24 +208,3 @@ def procedural_background(h: int, w: int, rng: np.random.Generator) -> np.ndarra
             cv2.circle(out, centre, radius, rng.uniform(0, 255, 3).tolist(), -1)
     out = out + rng.normal(0, rng.uniform(0, 6), out.shape)
     return np.clip(out, 0, 255).astype(np.uint8)
-
-
-def random_background(h: int, w: int, rng: np.random.Generator, photos: list[np.ndarray],
-                      photo_prob: float = 0.6) -> np.ndarray:
-    """An h x w RGB background: a random crop of a real photo (flipped, rescaled) or a texture."""
-    if not photos or rng.random() >= photo_prob:
-        return procedural_background(h, w, rng)
-    photo = photos[rng.integers(len(photos))]
-    ph, pw = photo.shape[:2]
-    # Crop a region with the target aspect ratio covering 30-100% of the photo's short side.
-    frac = rng.uniform(0.3, 1.0)
-    ch = int(min(ph, pw * h / w) * frac)
-    cw = max(1, int(ch * w / h))
-    ch = max(1, ch)
-    y0, x0 = rng.integers(0, ph - ch + 1), rng.integers(0, pw - cw + 1)
-    crop = photo[y0:y0 + ch, x0:x0 + cw]
-    step = max(1, ch // (2 * h))  # subsample big crops first: INTER_AREA cost grows with the crop
-    crop = crop[::step, ::step]
-    if rng.random() < 0.5:
-        crop = crop[:, ::-1]
-    return np.ascontiguousarray(cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA))

