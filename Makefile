@@ -36,28 +36,28 @@ realbench: setup
 	@$(ENV) python -m training.data.realbench --split val --episodes 30 && \
 	  python -m training.data.realbench --split test --episodes 50
 
-# v2 training data: frozen-backbone features of the val benchmark and of TRAIN_EPISODES training
+# Training data: frozen-backbone features of the val benchmark and of TRAIN_EPISODES training
 # episodes (resumable; 600 took 45 min in 2 processes with the CPU shared, renders included).
 data: realbench
-	@$(ENV) python -m training.match_features --split val --from-bench data/realbench/val \
+	@$(ENV) python -m training.data.features --split val --from-bench data/realbench/val \
 	  --out data/features/val && \
-	  python -m training.match_features --split train --episodes $(TRAIN_EPISODES) \
+	  python -m training.data.features --split train --episodes $(TRAIN_EPISODES) \
 	  --out data/features/train
 
 train: setup
-	@$(ENV) python -m training.train_match --config $(CONFIG) --out $(RUN) --resume
+	@$(ENV) python -m training.train --config $(CONFIG) --out $(RUN) --resume
 
 export: setup
-	@$(ENV) python -m training.export_match --run $(RUN) --out $(MODEL)
+	@$(ENV) python -m training.model.export --run $(RUN) --out $(MODEL)
 
 # The real-object benchmark (test split) -> $(MODEL)/evaluation_real.{json,md,png}.
 evaluate: setup
-	@$(ENV) python -m training.evaluate --model $(MODEL) --split test
+	@$(ENV) python -m training.evaluation.evaluate --model $(MODEL) --split test
 
 # $(MODEL) against the baselines on the same test episodes -> docs/comparison (the retired v1
-# model's row is printed from training/frozen_rows.json, not re-run).
+# model's row is printed from training/evaluation/frozen_rows.json, not re-run).
 compare: setup
-	@$(ENV) python -m training.compare --model $(MODEL) --split test --out docs/comparison
+	@$(ENV) python -m training.evaluation.compare --model $(MODEL) --split test --out docs/comparison
 
 # The RGB-D demo scene of the held-out product (colour, 16-bit mm depth, camera_info.yaml,
 # truth.json with the true 3D centres, 8 views); prints the camera_player and register commands.
@@ -68,8 +68,8 @@ depth-scene: setup
 # same-shape siblings): found rate, false alarms, 3D error -> docs/depth_3d*.json.
 evaluate-depth: depth-scene
 	@$(ENV) python -m training.data.depth_scene --out out/depth_scene_siblings --siblings && \
-	  python -m training.evaluate_depth --scene out/depth_scene --out docs/depth_3d.json && \
-	  python -m training.evaluate_depth --scene out/depth_scene_siblings \
+	  python -m training.evaluation.evaluate_depth --scene out/depth_scene --out docs/depth_3d.json && \
+	  python -m training.evaluation.evaluate_depth --scene out/depth_scene_siblings \
 	    --out docs/depth_3d_siblings.json
 
 benchmark: setup

@@ -1,4 +1,4 @@
-"""The classical baselines (training/baselines.py) and the comparison report (training/compare.py).
+"""The classical baselines (training/evaluation/baselines.py) and the comparison report (training/evaluation/compare.py).
 
 Synthetic check: a random-block texture with a warm palette is pasted at a known place in a scene;
 its reference views (the same texture, rotated/scaled, on gray 114) must score higher in the right
@@ -12,7 +12,7 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from training import baselines as B  # noqa: E402
+from training.evaluation import baselines as B  # noqa: E402
 
 H, W, STRIDE = 256, 256, 16
 Y0, X0, SIDE = 64, 128, 56  # object placement in the scene: cells rows 4-7, cols 8-11
@@ -120,7 +120,7 @@ def _check_outputs(out):
 
 
 def test_compare_cli_baselines(tmp_path, toy_bench):
-    from training import compare
+    from training.evaluation import compare
     compare.main(["--split", "val", "--limit", "1", "--methods", "sift,template,histogram,xfeat",
                   "--examples", "2", "--out", str(tmp_path), "--model", str(tmp_path / "none"),
                   "--data-dir", str(toy_bench)])
@@ -130,7 +130,7 @@ def test_compare_cli_baselines(tmp_path, toy_bench):
 
 
 def test_compare_cli_with_yolz(tmp_path, toy_bench):
-    from training import compare
+    from training.evaluation import compare
     compare.main(["--model", str(ROOT / "models" / "yolz_tokens"), "--split", "val", "--limit", "1",
                   "--methods", "yolz,histogram", "--examples", "2", "--out", str(tmp_path),
                   "--data-dir", str(toy_bench)])
@@ -139,7 +139,7 @@ def test_compare_cli_with_yolz(tmp_path, toy_bench):
 
 
 def test_frozen_rows_only_on_their_benchmark():
-    from training import compare
+    from training.evaluation import compare
     test_bench = {"benchmark": "real objects (test), views: alpha", "episodes": 50}
     frozen = compare.frozen_rows(test_bench)
     assert len(frozen) == 1 and "not re-run" in next(iter(frozen))
@@ -152,7 +152,7 @@ def test_frozen_rows_only_on_their_benchmark():
 
 
 def test_verdict_checks_the_targets():
-    from training.compare import verdict
+    from training.evaluation.compare import verdict
 
     def res(ap, auc, ms):
         return {"by_n": {"8": {"overall": {"cell_ap": ap, "presence_auroc": auc}}}, "frame_ms_p50": ms}

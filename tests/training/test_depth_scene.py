@@ -353,7 +353,7 @@ def test_camera_player_rejects_bad_rgbd_input(tmp_path, capsys):
 def test_evaluate_depth_scores_a_scene(scene_dir, tmp_path):
     """make evaluate-depth's scorer on the small scene, with the shipped model: every count
     adds up, absent frames are counted as absent, and the JSON is written."""
-    from training import evaluate_depth
+    from training.evaluation import evaluate_depth
     from yolz_ros.runtime.model_info import DEFAULT_MODEL
     model = Path(__file__).parents[2] / "models" / DEFAULT_MODEL
     if not (model / "model.json").exists():

@@ -1,9 +1,9 @@
-"""The v2 training losses (training/losses.py): InfoNCE and the sigmoid focal loss on cells."""
+"""The v2 training losses (training/model/losses.py): InfoNCE and sigmoid focal loss on cells."""
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.losses import info_nce, sigmoid_focal_loss
+from training.model.losses import info_nce, sigmoid_focal_loss
 
 
 def test_info_nce_rewards_matching_pairs():

@@ -14,8 +14,10 @@ import yaml
 pytest.importorskip("pybullet")
 torch = pytest.importorskip("torch")
 
-from training import evaluate, export_match, match_features, train_match  # noqa: E402
-from training.data import realbench  # noqa: E402
+from training import train  # noqa: E402
+from training.data import features, realbench  # noqa: E402
+from training.evaluation import evaluate  # noqa: E402
+from training.model import export  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,7 @@ def toy_v2(tmp_path_factory, toy_bench):
     data = toy_bench
     bench = realbench.bench_dir("val", str(data))
     feats = root / "features"
-    match_features.main(["--split", "val", "--from-bench", str(bench), "--out", str(feats),
+    features.main(["--split", "val", "--from-bench", str(bench), "--out", str(feats),
                          "--data-dir", str(data)])
     config = root / "toy.yaml"
     config.write_text(yaml.safe_dump({
@@ -37,9 +39,9 @@ def toy_v2(tmp_path_factory, toy_bench):
         "log_every": 1, "threads": 1, "train_features": str(feats), "val_features": str(feats),
         "model": {"object_tokens": 9}}))
     run = root / "run"
-    train_match.main(["--config", str(config), "--out", str(run)])
+    train.main(["--config", str(config), "--out", str(run)])
     model = root / "model"
-    export_match.main(["--run", str(run), "--out", str(model), "--name", "toy2"])
+    export.main(["--run", str(run), "--out", str(model), "--name", "toy2"])
     yield {"root": root, "data": data, "feats": feats, "config": config, "run": run,
            "model": model}
     mp.undo()
@@ -51,7 +53,7 @@ def test_features_train_resume(toy_v2):
     assert (run / "best.pt").is_file() and (run / "last.pt").is_file() and (run / "tb").is_dir()
     ckpt = torch.load(run / "last.pt", weights_only=True)
     assert ckpt["step"] == 3 and json.loads(ckpt["config"])["model"]["object_tokens"] == 9
-    train_match.main(["--config", str(toy_v2["config"]), "--out", str(run), "--resume",
+    train.main(["--config", str(toy_v2["config"]), "--out", str(run), "--resume",
                       "--steps", "4"])
     assert torch.load(run / "last.pt", weights_only=True)["step"] == 4
 
@@ -84,7 +86,7 @@ def test_export_evaluate_and_dynamic_k(toy_v2):
 def test_runtime_sees_the_training_views_pixel_for_pixel(toy_v2):
     """A view goes through the runtime (Detector.embed_views) exactly as training prepared it:
     the same pixels at every view size, and the same object tokens."""
-    from training.match_model import MatchConfig, MatchHead
+    from training.model.match import MatchConfig, MatchHead
     from yolz_ros.runtime.detector import Detector
 
     det = Detector(toy_v2["model"], backend="onnxruntime", device="cpu")
@@ -100,17 +102,17 @@ def test_runtime_sees_the_training_views_pixel_for_pixel(toy_v2):
                        no_alpha_centre=spec.no_alpha_centre)
     for s, batch in zip(det.info.view_sizes, seen):
         for view, pixels in zip(views, batch):
-            img, _ = match_features.prepared_views(view, s, rule)
+            img, _ = features.prepared_views(view, s, rule)
             assert np.array_equal(pixels.transpose(1, 2, 0), img.astype(np.float32))
 
     ckpt = torch.load(toy_v2["run"] / "best.pt", weights_only=True)
     mcfg = MatchConfig(**{**json.loads(ckpt["config"])["model"], "pretrained": False})
     head = MatchHead(mcfg)
     head.load_state_dict(ckpt["head"])
-    feats = train_match.load_features(toy_v2["feats"])[0]
+    feats = train.load_features(toy_v2["feats"])[0]
     with torch.no_grad():
-        tokens = train_match.episode_tokens(head, feats, mcfg.view_sizes)
-        slots = train_match.object_slots(train_match.pooled(tokens, 0, torch.arange(3), 0),
+        tokens = train.episode_tokens(head, feats, mcfg.view_sizes)
+        slots = train.object_slots(train.pooled(tokens, 0, torch.arange(3), 0),
                                          mcfg.object_tokens).numpy()
     runtime = got.vector.reshape(spec.count, spec.dim)
     np.testing.assert_allclose(runtime[0], slots[0], atol=2e-2)  # FP16 weights and features

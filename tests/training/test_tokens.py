@@ -56,7 +56,7 @@ def test_token_mask_follows_alpha_and_letterbox():
 
 def test_match_model_shapes_and_objects_are_scored_independently():
     torch = pytest.importorskip("torch")
-    from training.match_model import DetectorGraph, EmbedderGraph, MatchConfig, MatchModel
+    from training.model.match import DetectorGraph, EmbedderGraph, MatchConfig, MatchModel
 
     cfg = MatchConfig(pretrained=False, object_tokens=5, token_dim=8)
     model = MatchModel(cfg).eval()

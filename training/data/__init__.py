@@ -1,1 +1,1 @@
-"""Training data: sources (objects, backgrounds), PyBullet rendering, composites and episode sampling."""
+"""Training data: the real-object benchmark and episodes, their sources, and their features."""

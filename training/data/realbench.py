@@ -197,7 +197,7 @@ def visible_boxes(instances: np.ndarray, count: int) -> np.ndarray:
 
 
 def make_episode(src: ObjectSource, cfg: RealConfig, rng: np.random.Generator) -> dict:
-    """One episode (dict of arrays; the format training.evaluate.evaluate reads, plus extras)."""
+    """One episode (dict of arrays; the format training.evaluation.evaluate.evaluate reads, plus extras)."""
     n_fam = len(src.products) // products.FAMILY_SIZE
     fams = rng.choice(n_fam, cfg.families_per_episode, replace=False)
     objects: list = [int(f * products.FAMILY_SIZE + m) for f in fams

@@ -1,4 +1,4 @@
-"""Classical reference-image baselines, scored by training/evaluate.py exactly like yolz.
+"""Classical reference-image baselines, scored by training/evaluation/evaluate.py exactly like yolz.
 
 Every method has `name`, `calibrated` (False: raw similarity scores in [0, 1], not probabilities),
 `embed(views uint8 [N, V, V, 3] RGB) -> object` and

@@ -1,6 +1,6 @@
 """How well the node finds the target in a rendered RGB-D scene and where it says it is.
 
-    python -m training.evaluate_depth --scene out/depth_scene --out docs/depth_3d.json
+    python -m training.evaluation.evaluate_depth --scene out/depth_scene --out docs/depth_3d.json
 
 The scene is `make depth-scene` (training/data/depth_scene.py). The target is registered the ways
 an operator would: one view cut from the still part by its box (what `register_from_camera

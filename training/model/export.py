@@ -1,6 +1,6 @@
-"""Export a yolz v2 run (train_match.py) to a model folder: two ONNX graphs + model.json (yolz-model/2).
+"""Export a yolz v2 run (training/train.py) to a model folder: two ONNX graphs + model.json (yolz-model/2).
 
-    python -m training.export_match --run runs/match --out models/yolz_tokens [--checkpoint best]
+    python -m training.model.export --run runs/match --out models/yolz_tokens [--checkpoint best]
 
 embedder.onnx  views [N, 3, S, S] (N and S dynamic; S = each of model.json's view_sizes)
                -> embeddings [N, D, S/16, S/16]: unit tokens (the runtime pools and samples them)
@@ -22,7 +22,7 @@ import onnx
 import torch
 from onnx import helper, numpy_helper
 
-from training.match_model import (PAD_VALUE, PATCH, DetectorGraph, EmbedderGraph, MatchConfig,
+from training.model.match import (PAD_VALUE, PATCH, DetectorGraph, EmbedderGraph, MatchConfig,
                                   MatchModel)
 from yolz_ros.runtime.atomic_file import write_bytes_atomic
 from yolz_ros.runtime.machine import cpu_model

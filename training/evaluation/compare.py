@@ -1,8 +1,8 @@
 """yolz against the classical reference-image baselines, on the SAME held-out episodes.
 
-    python -m training.compare --model models/yolz_tokens --split test --out docs/comparison
+    python -m training.evaluation.compare --model models/yolz_tokens --split test --out docs/comparison
 
-Every method goes through training.evaluate.evaluate / report (identical pairs, grid and metrics;
+Every method goes through training.evaluation.evaluate.evaluate / report (identical pairs, grid and metrics;
 per-frame latency = one `score` call on one scene for all K episode objects, measured in the same
 run with --threads CPU threads for every method (default 1), object embedding excluded). Writes <out>/comparison.md, comparison.json, comparison_bars.png
 (cell AP / presence AUROC per method and N), comparison_curves.png (presence ROC and cell PR at the
@@ -37,8 +37,8 @@ import cv2
 import numpy as np
 
 from training.data import realbench
-from training.evaluate import SIZE_BUCKETS, evaluate, fmt, report
-from training.metrics import roc_curve, summarize
+from training.evaluation.evaluate import SIZE_BUCKETS, evaluate, fmt, report
+from training.evaluation.metrics import roc_curve, summarize
 from yolz_ros.runtime.machine import cpu_model
 
 METHODS = ("yolz", "probe", "sift", "template", "histogram", "xfeat")
@@ -70,14 +70,14 @@ class PaintedViews:
 
 def make_method(key: str, model_dir: Path, threads: int = 1):
     if key == "yolz":
-        from training.evaluate import YolzMethod
+        from training.evaluation.evaluate import YolzMethod
 
         return YolzMethod(model_dir, num_threads=threads)
     if key == "probe":
-        from training.probe import TokenProbe
+        from training.evaluation.probe import TokenProbe
 
         return TokenProbe(num_threads=threads)
-    from training.baselines import BASELINES
+    from training.evaluation.baselines import BASELINES
 
     method = BASELINES[key](num_threads=threads) if key == "xfeat" else BASELINES[key]()
     return PaintedViews(method)
@@ -98,7 +98,7 @@ def set_threads(threads: int):
 # ----------------------------------------------------------------------------- pair bookkeeping
 
 def pair_keys(episodes, ns=NS):
-    """(episode, n, scene, object) of each record, in training.evaluate.evaluate's order."""
+    """(episode, n, scene, object) of each record, in training.evaluation.evaluate.evaluate's order."""
     keys = []
     for e, ep in enumerate(episodes):
         c, n_max = ep["views_a"].shape[:2]
@@ -238,7 +238,7 @@ def markdown(results, meta, examples, keypoints=None, frozen=None):
     lines = ["# yolz vs classical reference-image baselines", ""]
     lines += [f"- {k}: {v}" for k, v in meta.items() if k != "episode_config"]
     lines += ["- every method scores the same (scene, object) pairs on the same stride-16 grid "
-              "(training/evaluate.py); baselines give raw scores (no calibration metrics)",
+              "(training/evaluation/evaluate.py); baselines give raw scores (no calibration metrics)",
               "- latency: one `score` call = one scene, all episode objects (embedding excluded), "
               f"CPU with {meta.get('cpu_threads', '?')} thread(s) per method, measured in this run", ""]
     lines += ["## Overall", ""]
@@ -250,7 +250,7 @@ def markdown(results, meta, examples, keypoints=None, frozen=None):
     lines += _table(["method", "N", *METRICS, "pairs"], rows)
     if frozen:
         lines += ["", "Not re-run: retired models, as last measured on this benchmark "
-                  "(training/frozen_rows.json says where and when).", ""]
+                  "(training/evaluation/frozen_rows.json says where and when).", ""]
         rows = [[name, str(n)] + [o.get(m) for m in METRICS] + [o.get("pairs")]
                 for name, r in frozen.items() for n in ns
                 for o in [r["by_n"].get(str(n), {}).get("overall", {})]]

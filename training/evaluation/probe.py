@@ -1,12 +1,12 @@
 """The training-free token probe: the baseline any trained yolz v2 must beat.
 
-ImageNet Lite0 stride-16 features (the frozen backbone of training/match_model.py, no projection,
+ImageNet Lite0 stride-16 features (the frozen backbone of training/model/match.py, no projection,
 no training): an object is ALL the tokens of its views that show it (at the model's view sizes);
 a cell's score is its best cosine to any of them; presence = the best cell. Issue 11 measured this
 probe above the trained v1 model on an independent real-object benchmark.
 
 `TokenProbe` has the evaluate/compare method interface (embed(views), score(scene, objects)) and
-runs in torch on the CPU; `probe_on_features` scores featurized episodes (match_features.py).
+runs in torch on the CPU; `probe_on_features` scores featurized episodes (training/data/features.py).
 """
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.match_features import prepared_views
-from training.match_model import MatchConfig
+from training.data.features import prepared_views
+from training.model.match import MatchConfig
 from training.model.backbone import FrozenLite0
-from training.metrics import summarize
+from training.evaluation.metrics import summarize
 
 
 class TokenProbe:

@@ -1,6 +1,6 @@
-"""Train the yolz v2 head on frozen-backbone features (training/match_features.py).
+"""Train the yolz v2 head on frozen-backbone features (training/data/features.py).
 
-    python -m training.train_match --config training/configs/match_cpu.yaml --out runs/match --resume
+    python -m training.train --config training/configs/match_cpu.yaml --out runs/match --resume
 
 One loop, nanoGPT-style: plain config values, checkpoints that carry their config, a validation
 estimate on the real-object benchmark (val split) every `eval_every` steps; `best.pt` keeps the
@@ -31,9 +31,9 @@ import torch.nn.functional as F
 import yaml
 from torch.utils.tensorboard import SummaryWriter
 
-from training.losses import info_nce, sigmoid_focal_loss
-from training.match_model import PATCH, MatchConfig, MatchHead
-from training.metrics import summarize
+from training.model.losses import info_nce, sigmoid_focal_loss
+from training.model.match import PATCH, MatchConfig, MatchHead
+from training.evaluation.metrics import summarize
 from training.data import realbench
 from yolz_ros.runtime.object_tokens import object_tokens, token_mask
 
@@ -73,7 +73,7 @@ def load_features(folder, limit=0, cfg: MatchConfig | None = None):
     if limit:
         paths = paths[:limit]
     if not paths:
-        raise SystemExit(f"no feature episodes in {folder}: run python -m training.match_features")
+        raise SystemExit(f"no feature episodes in {folder}: run python -m training.data.features")
     eps = []
     for p in paths:
         with np.load(p, allow_pickle=False) as z:
@@ -164,7 +164,7 @@ def step_loss(head, eps, cfg, mcfg, rng):
 
 @torch.no_grad()
 def validate(head, eps, mcfg, n=8, variant=0):
-    """Benchmark metrics (training.metrics.summarize) on featurized val episodes."""
+    """Benchmark metrics (training.evaluation.metrics.summarize) on featurized val episodes."""
     records = []
     for ep in eps:
         c = ep["present"].shape[1]

@@ -2,7 +2,7 @@
 benchmark), evaluation.json (random_urdfs) and decisions.json (what was measured on validation to
 choose the design). The numbers in the report are the JSON's, so report and evaluation agree.
 
-    python -m training.model_report --model models/yolz_tokens
+    python -m training.evaluation.model_report --model models/yolz_tokens
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from training.evaluate import fmt
+from training.evaluation.evaluate import fmt
 from yolz_ros.runtime.atomic_file import write_bytes_atomic
 
 METRICS = ("cell_ap", "presence_auroc", "fpr_at_95_tpr", "pointing_accuracy", "cell_ece")

@@ -1,9 +1,9 @@
 """Evaluate a detector on held-out objects: JSON + Markdown + plots.
 
-    python -m training.evaluate --model models/yolz_tokens --split test
+    python -m training.evaluation.evaluate --model models/yolz_tokens --split test
 
 Any method with `embed(views) -> object` and `score(scene_rgb, objects) -> [K, rows, cols]` is scored
-by the same code on the same episodes (the baselines in training/baselines.py too). yolz is run
+by the same code on the same episodes (the baselines in training/evaluation/baselines.py too). yolz is run
 through the runtime's Detector on ONNX Runtime: what is measured is what ships.
 
 The benchmark is the real-object one (training/data/realbench.py; `make realbench`), scored twice:
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from training.data import realbench
-from training.metrics import roc_curve, summarize
+from training.evaluation.metrics import roc_curve, summarize
 
 BENCH_STRIDE = 16  # the evaluation grid: 16 x 16 source pixels per cell
 SIZE_BUCKETS = (("small (<1% of image)", 0.0, 0.01), ("medium (1-5%)", 0.01, 0.05),

@@ -1,13 +1,13 @@
 """Frozen-backbone features of real-object episodes, computed once and trained on many times.
 
-The v2 backbone never trains (training/match_model.py), so each scene and each reference view goes
+The v2 backbone never trains (training/model/match.py), so each scene and each reference view goes
 through it exactly once; training then runs only the small head, thousands of steps an hour on a
 2-core CPU. Views are prepared by the runtime's own code (yolz_ros.runtime.geometry.prepare_view at every
 view size of the model, yolz_ros.runtime.object_tokens.token_mask for which tokens show the object), so a
 training view is the runtime's view pixel for pixel.
 
-    python -m training.match_features --split train --episodes 600 --out data/features/train
-    python -m training.match_features --split val --from-bench data/realbench/val --out data/features/val
+    python -m training.data.features --split train --episodes 600 --out data/features/train
+    python -m training.data.features --split val --from-bench data/realbench/val --out data/features/val
 
 One npz per episode: scene [S, 112, 30, 40] fp16; for each view size s: views_<s> [C, N, 2, 112,
 s/16, s/16] fp16 (variant 0 = alpha cut-out, 1 = photo with background) and mask_<s> [C, N, 2,
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from training.data import realbench
-from training.match_model import PAD_VALUE, PATCH, MatchConfig
+from training.model.match import PAD_VALUE, PATCH, MatchConfig
 from training.model.backbone import FrozenLite0
 from yolz_ros.runtime.geometry import prepare_view
 from yolz_ros.runtime.object_tokens import token_mask

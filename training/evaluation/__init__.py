@@ -1,0 +1,1 @@
+"""Measuring models: the real-object benchmark evaluation, metrics, baselines, the comparison."""
