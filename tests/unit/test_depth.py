@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from yolz_ros.runtime.crop import CropError, crop_view
-from yolz_ros.runtime.depth import DepthError, Intrinsics, locate
+from yolz_ros.runtime.decode import decode_peaks, peak_cell
+from yolz_ros.runtime.depth import DepthError, Intrinsics, Point3D, locate, merge_located
 from yolz_ros.runtime.geometry import Letterbox, cell_boxes
 
 W, H = 320, 240
@@ -52,6 +53,81 @@ def test_point_is_the_visible_surface_centre():
     grid[7, 10] = 0.95
     point, _ = locate(depth, K, grid, boxes, (7, 10), threshold=0.3)
     assert np.linalg.norm(np.array(point.xyz) - centre) < 0.005
+
+
+def wide_scene(z_box=1.2, z_wall=1.8):
+    """A wall at z_wall with a 160 x 64 px box at z_box (x 80..240, y 96..160: cell columns
+    5-14, rows 6-9); the true centre of its visible surface."""
+    depth = np.full((H, W), z_wall, np.float32)
+    y0, y1, x0, x1 = 96, 160, 80, 240
+    depth[y0:y1, x0:x1] = z_box
+    v, u = np.mgrid[y0:y1, x0:x1]
+    centre = np.array([((u - K.cx) * z_box / K.fx).mean(), ((v - K.cy) * z_box / K.fy).mean(),
+                       z_box])
+    return depth, centre
+
+
+def test_one_strong_cell_at_a_wide_objects_end_finds_its_whole_surface():
+    """Issue 20: the strongest evidence is one cell at the end of an object 160 px wide; a fixed
+    window around that cell cut the surface (the point 19 cm off here)."""
+    depth, centre = wide_scene()
+    grid, boxes = grid_and_boxes()
+    grid[7, 5] = 0.9  # the left end only; no other cell over the threshold or half of it
+    point, why = locate(depth, K, grid, boxes, (7, 5), 0.5)
+    assert point is not None, why
+    assert np.linalg.norm(np.array(point.xyz) - centre) < 0.02
+    assert point.box[0] <= 81 and point.box[2] >= 239  # the whole width
+    # with weaker cells over the rest of the object (its whole region), the same
+    grid[6:10, 6:15] = 0.3
+    point, why = locate(depth, K, grid, boxes, (7, 5), 0.5)
+    assert np.linalg.norm(np.array(point.xyz) - centre) < 0.02
+    # an object at the image's edge: the window stops there and the surface is what is seen
+    shifted = np.full((H, W), 1.8, np.float32)
+    shifted[96:160, 200:] = 1.2
+    grid[:] = 0.0
+    grid[7, 19] = 0.9
+    point, _ = locate(shifted, K, grid, boxes, (7, 19), 0.5)
+    assert point.box[0] <= 201 and point.box[2] == W  # (less its edge pixel)
+
+
+def test_a_wide_object_is_one_detection_and_one_point():
+    """Its evidence in two regions (a blob at one end, one cell at the other): decoding gives
+    one detection, and two detections of it (the plain regions) locate one surface, merged."""
+    depth, centre = wide_scene()
+    grid, boxes = grid_and_boxes()
+    grid[6:10, 5:8] = 0.8
+    grid[7, 6] = 0.95
+    grid[6:10, 8:14] = 0.3
+    grid[7, 14] = 0.7
+    peaks = decode_peaks(grid, boxes, 0.5)
+    assert len(peaks) == 1
+    point, why = locate(depth, K, grid, boxes, peak_cell(boxes, peaks[0].peak_x,
+                                                         peaks[0].peak_y), 0.5)
+    assert point is not None, why and np.linalg.norm(np.array(point.xyz) - centre) < 0.02
+    plain = decode_peaks(grid, boxes, 0.5, low_fraction=1.0, merge_grow=0.0)
+    assert len(plain) == 2
+    located = []
+    for pk in plain:  # each region on its own (no hysteresis): both find the whole surface
+        pt, why = locate(depth, K, grid, boxes, peak_cell(boxes, pk.peak_x, pk.peak_y), 0.5,
+                         low_fraction=1.0)
+        assert pt is not None, why
+        assert np.linalg.norm(np.array(pt.xyz) - centre) < 0.02
+        located.append((0, pt))
+    assert merge_located(located) == [0]
+    assert merge_located([(0, located[0][1]), (1, located[1][1])]) == [0, 1]  # two objects
+
+
+def test_points_of_different_objects_are_not_merged():
+    a = Point3D((0.0, 0.0, 1.0), (0.10, 0.10, 0.02), 500, (100, 100, 140, 140))
+    b = Point3D((0.12, 0.0, 1.0), (0.10, 0.10, 0.02), 500, (148, 100, 188, 140))
+    c = Point3D((0.03, 0.01, 1.0), (0.04, 0.04, 0.02), 80, (110, 104, 126, 120))  # on a
+    assert merge_located([(0, a), (0, b), (0, c)]) == [0, 1]
+    # overlapping surface boxes at one depth: one object (its points may be far apart when
+    # one of them is a thin part); at another depth: an object in front of another
+    e = Point3D((0.09, 0.0, 1.01), (0.05, 0.10, 0.02), 300, (104, 100, 150, 140))
+    assert merge_located([(0, a), (0, e)]) == [0]
+    d = Point3D((0.0, 0.0, 1.3), (0.10, 0.10, 0.02), 500, (100, 100, 140, 140))
+    assert merge_located([(0, a), (0, d)]) == [0, 1]
 
 
 def test_point_from_holes_and_no_depth():
