@@ -98,8 +98,7 @@ class Intrinsics(runtime_depth.Intrinsics):
     def from_camera_info_yaml(cls, text: str) -> "Intrinsics":
         """Intrinsics from a ROS camera calibration YAML (K's fx, fy, cx, cy; D is not kept).
         Raises ValueError when the text is not such a file."""
-        from yolz_ros.cli.camera_player import parse_camera_info
-        info = parse_camera_info(text)
+        info = runtime_depth.parse_camera_info(text)
         k = info["k"]
         return cls(fx=k[0], fy=k[4], cx=k[2], cy=k[5], width=info["width"],
                    height=info["height"])

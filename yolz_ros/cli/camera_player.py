@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from yolz_ros.runtime.depth import parse_camera_info
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
@@ -92,41 +94,6 @@ def rgbd_frames(source: Path, depth: Path):
             raise ValueError(f"{depth_path} is {mm.shape[1]}x{mm.shape[0]}, its colour image "
                              f"{bgr.shape[1]}x{bgr.shape[0]}: registered depth has its size")
         yield bgr, mm
-
-
-def parse_camera_info(text: str) -> dict:
-    """A ROS camera calibration YAML -> {width, height, distortion_model, d, k, r, p} (lists of
-    floats). Raises ValueError saying what is missing or malformed."""
-    import yaml
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"not valid YAML: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ValueError("not a camera calibration YAML (expected a mapping)")
-
-    def matrix(key, size, default=None):
-        entry = doc.get(key)
-        if entry is None and default is not None:
-            return default
-        data = entry.get("data") if isinstance(entry, dict) else None
-        if not isinstance(data, list) or (size and len(data) != size):
-            raise ValueError(f"{key}.data must be a list of {size or 'some'} numbers")
-        try:
-            return [float(x) for x in data]
-        except (TypeError, ValueError):
-            raise ValueError(f"{key}.data must hold numbers") from None
-
-    try:
-        width, height = int(doc["image_width"]), int(doc["image_height"])
-    except (KeyError, TypeError, ValueError):
-        raise ValueError("image_width and image_height (integers) are required") from None
-    k = matrix("camera_matrix", 9)
-    return {"width": width, "height": height,
-            "distortion_model": str(doc.get("distortion_model", "plumb_bob")),
-            "d": matrix("distortion_coefficients", 0, []),
-            "k": k, "r": matrix("rectification_matrix", 9, [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]),
-            "p": matrix("projection_matrix", 12, k[:3] + [0.0] + k[3:6] + [0.0] + k[6:] + [0.0])}
 
 
 def read_camera_info(path: Path) -> dict:

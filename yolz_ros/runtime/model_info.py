@@ -27,7 +27,7 @@ def sha256_file(path) -> str:
 
 def compute_model_id(name: str, hashes: Dict[str, str]) -> str:
     """``<name>@<first 12 hex of sha256 over the ONNX files' sha256 values>``, joined in file-name
-    order (the same as training/export.py)."""
+    order (training/model/export.py writes it with this function)."""
     joined = "".join(hashes[k] for k in sorted(hashes))
     return f"{name}@{hashlib.sha256(joined.encode()).hexdigest()[:12]}"
 
