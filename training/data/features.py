@@ -70,7 +70,8 @@ def episode_features(backbone, ep: dict, cfg: MatchConfig) -> dict:
     """`backbone`: float32 [N, 3, H, W] RGB 0..255 -> [N, 112, H/16, W/16] (OrtBackbone)."""
     scenes = ep["scenes"].transpose(0, 3, 1, 2).astype(np.float32)
     out = {"scene": backbone(scenes).astype(np.float16), "targets": ep["targets"].astype(np.uint8),
-           "present": ep["present"], "visible_pixels": ep["visible_pixels"]}
+           "present": ep["present"], "visible_pixels": ep["visible_pixels"],
+           "boxes": ep["boxes"]}  # visible box per (scene, object), pixels: the box head's labels
     c, n = ep["views_alpha"].shape[:2]
     for s in cfg.view_sizes:
         imgs = np.empty((c, n, 2, s, s, 3), np.uint8)
