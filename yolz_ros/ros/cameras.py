@@ -1,10 +1,12 @@
 """The node's cameras: topic -> name-safe key, output namespace, and the per-camera record
-(pending frame, counters, publishers, depth input)."""
+(pending frame, counters, publishers, depth input, transport health)."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 from typing import List
+
+from yolz_ros.ros.transport_health import TransportHealth
 
 
 def camera_key(topic: str) -> str:
@@ -55,6 +57,9 @@ class Camera:
     depth_subscriptions: list = field(default_factory=list)
     located: int = 0  # detections given a 3D point
     unlocated: int = 0  # detections without one (no depth, no camera_info, no valid depth)
+    skipped_3d: int = 0  # processed frames replaced by a newer one before their 3D step ran
+    merged_3d: int = 0  # detections dropped as a second detection of one object's surface
+    health: TransportHealth = field(default_factory=TransportHealth)  # stamps as they arrive
 
 
 def find_camera(cameras: List[Camera], name: str) -> Camera:

@@ -121,7 +121,8 @@ class YolzCore:
         self._diag_group = MutuallyExclusiveCallbackGroup()
         self._frame_log = ReasonThrottle(period_s=5.0)  # per reason, not one for all frames
         self._depth_group = MutuallyExclusiveCallbackGroup()
-        self._diagnostics = Diagnostics(f"yolz_ros: {node.get_fully_qualified_name()}")
+        self._diagnostics = Diagnostics(f"yolz_ros: {node.get_fully_qualified_name()}",
+                                        warn=self.log.warning)  # lossy or late cameras
         node.add_on_set_parameters_callback(self._on_set_parameters)
 
     # -- parameters --------------------------------------------------------------------------

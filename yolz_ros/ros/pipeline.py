@@ -2,7 +2,10 @@
 with depth, then 3D points -> publish. Plain Python: the node hands in publishers, the detector
 and a getter for the current (snapshot, settings).
 
-The worker serves cameras in turn, newest frame of each (yolz_ros.ros.mailbox).
+The worker serves cameras in turn, newest frame of each (yolz_ros.ros.mailbox). The 3D step runs
+per camera, on a thread of the camera's own (:class:`DepthLane`): the worker hands it the
+processed frame and goes on, and the lane waits there for the frame's depth image, so a slow or
+silent depth stream costs its own camera's 3D output and nothing else.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from yolz_ros.runtime.depth import DepthError, Intrinsics, locate
+from yolz_ros.runtime.depth import DepthError, Intrinsics, locate, merge_located
 from yolz_ros.ros.depth_input import check_depth_header, depth_to_metres, stamp_seconds
 from yolz_ros.ros.image_msgs import (check_frame_header, compressed_msg_to_rgb, image_msg_to_array,
                                      rgb_to_image_msg)
@@ -38,6 +41,14 @@ def decode_frame(msg, max_pixels: int) -> np.ndarray:
     else:
         rgb, _ = image_msg_to_array(msg, max_pixels=max_pixels)  # alpha: unused for scenes
     return rgb
+
+
+def header_seconds(msg) -> float:
+    """The message's header stamp in seconds; 0.0 (unstamped) when it has none."""
+    try:
+        return stamp_seconds(msg.header.stamp)
+    except AttributeError:
+        return 0.0
 
 
 def analyse(rgb, header, camera: str, detector, snapshot, settings: Settings) -> Frame:
@@ -65,6 +76,59 @@ class Stats:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+class DepthLane:
+    """The 3D step of one camera on a thread of its own: the newest processed frame of the
+    camera waits here for its depth image. A frame replaced before its 3D step started is
+    skipped (``handle_skipped``); the worker never waits."""
+
+    def __init__(self, cam: Camera, handle: Callable, handle_skipped: Callable):
+        self.cam = cam
+        self.handle = handle  # (cam, header, frame, settings) -> None
+        self.handle_skipped = handle_skipped  # (cam, frame) -> None
+        self._cv = threading.Condition()
+        self._pending = None  # (header, frame, settings)
+        self._stop = False
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name=f"yolz_3d_{self.cam.key}",
+                                        daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def put(self, header, frame: Frame, settings: Settings) -> None:
+        with self._cv:
+            replaced, self._pending = self._pending, (header, frame, settings)
+            self._cv.notify()
+        if replaced is not None:
+            self.handle_skipped(self.cam, replaced[1])
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cv:
+            self._stop = True
+            pending, self._pending = self._pending, None
+            self._cv.notify_all()
+        if pending is not None:
+            self.handle_skipped(self.cam, pending[1])
+        t = self._thread
+        if t is not None and t.is_alive() and t is not threading.current_thread():
+            t.join(timeout=timeout)
+        self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._stop or self._pending is not None)
+                if self._stop:
+                    return
+                (header, frame, settings), self._pending = self._pending, None
+            self.handle(self.cam, header, frame, settings)
+
+
 class Pipeline:
     """Processes frames from the mailbox on one worker thread and publishes the results.
 
@@ -87,10 +151,16 @@ class Pipeline:
         self.stats = Stats()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self.lanes = {cam.key: DepthLane(cam, self._publish_3d_safely, self._skipped_3d)
+                      for cam in cameras}
 
     # -- worker ------------------------------------------------------------------------------
     def start(self) -> None:
+        """Start the worker, and a 3D lane per camera with depth."""
         self._stop.clear()
+        for cam in self.cameras:
+            if cam.depth is not None:
+                self.lanes[cam.key].start()
         self._thread = threading.Thread(target=self._work, name="yolz_worker", daemon=True)
         self._thread.start()
 
@@ -101,6 +171,8 @@ class Pipeline:
         if t is not None and t.is_alive() and t is not threading.current_thread():
             t.join(timeout=timeout)
         self._thread = None
+        for lane in self.lanes.values():
+            lane.stop(timeout)
 
     @property
     def running(self) -> bool:
@@ -139,6 +211,7 @@ class Pipeline:
             self.error(cam, f"bad frame on {cam.resolved}: {exc}")
             return
         cam.newest = (msg, time.monotonic())  # what register_from_camera cuts views from
+        cam.health.colour_arrived(header_seconds(msg))
         self.mailbox.put(cam, msg)
 
     def receive_depth(self, cam: Camera, msg) -> None:
@@ -148,6 +221,7 @@ class Pipeline:
         except DepthError as exc:
             self.warn(f"bad depth image on {cam.depth_topic}: {exc} (no 3D for its frames)")
             return
+        cam.health.depth_arrived(header_seconds(msg))
         cam.depth.put_depth(msg)
 
     def receive_info(self, cam: Camera, msg) -> None:
@@ -190,7 +264,7 @@ class Pipeline:
             cam.pub_overlay.publish(rgb_to_image_msg(img, msg.header))
             overlay = True
         if cam.depth is not None:
-            self.publish_3d(cam, msg.header, frame, settings)
+            self.hand_3d(cam, msg.header, frame, settings)
         with self.stats.lock:
             cam.processed += 1
             cam.overlays += int(overlay)
@@ -199,6 +273,26 @@ class Pipeline:
         return frame
 
     # -- 3D ----------------------------------------------------------------------------------
+    def hand_3d(self, cam: Camera, header, frame: Frame, settings: Settings) -> None:
+        """The frame's 3D step: on the camera's lane when the pipeline runs (the worker goes on),
+        else here and now (a pipeline driven by hand, as in tests)."""
+        lane = self.lanes.get(cam.key)
+        if lane is not None and lane.running:
+            lane.put(header, frame, settings)
+        else:
+            self._publish_3d_safely(cam, header, frame, settings)
+
+    def _publish_3d_safely(self, cam: Camera, header, frame: Frame, settings: Settings) -> None:
+        try:
+            self.publish_3d(cam, header, frame, settings)
+        except Exception as exc:  # noqa: BLE001 - never let a frame kill the lane
+            self.warn(f"no 3D for {cam.resolved}: {type(exc).__name__}: {exc}")
+
+    def _skipped_3d(self, cam: Camera, frame: Frame) -> None:
+        with self.stats.lock:
+            cam.skipped_3d += 1
+            cam.unlocated += len(frame.detections)
+
     def locate_frame(self, cam: Camera, header, frame: Frame, settings: Settings):
         """[(detection, Point3D)] of a processed frame from its matching depth image and the
         camera_info, or None (and a warning) when the frame cannot have 3D output."""
@@ -224,7 +318,7 @@ class Pipeline:
         except DepthError as exc:
             self.warn(f"no 3D for {cam.resolved}: {exc}")
             return None
-        located = []
+        found = []
         for det, k in frame.detections:
             rc = peak_cell(frame.boxes, det.peak_x, det.peak_y)
             point, why = locate(depth_m, intrinsics, frame.probabilities[k], frame.boxes, rc,
@@ -232,8 +326,13 @@ class Pipeline:
             if point is None:
                 self.warn(f"no 3D for {det.name!r} on {cam.resolved}: {why}")
                 continue
-            located.append((det, point))
-        return located
+            found.append((det, k, point))
+        # two detections of one object that found the same surface are one (the stronger)
+        kept = merge_located([(k, point) for _, k, point in found])
+        if len(kept) < len(found):
+            with self.stats.lock:
+                cam.merged_3d += len(found) - len(kept)
+        return [(found[i][0], found[i][2]) for i in kept]
 
     def publish_3d(self, cam: Camera, header, frame: Frame, settings: Settings) -> None:
         located = self.locate_frame(cam, header, frame, settings)

@@ -1,0 +1,269 @@
+"""Transport health of one camera, from header stamps alone: the share of frames lost between
+the camera and the node, how late colour and depth images arrive, and what to do about it.
+
+Plain Python (no rclpy): the node's receive callbacks record (header stamp, arrival time) of
+every sound frame; /diagnostics asks for an :class:`Assessment` once per second.
+
+- The camera's period is the median of the small stamp deltas (deltas up to SMALL_DELTA times
+  the smallest ones): taken from the frames of the window when nearly all its deltas are
+  small, else from the last HISTORY_S (with heavy loss few consecutive frames arrive together,
+  and the smallest deltas of the window span several periods). A camera that slows down (auto
+  exposure at 15 Hz) is a new period, not loss (at once without loss; within HISTORY_S with).
+- Loss over the window: expected = span of the stamps / period + 1, received = the frames that
+  arrived; judged only with at least MIN_EXPECTED frames expected.
+- A stamp that goes back, or jumps by more than JUMP_S: the camera restarted (or a bag looped);
+  the window starts again. Stamps of 0 (unstamped frames) and repeated stamps are not counted.
+- Lateness: arrival time (wall clock) minus header stamp, judged only when the two clocks are
+  comparable (|lateness| < CLOCK_COMPARABLE_S: same host, or hosts in sync; not sim time).
+  Depth: how much later depth arrives than colour (the difference of their median lateness:
+  a clock offset cancels), and the newest depth stamp minus the colour stamp at each colour
+  arrival (what the stamp matching sees).
+
+Measured (ENVIRONMENT.md, "DDS on one host"): FastDDS's defaults in the camera's process lose
+8-92% of 640x480 rgb8 frames at 30 Hz and re-send colour and depth fragments ~3 s late; the
+same-host profile (config/fastdds_same_host.xml) in the camera's process fixes it.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from yolz_ros.ros.dds import PROFILE_VARS, current_profile
+
+WINDOW_S = 5.0  # loss and lateness over the frames that arrived in the last WINDOW_S seconds
+LOSS_WARN = 0.2  # WARN above this share of frames lost ...
+MIN_EXPECTED = 30  # ... with at least this many frames expected in the window
+JUMP_S = 2.0  # a stamp this far past the previous one, or before it: a restart
+SMALL_DELTA = 1.5  # stamp deltas up to this times the smallest ones are one period
+MIN_PERIOD_DELTAS = 5  # small deltas needed in the window to take the period from it, and
+WINDOW_SHARE = 0.8  # their share of its deltas (with heavy loss the smallest are multiples)
+REFINE_STEPS = 4  # the period is refined on the deltas of up to this many periods
+HISTORY_S = 30.0  # stamp deltas of this long kept for the period when the window has too few
+HISTORY_DELTAS = 3000  # (at most this many)
+LATE_WARN_S = 0.5  # WARN when frames arrive this long after their stamp (median)
+CLOCK_COMPARABLE_S = 30.0  # |arrival - stamp| beyond this: different clocks, not judged
+PROFILE_NAME = "fastdds_same_host.xml"
+
+
+def profile_path() -> str:
+    """Where this installation's same-host profile is (the source tree's config/, else the
+    install's share/yolz_ros/config/), or a placeholder naming it."""
+    candidates = [Path(__file__).resolve().parents[2] / "config" / PROFILE_NAME]
+    for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
+        candidates.append(Path(prefix) / "share" / "yolz_ros" / "config" / PROFILE_NAME)
+    for path in candidates:
+        if path.is_file():
+            return str(path)
+    return f"<share>/yolz_ros/config/{PROFILE_NAME}"
+
+
+def fix_text() -> str:
+    """What to do about a lossy or late camera stream, in words."""
+    own = current_profile()
+    return ("start the camera driver's process with the same-host profile "
+            f"({' / '.join(PROFILE_VARS)}={profile_path()}) or use compressed transport "
+            f"(image_transport:=compressed); this node's process uses "
+            f"{own if own else 'no profile'}")
+
+
+@dataclass(frozen=True)
+class StreamFigures:
+    """One stream's figures over the window (None: not enough frames to say)."""
+    received: int = 0
+    expected: Optional[int] = None
+    loss: Optional[float] = None
+    period_s: Optional[float] = None
+    lateness_p50_s: Optional[float] = None  # None also when the clocks are not comparable
+    lateness_p95_s: Optional[float] = None
+    lateness_raw_p50_s: Optional[float] = None  # whatever the clocks: for differences
+    restarts: int = 0
+
+
+def _smallest(d: np.ndarray) -> float:
+    """The smallest of the sorted deltas ``d`` that is no stray: at least 2 (and 2 %) of them
+    lie between it and SMALL_DELTA times it (a lone short delta is a glitch, not the period)."""
+    need = max(2, int(0.02 * d.size))
+    counts = np.searchsorted(d, SMALL_DELTA * d, side="right") - np.arange(d.size)
+    ok = np.nonzero(counts >= need)[0]
+    return float(d[ok[0]] if ok.size else d[0])
+
+
+def _period(deltas) -> Optional[float]:
+    """The period of a stream from its positive stamp deltas: the median of the small ones,
+    refined to time / periods spanned over the deltas of up to REFINE_STEPS periods (the small
+    ones alone are biased low under jitter); None if there are none."""
+    d = np.sort(np.asarray(deltas, np.float64))
+    if d.size == 0:
+        return None
+    ref = _smallest(d)
+    period = float(np.median(d[(d >= ref) & (d <= SMALL_DELTA * ref)]))
+    for _ in range(2):
+        if period <= 0:
+            return None
+        steps = np.round(d / period)
+        near = (steps >= 1) & (steps <= REFINE_STEPS)
+        period = float(d[near].sum() / steps[near].sum())
+    return period
+
+
+class StreamHealth:
+    """The recent (arrival, stamp) pairs of one stream. Not thread-safe on its own: the
+    :class:`TransportHealth` that holds it locks."""
+
+    def __init__(self, window_s: float = WINDOW_S):
+        self.window_s = float(window_s)
+        self.samples = collections.deque()  # (arrival wall s, stamp s), stamps increasing
+        self.history = collections.deque(maxlen=HISTORY_DELTAS)  # (arrival, stamp delta > 0)
+        self.last_stamp: Optional[float] = None
+        self.restarts = 0
+
+    def record(self, stamp: float, arrival: float) -> bool:
+        """Count one arrival; False when it is not counted (unstamped or a repeated stamp)."""
+        if stamp <= 0.0:
+            return False
+        last = self.last_stamp
+        if last is not None:
+            delta = stamp - last
+            if delta == 0.0:
+                return False
+            if delta < 0.0 or delta > JUMP_S:
+                self.restarts += 1
+                self.samples.clear()
+            else:
+                self.history.append((arrival, delta))
+        self.last_stamp = stamp
+        self.samples.append((arrival, stamp))
+        self.prune(arrival)
+        return True
+
+    def prune(self, now: float) -> None:
+        while self.samples and self.samples[0][0] < now - self.window_s:
+            self.samples.popleft()
+        while self.history and self.history[0][0] < now - HISTORY_S:
+            self.history.popleft()
+
+    def figures(self, now: float) -> StreamFigures:
+        self.prune(now)
+        n = len(self.samples)
+        if n == 0:
+            return StreamFigures(restarts=self.restarts)
+        arrivals = np.fromiter((a for a, _ in self.samples), np.float64, n)
+        stamps = np.fromiter((s for _, s in self.samples), np.float64, n)
+        late = arrivals - stamps
+        raw50 = float(np.median(late))
+        p50 = p95 = None
+        if abs(raw50) < CLOCK_COMPARABLE_S:
+            p50, p95 = raw50, float(np.percentile(late, 95))
+        period = expected = loss = None
+        if n >= 2:
+            deltas = np.diff(stamps)
+            ref = _smallest(np.sort(deltas))
+            small = int(((deltas >= ref) & (deltas <= SMALL_DELTA * ref)).sum())
+            if small >= MIN_PERIOD_DELTAS and small >= WINDOW_SHARE * deltas.size:
+                period = _period(deltas)
+            elif len(self.history) >= MIN_PERIOD_DELTAS:
+                period = _period([d for _, d in self.history])
+            if period:
+                expected = int(round((stamps[-1] - stamps[0]) / period)) + 1
+                if expected >= MIN_EXPECTED:
+                    loss = max(0.0, 1.0 - n / expected)
+        return StreamFigures(received=n, expected=expected, loss=loss, period_s=period,
+                             lateness_p50_s=p50, lateness_p95_s=p95, lateness_raw_p50_s=raw50,
+                             restarts=self.restarts)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """One camera's transport health: ``warn`` with the ``problems`` in words, and the figures
+    as /diagnostics key/values."""
+    warn: bool
+    problems: Tuple[str, ...]
+    values: Dict[str, str] = field(default_factory=dict)
+
+
+def _ms(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value * 1e3:.1f}"
+
+
+class TransportHealth:
+    """Colour and depth arrivals of one camera (thread-safe: receive callbacks record, the
+    diagnostics timer assesses). ``clock`` is the arrival clock: wall time, like stamps."""
+
+    def __init__(self, window_s: float = WINDOW_S, clock=time.time):
+        self.clock = clock
+        self.colour = StreamHealth(window_s)
+        self.depth = StreamHealth(window_s)
+        self._offsets = collections.deque()  # (arrival, newest depth stamp - colour stamp)
+        self._lock = threading.Lock()
+
+    def colour_arrived(self, stamp: float, arrival: Optional[float] = None) -> None:
+        arrival = self.clock() if arrival is None else arrival
+        with self._lock:
+            if self.colour.record(stamp, arrival) and self.depth.last_stamp is not None \
+                    and self.depth.samples:
+                self._offsets.append((arrival, self.depth.last_stamp - stamp))
+            while self._offsets and self._offsets[0][0] < arrival - self.colour.window_s:
+                self._offsets.popleft()
+
+    def depth_arrived(self, stamp: float, arrival: Optional[float] = None) -> None:
+        arrival = self.clock() if arrival is None else arrival
+        with self._lock:
+            self.depth.record(stamp, arrival)
+
+    def assess(self, depth_timeout: Optional[float] = None,
+               now: Optional[float] = None) -> Assessment:
+        """The figures over the window ending ``now``; ``depth_timeout`` (s) when the camera
+        has depth: depth that arrives later than this after its colour frame costs the 3D."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            c = self.colour.figures(now)
+            d = self.depth.figures(now) if depth_timeout is not None else None
+            while self._offsets and self._offsets[0][0] < now - self.colour.window_s:
+                self._offsets.popleft()
+            offsets = [o for _, o in self._offsets]
+        window = self.colour.window_s
+        problems = []
+        values = {"transport_window_s": f"{window:.0f}",
+                  "frames_in_window": str(c.received),
+                  "frames_expected_in_window": "n/a" if c.expected is None else str(c.expected),
+                  "frames_lost_fraction": "n/a" if c.loss is None else f"{c.loss:.3f}",
+                  "camera_period_ms": _ms(c.period_s),
+                  "frame_lateness_p50_ms": _ms(c.lateness_p50_s),
+                  "frame_lateness_p95_ms": _ms(c.lateness_p95_s),
+                  "stamp_restarts": str(c.restarts)}
+        if c.loss is not None and c.loss > LOSS_WARN:
+            problems.append(f"{c.loss:.0%} of the frames lost in the last {window:.0f} s "
+                            f"({c.received} of ~{c.expected} at {1.0 / c.period_s:.0f} Hz)")
+        if c.lateness_p50_s is not None and c.lateness_p50_s > LATE_WARN_S:
+            problems.append(f"frames arrive {c.lateness_p50_s:.2f} s after their stamp "
+                            "(median)")
+        if d is not None:
+            lag = None
+            if c.lateness_raw_p50_s is not None and d.lateness_raw_p50_s is not None:
+                lag = d.lateness_raw_p50_s - c.lateness_raw_p50_s
+            offset = float(np.median(offsets)) if offsets else None
+            values.update({
+                "depth_in_window": str(d.received),
+                "depth_lost_fraction": "n/a" if d.loss is None else f"{d.loss:.3f}",
+                "depth_lateness_p50_ms": _ms(d.lateness_p50_s),
+                "depth_later_than_colour_ms": _ms(lag),
+                "depth_stamp_minus_colour_stamp_ms": _ms(offset)})
+            if d.loss is not None and d.loss > LOSS_WARN:
+                problems.append(f"{d.loss:.0%} of the depth images lost in the last "
+                                f"{window:.0f} s ({d.received} of ~{d.expected})")
+            if lag is not None and lag > max(depth_timeout, 0.0) and c.received and d.received:
+                problems.append(f"depth images arrive {lag:.2f} s after the colour frames of "
+                                f"the same stamp (depth_timeout {depth_timeout:.2f} s): frames "
+                                "get no 3D")
+            elif d.lateness_p50_s is not None and d.lateness_p50_s > LATE_WARN_S:
+                problems.append(f"depth images arrive {d.lateness_p50_s:.2f} s after their "
+                                "stamp (median)")
+        values["transport"] = "WARN" if problems else "OK"
+        return Assessment(bool(problems), tuple(problems), values)
