@@ -48,8 +48,9 @@ DEFAULTS = {
 }
 
 
-def load_config(path):
-    cfg = json.loads(json.dumps(DEFAULTS))
+def load_config(path, defaults=None):
+    """Plain values: the trainer's defaults, overridden by the YAML file (unknown keys refused)."""
+    cfg = json.loads(json.dumps(DEFAULTS if defaults is None else defaults))
     user = yaml.safe_load(Path(path).read_text()) or {}
     unknown = set(user) - set(cfg)
     if unknown:

@@ -19,11 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from training.data import realbench
-from training.evaluation.metrics import roc_curve, summarize
+from training.evaluation.metrics import box_metrics, roc_curve, summarize
 
 BENCH_STRIDE = 16  # the evaluation grid: 16 x 16 source pixels per cell
 SIZE_BUCKETS = (("small (<1% of image)", 0.0, 0.01), ("medium (1-5%)", 0.01, 0.05),
                 ("large (>=5%)", 0.05, 1.01))
+# by the visible box's height in the 640x480 frame (as the independent benchmark reports it)
+HEIGHT_BUCKETS = (("< 40 px", 0, 40), ("40-60 px", 40, 60), (">= 60 px", 60, 1e9))
 
 
 class YolzMethod:
@@ -47,12 +49,19 @@ class YolzMethod:
         own grid differs (exported with another --scene-size) is read at each benchmark cell's
         centre, so every model and baseline is scored on the same cells."""
         result = self.detector.detect(scene, np.stack(objects))
+        self._last = result
         rows, cols = scene.shape[0] // BENCH_STRIDE, scene.shape[1] // BENCH_STRIDE
         probs = result.probabilities
         if probs.shape[1:] == (rows, cols):
             return probs
         r_idx, c_idx = self._resample_index(result.letterbox, rows, cols)
         return probs[:, r_idx[:, None], c_idx[None, :]]
+
+    def detections(self):
+        """Per object of the last scored scene: its decoded detections (Detector.peaks at the
+        model's threshold: what ~/detections publishes), [(score, x0, y0, x1, y1)], best first."""
+        return [[(p.score, p.x_min, p.y_min, p.x_max, p.y_max) for p in peaks]
+                for peaks in self.detector.peaks(self._last)]
 
     def _resample_index(self, lb, rows, cols):
         info = self.detector.info
@@ -81,24 +90,45 @@ def evaluate(method, episodes, ns=(1, 4, 8)):
                     raise ValueError(f"{method.name}: grids {grids.shape} but targets "
                                      f"{targets.shape}; score scenes at the evaluation grid")
                 valid = np.ones(targets.shape[1:], bool)
+                dets = method.detections() if hasattr(method, "detections") else None
                 for i in range(c):
+                    present = bool(ep["present"][b, i])
+                    box = ep["boxes"][b, i] if "boxes" in ep else None
+                    gt = tuple(float(v) for v in box) if present and box is not None and \
+                        np.isfinite(box).all() else None
                     records.append({
                         "n": n, "grid": grids[i], "targets": targets[i],
-                        "present": bool(ep["present"][b, i]), "valid": valid,
+                        "present": present, "valid": valid,
                         "size": float(ep["visible_pixels"][b, i]) / (h * w),
+                        "height": gt[3] - gt[1] if gt else None,
+                        "dets": dets[i] if dets is not None else None, "gt_box": gt,
                     })
     return records, np.asarray(frame_ms)
+
+
+def _boxes(sel):
+    """Box metrics of records that carry decoded detections (methods with `detections`)."""
+    if not sel or sel[0]["dets"] is None:
+        return {}
+    return box_metrics([(r["dets"], r["gt_box"]) for r in sel])
 
 
 def report(records, frame_ms, calibrated):
     res = {"frame_ms_p50": float(np.median(frame_ms)) if len(frame_ms) else None, "by_n": {}}
     for n in sorted({r["n"] for r in records}):
         sel = [r for r in records if r["n"] == n]
-        entry = {"overall": summarize(sel, calibrated), "by_size": {}}
+        entry = {"overall": {**summarize(sel, calibrated), **_boxes(sel)}, "by_size": {},
+                 "by_height": {}}
         negatives = [r for r in sel if not r["present"]]
         for name, lo, hi in SIZE_BUCKETS:
             pos = [r for r in sel if r["present"] and lo <= r["size"] < hi]
             entry["by_size"][name] = summarize(pos + negatives, calibrated) if pos else {}
+        for name, lo, hi in HEIGHT_BUCKETS:
+            pos = [r for r in sel if r["present"] and r["height"] is not None
+                   and lo <= r["height"] < hi]
+            if pos:
+                entry["by_height"][name] = {**summarize(pos + negatives, calibrated),
+                                            **_boxes(pos)}
         res["by_n"][str(n)] = entry
     return res
 
@@ -111,17 +141,34 @@ def fmt(v):
 def markdown(title, res, meta):
     cols = ["cell_ap", "presence_auroc", "fpr_at_95_tpr", "pointing_accuracy", "cell_ece",
             "presence_brier", "pairs", "positive_pairs"]
+    box_cols = ["box_ap50", "box_ap", "top_box_iou_median"]
     lines = [f"# {title}", "", *[f"- {k}: {v}" for k, v in meta.items()],
              f"- per-frame latency p50: {fmt(res['frame_ms_p50'])} ms", "",
              "| N views | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for n, entry in res["by_n"].items():
         lines.append(f"| {n} | " + " | ".join(fmt(entry["overall"].get(c)) for c in cols) + " |")
+    if any("box_ap" in e["overall"] for e in res["by_n"].values()):
+        lines += ["", "Boxes: the decoded detections (Detector.peaks at the model's threshold) "
+                  "against each present object's visible box; AP over all queries (detections "
+                  "of absent objects are false alarms), AP = mean over IoU 0.50:0.95.", "",
+                  "| N views | " + " | ".join(box_cols) + " |", "|---" * (len(box_cols) + 1) + "|"]
+        for n, entry in res["by_n"].items():
+            lines.append(f"| {n} | " + " | ".join(fmt(entry["overall"].get(c)) for c in box_cols)
+                         + " |")
     for n, entry in res["by_n"].items():
         lines += ["", f"## By visible object size, N = {n} (size positives + all negatives)", "",
                   "| size | " + " | ".join(cols[:4]) + " | positive_pairs |", "|---" * 6 + "|"]
         for size, m in entry["by_size"].items():
             lines.append(f"| {size} | " + " | ".join(fmt(m.get(c)) for c in cols[:4])
                          + f" | {fmt(m.get('positive_pairs'))} |")
+        if entry.get("by_height"):
+            hc = cols[:4] + box_cols
+            lines += ["", f"By visible height in the frame, N = {n}:", "",
+                      "| height | " + " | ".join(hc) + " | positive_pairs |",
+                      "|---" * (len(hc) + 2) + "|"]
+            for size, m in entry["by_height"].items():
+                lines.append(f"| {size} | " + " | ".join(fmt(m.get(c)) for c in hc)
+                             + f" | {fmt(m.get('positive_pairs'))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -89,3 +89,54 @@ def summarize(pairs, calibrated=True):
         out["cell_ece"] = expected_calibration_error(cell_scores, cell_labels)
         out["presence_brier"] = float(np.mean((presence - present) ** 2))
     return out
+
+
+def box_iou(a, b) -> float:
+    """IoU of two boxes (x0, y0, x1, y1)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+IOU_THRESHOLDS = tuple(np.round(np.arange(0.5, 0.951, 0.05), 2))
+
+
+def box_metrics(queries, iou_thresholds=IOU_THRESHOLDS):
+    """Box AP of decoded detections, COCO-style, over (scene, object) queries.
+
+    queries: [(detections [(score, x0, y0, x1, y1)], visible box or None)]; an absent object's
+    detections are all false alarms; of a present object's, only the first (highest-scoring)
+    detection with IoU >= t is a hit at t. AP at t = area under the precision-recall curve with
+    recall over every present object (missed ones included). Also the IoU of each present
+    object's top detection with its visible box (0 when it has none)."""
+    dets = [(d[0], q) for q, (ds, _) in enumerate(queries) for d in ds]
+    n_gt = sum(gt is not None for _, gt in queries)
+    top = [box_iou(ds[0][1:], gt) if ds else 0.0 for ds, gt in queries if gt is not None]
+    out = {"box_objects": n_gt, "top_box_iou_median": float(np.median(top)) if top else None,
+           "top_box_iou_mean": float(np.mean(top)) if top else None}
+    if not n_gt:
+        return out
+    order = sorted(range(len(dets)), key=lambda i: -dets[i][0])
+    flat = [(q, d) for q, (ds, _) in enumerate(queries) for d in ds]
+    aps = {}
+    for t in iou_thresholds:
+        matched, hits = set(), []
+        for i in order:
+            q, d = flat[i]
+            gt = queries[q][1]
+            hit = gt is not None and q not in matched and box_iou(d[1:], gt) >= t
+            if hit:
+                matched.add(q)
+            hits.append(hit)
+        hits = np.asarray(hits, bool)
+        tp, fp = np.cumsum(hits), np.cumsum(~hits)
+        precision = tp / np.maximum(tp + fp, 1)
+        recall = tp / n_gt
+        # the precision envelope (COCO / VOC all-point interpolation)
+        envelope = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision
+        aps[float(t)] = float(np.sum(np.diff(np.r_[0.0, recall]) * envelope))
+    out.update(box_ap50=aps[0.5], box_ap=float(np.mean(list(aps.values()))),
+               box_ap75=aps.get(0.75))
+    return out

@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from yolz_ros.runtime.backends import create_backend
-from yolz_ros.runtime.decode import Peak, decode_peaks
+from yolz_ros.runtime.decode import Peak, decode_peaks, peak_cell
 from yolz_ros.runtime.geometry import ALPHA_VISIBLE, Letterbox, cell_boxes, letterbox, prepare_view
 from yolz_ros.runtime.model_info import ModelInfo
 from yolz_ros.runtime.object_tokens import object_tokens, token_mask
@@ -37,8 +37,12 @@ class ObjectEmbedding:
 class DetectionResult:
     probabilities: np.ndarray  # float32 [K, rows, cols]; cells wholly in padding are 0
     letterbox: Letterbox
-    boxes: np.ndarray  # float32 [rows, cols, 4]: x0, y0, x1, y1 source pixels (read-only)
+    boxes: np.ndarray  # float32 [rows, cols, 4]: each cell's own box, x0, y0, x1, y1 source px
     latency_ms: float  # letterbox + inference + masking
+    # With a box head: float32 [rows, cols, 4], the regressed visible box (x0, y0, x1, y1 source
+    # pixels, clipped to the image) of whatever object covers each cell; an object's box is the
+    # one at its peak (Detector.peaks). None for a model without one.
+    object_boxes: Optional[np.ndarray] = None
 
 
 class Detector:
@@ -115,6 +119,7 @@ class Detector:
                              " (see yolz_ros.runtime.image for conversions)")
         objects = _check_embeddings(embeddings, self.info.embedding_dim, self.max_objects)
         rows, cols = self.info.rows, self.info.cols
+        object_boxes = None
         if len(objects) == 0:  # nothing registered: no need to run the network
             lb = Letterbox.fit(rgb.shape[:2], self.info.input_size)
             probs = np.zeros((0, rows, cols), np.float32)
@@ -123,17 +128,27 @@ class Detector:
             with self._lock:
                 _, lb = letterbox(rgb, self.info.input_size, self.info.pad_value, self._canvas)
                 np.copyto(self._input[0], self._canvas.transpose(2, 0, 1))
-                probs = np.asarray(self.backend.detect(self._input, objects), np.float32)
+                outputs = self.backend.detect(self._input, objects)
+            probs = np.asarray(outputs["probabilities"], np.float32)
             boxes, padding = self._cell_boxes(lb)
             probs[:, padding] = 0.0
+            if self.info.box_output is not None:
+                object_boxes = regressed_boxes(outputs[self.info.box_output], lb,
+                                               self.info.stride, rgb.shape[:2])
         latency_ms = (time.perf_counter() - start) * 1e3
-        return DetectionResult(probs, lb, boxes, latency_ms)
+        return DetectionResult(probs, lb, boxes, latency_ms, object_boxes)
 
     def peaks(self, result: DetectionResult, threshold: Optional[float] = None
               ) -> List[List[Peak]]:
-        """Per object, its peaks (regions of cells >= threshold, default the model's)."""
+        """Per object, its peaks (one per object instance, highest first; threshold default the
+        model's). With a box head each peak's box is the regressed box at its peak cell, and a
+        weaker peak whose box overlaps a stronger one's by IoU >= SAME_OBJECT_IOU is the same
+        object and dropped; without one the box is the union of the region's cells."""
         t = self.info.default_threshold if threshold is None else float(threshold)
-        return [decode_peaks(grid, result.boxes, t) for grid in result.probabilities]
+        found = [decode_peaks(grid, result.boxes, t) for grid in result.probabilities]
+        if result.object_boxes is None:
+            return found
+        return [_with_regressed_boxes(peaks, result) for peaks in found]
 
     def _cell_boxes(self, lb: Letterbox):
         """Cell boxes and padding mask, recomputed only when the source size changes."""
@@ -144,6 +159,46 @@ class Detector:
             cells = (boxes, padding)
             self._cells = (lb, cells)
         return cells
+
+
+SAME_OBJECT_IOU = 0.5  # two peaks of one object's grid whose regressed boxes overlap this much
+
+
+def regressed_boxes(distances: np.ndarray, lb: Letterbox, stride: int, src_hw) -> np.ndarray:
+    """The box head's output [rows, cols, 4] (left, top, right, bottom from each cell centre, in
+    the detector's input pixels) -> boxes [rows, cols, 4] (x0, y0, x1, y1) in source pixels,
+    clipped to the source image."""
+    d = np.asarray(distances, np.float32)
+    rows, cols = d.shape[:2]
+    cx = (np.arange(cols, dtype=np.float32) + 0.5) * stride
+    cy = (np.arange(rows, dtype=np.float32) + 0.5) * stride
+    x0, x1 = cx[None, :] - d[..., 0], cx[None, :] + d[..., 2]
+    y0, y1 = cy[:, None] - d[..., 1], cy[:, None] + d[..., 3]
+    h, w = src_hw
+    xs = np.clip((np.stack([x0, x1]) - lb.offset_x) / lb.scale, 0, w)
+    ys = np.clip((np.stack([y0, y1]) - lb.offset_y) / lb.scale, 0, h)
+    return np.stack([xs[0], ys[0], xs[1], ys[1]], axis=-1)
+
+
+def box_iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _with_regressed_boxes(peaks: List[Peak], result: DetectionResult) -> List[Peak]:
+    kept: List[Peak] = []
+    for p in peaks:  # highest score first
+        r, c = peak_cell(result.boxes, p.peak_x, p.peak_y)
+        x0, y0, x1, y1 = (float(v) for v in result.object_boxes[r, c])
+        p = replace(p, x_min=x0, y_min=y0, x_max=x1, y_max=y1)
+        box = (x0, y0, x1, y1)
+        if all(box_iou(box, (k.x_min, k.y_min, k.x_max, k.y_max)) < SAME_OBJECT_IOU
+               for k in kept):
+            kept.append(p)
+    return kept
 
 
 def _split_view(i: int, view) -> Tuple[np.ndarray, Optional[np.ndarray]]:

@@ -62,6 +62,10 @@ class ModelInfo:
     raw: dict = field(repr=False, compare=False)
     view_sizes: Tuple[int, ...] = ()  # v2: the embedder runs at each; v1: (view_size,)
     tokens: Optional["TokenSpec"] = None  # v2 only
+    # detector.onnx's outputs, all of which every backend reads: probabilities [K, rows, cols],
+    # and with a box head (model.json "boxes") its box_distances [rows, cols, 4]
+    outputs: Tuple[str, ...] = ("probabilities",)
+    box_output: Optional[str] = None
 
     @property
     def format(self) -> str:
@@ -160,6 +164,10 @@ def _parse(directory: Path, raw: dict, verify: bool) -> ModelInfo:
         if tokens.count * tokens.dim != embedding_dim:
             raise ModelError(f"{directory}/model.json: embedding_dim {embedding_dim} must be "
                              f"object_tokens.count * dim = {tokens.count * tokens.dim}")
+    box_output = None
+    if "boxes" in raw:
+        box_output = f("boxes.output", str, lambda v: v not in ("", "probabilities"),
+                       "the name of detector.onnx's box output")
     return ModelInfo(
         directory=directory, name=name, input_size=(h, w),
         view_size=view_size,
@@ -169,7 +177,8 @@ def _parse(directory: Path, raw: dict, verify: bool) -> ModelInfo:
         views_per_object=f("views_per_object", int, positive),
         default_threshold=f("default_threshold", float, lambda v: 0.0 <= v <= 1.0),
         embedder_path=files["embedder"][1], detector_path=files["detector"][1],
-        sha256=hashes, model_id=model_id, raw=raw, view_sizes=view_sizes, tokens=tokens)
+        sha256=hashes, model_id=model_id, raw=raw, view_sizes=view_sizes, tokens=tokens,
+        outputs=("probabilities",) + ((box_output,) if box_output else ()), box_output=box_output)
 
 
 def default_model_dir() -> Path:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+from typing import Dict
 
 import numpy as np
 
@@ -18,7 +19,9 @@ class Backend(abc.ABC):
         """views float32 [N, 3, V, V], RGB in [0, 255] -> per-view embeddings float32 [N, E]."""
 
     @abc.abstractmethod
-    def detect(self, image: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
-        """image float32 [1, 3, H, W], embeddings float32 [K, E] -> probabilities [K, rows, cols].
+    def detect(self, image: np.ndarray, embeddings: np.ndarray) -> Dict[str, np.ndarray]:
+        """image float32 [1, 3, H, W], embeddings float32 [K, E] -> every output model.json
+        declares (ModelInfo.outputs) by name: probabilities [K, rows, cols], and with a box head
+        box_distances [rows, cols, 4].
 
-        The returned array belongs to the caller (it is not overwritten by the next call)."""
+        The returned arrays belong to the caller (they are not overwritten by the next call)."""

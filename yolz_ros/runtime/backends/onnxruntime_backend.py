@@ -1,6 +1,8 @@
 """ONNX Runtime backend: one InferenceSession per graph; CUDA provider if requested and present."""
 from __future__ import annotations
 
+from typing import Dict
+
 import numpy as np
 
 from yolz_ros.runtime.backends.base import Backend, BackendError
@@ -32,6 +34,12 @@ class OnnxRuntimeBackend(Backend):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._embedder = ort.InferenceSession(str(info.embedder_path), opts, providers=providers)
         self._detector = ort.InferenceSession(str(info.detector_path), opts, providers=providers)
+        self._outputs = list(info.outputs)
+        have = {o.name for o in self._detector.get_outputs()}
+        missing = [o for o in self._outputs if o not in have]
+        if missing:
+            raise BackendError(f"{info.detector_path} has no output {missing} that model.json "
+                               f"declares (it has {sorted(have)}): re-export the model")
         self.name = f"onnxruntime-{device}"
         self.version = ort.__version__
 
@@ -40,7 +48,7 @@ class OnnxRuntimeBackend(Backend):
         views = np.ascontiguousarray(views, np.float32)
         return self._embedder.run(["embeddings"], {"views": views})[0]
 
-    def detect(self, image: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+    def detect(self, image: np.ndarray, embeddings: np.ndarray) -> Dict[str, np.ndarray]:
         feeds = {"image": np.ascontiguousarray(image, np.float32),
                  "embeddings": np.ascontiguousarray(embeddings, np.float32)}
-        return self._detector.run(["probabilities"], feeds)[0]
+        return dict(zip(self._outputs, self._detector.run(self._outputs, feeds)))

@@ -72,22 +72,21 @@ class _EngineRunner:
         self.context = engine.create_execution_context()
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         self.inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outputs = [n for n in names if n not in self.inputs]
-        if len(outputs) != 1:
-            raise BackendError(f"expected one output tensor, the engine has {outputs}")
-        self.output = outputs[0]
+        self.outputs = [n for n in names if n not in self.inputs]
         self.dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
         shapes = {n: tuple(max_shapes.get(n, engine.get_tensor_shape(n))) for n in self.inputs}
         for n, shape in shapes.items():
             self.context.set_input_shape(n, shape)
-        shapes[self.output] = tuple(self.context.get_tensor_shape(self.output))
+        for n in self.outputs:
+            shapes[n] = tuple(self.context.get_tensor_shape(n))
         self._buffers = {}
         for n, shape in shapes.items():
             nbytes = int(np.prod(shape)) * self.dtypes[n].itemsize
             self._buffers[n] = _cuda(cudart, cudart.cudaMalloc(nbytes))
             self.context.set_tensor_address(n, int(self._buffers[n]))
 
-    def run(self, feeds: Dict[str, np.ndarray]) -> np.ndarray:
+    def run(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Every output of the engine, by name."""
         cudart, stream = self._cudart, self._stream
         h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         for n in self.inputs:
@@ -97,12 +96,15 @@ class _EngineRunner:
                                                  h2d, stream))
         if not self.context.execute_async_v3(int(stream)):
             raise BackendError("TensorRT execute_async_v3 failed (see the TensorRT log)")
-        out = np.empty(tuple(self.context.get_tensor_shape(self.output)), self.dtypes[self.output])
-        _cuda(cudart, cudart.cudaMemcpyAsync(out.ctypes.data, self._buffers[self.output],
-                                             out.nbytes,
-                                             cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream))
+        outs = {}
+        for n in self.outputs:
+            out = np.empty(tuple(self.context.get_tensor_shape(n)), self.dtypes[n])
+            _cuda(cudart, cudart.cudaMemcpyAsync(out.ctypes.data, self._buffers[n], out.nbytes,
+                                                 cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                                                 stream))
+            outs[n] = out
         _cuda(cudart, cudart.cudaStreamSynchronize(stream))  # also keeps `arr` alive until copied
-        return out
+        return outs
 
     def close(self) -> None:
         for ptr in self._buffers.values():
@@ -136,6 +138,12 @@ class TensorRTBackend(Backend):
         objects = ("embeddings", (1, e), (min(4, max_objects), e), (max_objects, e))
         self._embedder = self._load(cache, info, "embedder", [views], gpu_name, capability)
         self._detector = self._load(cache, info, "detector", [objects], gpu_name, capability)
+        missing = [o for o in info.outputs if o not in self._detector.outputs]
+        if missing or len(self._embedder.outputs) != 1:
+            raise BackendError(f"the engines' outputs (embedder {self._embedder.outputs}, "
+                               f"detector {self._detector.outputs}) lack {missing or 'one'} of "
+                               "model.json: re-export the model and clear the engine cache")
+        self._outputs = list(info.outputs)
         self.max_objects = max_objects
 
     def _load(self, cache: EngineCache, info: ModelInfo, graph: str, profiles: Sequence[Profile],
@@ -175,15 +183,17 @@ class TensorRTBackend(Backend):
         return bytes(serialized)
 
     def embed(self, views: np.ndarray) -> np.ndarray:
-        chunks = [self._embedder.run({"views": views[i:i + MAX_VIEWS]})
+        out = self._embedder.outputs[0]
+        chunks = [self._embedder.run({"views": views[i:i + MAX_VIEWS]})[out]
                   for i in range(0, len(views), MAX_VIEWS)]
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
-    def detect(self, image: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+    def detect(self, image: np.ndarray, embeddings: np.ndarray) -> Dict[str, np.ndarray]:
         if len(embeddings) > self.max_objects:
             raise BackendError(f"{len(embeddings)} objects, but the engine was built for at most "
                                f"{self.max_objects} (raise max_objects)")
-        return self._detector.run({"image": image, "embeddings": embeddings})
+        outs = self._detector.run({"image": image, "embeddings": embeddings})
+        return {n: outs[n] for n in self._outputs}
 
     def close(self) -> None:
         """Free device memory now (idempotent); otherwise done when the backend is collected."""
