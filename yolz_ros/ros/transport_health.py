@@ -4,11 +4,11 @@ the camera and the node, how late colour and depth images arrive, and what to do
 Plain Python (no rclpy): the node's receive callbacks record (header stamp, arrival time) of
 every sound frame; /diagnostics asks for an :class:`Assessment` once per second.
 
-- The camera's period is the median of the small stamp deltas (deltas up to SMALL_DELTA times
-  the smallest ones): taken from the frames of the window when nearly all its deltas are
-  small, else from the last HISTORY_S (with heavy loss few consecutive frames arrive together,
-  and the smallest deltas of the window span several periods). A camera that slows down (auto
-  exposure at 15 Hz) is a new period, not loss (at once without loss; within HISTORY_S with).
+- The camera's period: the longest period of which (nearly) as many stamp deltas are whole
+  multiples as of any candidate (``_period``): with loss, deltas are multiples of the period;
+  a camera that slows down (auto exposure at 15 Hz) has a new period, not loss; a publisher
+  that catches up after a late frame sends a few frames ms apart, which are no period. From the
+  window's deltas, or the last HISTORY_S's when the window holds fewer than MIN_WINDOW_DELTAS.
 - Loss over the window: expected = span of the stamps / period + 1, received = the frames that
   arrived; judged only with at least MIN_EXPECTED frames expected.
 - A stamp that goes back, or jumps by more than JUMP_S: the camera restarted (or a bag looped);
@@ -41,10 +41,10 @@ WINDOW_S = 5.0  # loss and lateness over the frames that arrived in the last WIN
 LOSS_WARN = 0.2  # WARN above this share of frames lost ...
 MIN_EXPECTED = 30  # ... with at least this many frames expected in the window
 JUMP_S = 2.0  # a stamp this far past the previous one, or before it: a restart
-SMALL_DELTA = 1.5  # stamp deltas up to this times the smallest ones are one period
-MIN_PERIOD_DELTAS = 5  # small deltas needed in the window to take the period from it, and
-WINDOW_SHARE = 0.8  # their share of its deltas (with heavy loss the smallest are multiples)
+FIT_TOL = 0.25  # a stamp delta within this share of a period of a whole multiple fits it
+FIT_SHARE = 0.8  # the period: the longest candidate that this share of the best one's fits
 REFINE_STEPS = 4  # the period is refined on the deltas of up to this many periods
+MIN_WINDOW_DELTAS = 8  # fewer stamp deltas in the window: the period from the history
 HISTORY_S = 30.0  # stamp deltas of this long kept for the period when the window has too few
 HISTORY_DELTAS = 3000  # (at most this many)
 LATE_WARN_S = 0.5  # WARN when frames arrive this long after their stamp (median)
@@ -86,31 +86,36 @@ class StreamFigures:
     restarts: int = 0
 
 
-def _smallest(d: np.ndarray) -> float:
-    """The smallest of the sorted deltas ``d`` that is no stray: at least 2 (and 2 %) of them
-    lie between it and SMALL_DELTA times it (a lone short delta is a glitch, not the period)."""
-    need = max(2, int(0.02 * d.size))
-    counts = np.searchsorted(d, SMALL_DELTA * d, side="right") - np.arange(d.size)
-    ok = np.nonzero(counts >= need)[0]
-    return float(d[ok[0]] if ok.size else d[0])
+def _fit(d: np.ndarray, period: float):
+    """(share of the deltas ``d`` that are whole multiples of ``period`` within FIT_TOL of a
+    period, the period refined on those of up to REFINE_STEPS periods)."""
+    r = d / period
+    k = np.round(r)
+    fits = (k >= 1) & (np.abs(r - k) <= FIT_TOL)
+    near = fits & (k <= REFINE_STEPS)
+    refined = float(d[near].sum() / k[near].sum()) if near.any() else period
+    return float(fits.mean()), refined
 
 
 def _period(deltas) -> Optional[float]:
-    """The period of a stream from its positive stamp deltas: the median of the small ones,
-    refined to time / periods spanned over the deltas of up to REFINE_STEPS periods (the small
-    ones alone are biased low under jitter); None if there are none."""
-    d = np.sort(np.asarray(deltas, np.float64))
-    if d.size == 0:
+    """The camera's period from positive stamp deltas: the longest candidate period of which
+    (nearly) as many deltas are whole multiples as of the best one. Candidates: the smallest,
+    low and median deltas and their halves, thirds and quarters (with heavy loss the smallest
+    delta may be several periods), each refined first. A camera at 15 Hz: 66 ms (33 ms fits
+    as well, but is shorter); deltas of 3 ms between a late frame and the next (a publisher
+    catching up): not the period (the others are no multiples of them)."""
+    d = np.asarray(deltas, np.float64)
+    d = d[d > 0]
+    if d.size < 2:
         return None
-    ref = _smallest(d)
-    period = float(np.median(d[(d >= ref) & (d <= SMALL_DELTA * ref)]))
-    for _ in range(2):
-        if period <= 0:
-            return None
-        steps = np.round(d / period)
-        near = (steps >= 1) & (steps <= REFINE_STEPS)
-        period = float(d[near].sum() / steps[near].sum())
-    return period
+    base = np.unique(np.quantile(d, (0.0, 0.05, 0.1, 0.25, 0.5)))
+    best, scored = 0.0, []
+    for p0 in np.unique(np.concatenate([base / k for k in (1, 2, 3, 4)])):
+        _, p = _fit(d, p0)
+        share, p = _fit(d, p)
+        scored.append((share, p))
+        best = max(best, share)
+    return max(p for share, p in scored if share >= FIT_SHARE * best)
 
 
 class StreamHealth:
@@ -164,11 +169,9 @@ class StreamHealth:
         period = expected = loss = None
         if n >= 2:
             deltas = np.diff(stamps)
-            ref = _smallest(np.sort(deltas))
-            small = int(((deltas >= ref) & (deltas <= SMALL_DELTA * ref)).sum())
-            if small >= MIN_PERIOD_DELTAS and small >= WINDOW_SHARE * deltas.size:
+            if deltas.size >= MIN_WINDOW_DELTAS:
                 period = _period(deltas)
-            elif len(self.history) >= MIN_PERIOD_DELTAS:
+            elif len(self.history) >= MIN_WINDOW_DELTAS:
                 period = _period([d for _, d in self.history])
             if period:
                 expected = int(round((stamps[-1] - stamps[0]) / period)) + 1
