@@ -61,7 +61,10 @@ def load_config(path, defaults=None):
 
 def _photo_masks(ep, cfg):
     """Token masks of the photo variant (views without alpha, 128 x 128 squares) from the
-    runtime's rule for the model's no_alpha_centre: the rule can change without re-featurizing."""
+    runtime's centre rule for the model's no_alpha_centre: that rule can change without
+    re-featurizing (GrabCut's masks depend on the pixels: they come from the feature cache)."""
+    if cfg.no_alpha != "centre":
+        return ep
     for s in cfg.view_sizes:
         mask = token_mask(None, (realbench.VIEW_SIZE, realbench.VIEW_SIZE), s, PATCH,
                           cfg.min_alpha_fraction, cfg.no_alpha_centre)

@@ -26,6 +26,7 @@ import torch
 from training.data import realbench
 from training.model.match import PAD_VALUE, PATCH, MatchConfig
 from training.model.backbone import FrozenLite0
+from yolz_ros.runtime.foreground import view_alpha
 from yolz_ros.runtime.geometry import prepare_view
 from yolz_ros.runtime.object_tokens import token_mask
 
@@ -33,7 +34,9 @@ from yolz_ros.runtime.object_tokens import token_mask
 def prepared_views(view, size: int, cfg: MatchConfig):
     """(uint8 [size, size, 3] as the runtime's embedder sees it, token mask) of one RGB(A) view."""
     rgb, alpha = (view[:, :, :3], view[:, :, 3]) if view.shape[2] == 4 else (view, None)
-    img = prepare_view(np.ascontiguousarray(rgb), alpha, size, PAD_VALUE)
+    rgb = np.ascontiguousarray(rgb)
+    alpha = view_alpha(rgb, alpha, cfg.no_alpha)  # the runtime's rule for views without alpha
+    img = prepare_view(rgb, alpha, size, PAD_VALUE)
     return img, token_mask(alpha, rgb.shape[:2], size, PATCH, cfg.min_alpha_fraction,
                            cfg.no_alpha_centre)
 

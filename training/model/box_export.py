@@ -131,6 +131,9 @@ def main(argv=None):
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--name", default=None, help="default: the output folder's name")
     ap.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    ap.add_argument("--no-alpha", choices=["centre", "grabcut"], default=None,
+                    help="the rule for views without alpha (object_tokens.no_alpha); default: "
+                         "the source model's")
     args = ap.parse_args(argv)
     info = json.loads((args.model / "model.json").read_text())
     stride, size = int(info["grid"]["stride"]), tuple(info["input_size"])
@@ -149,6 +152,8 @@ def main(argv=None):
     name = args.name or args.out.name
     hashes = {f: sha256_file(args.out / f) for f in ("embedder.onnx", "detector.onnx")}
     info.update(name=name, model_id=compute_model_id(name, hashes), sha256=hashes)
+    if args.no_alpha:
+        info["object_tokens"]["no_alpha"] = args.no_alpha
     info["boxes"] = {"output": BOX_OUTPUT, "layout": "rows, cols, (left, top, right, bottom)",
                      "units": "input pixels from the cell centre",
                      "training": {"config": json.loads(ckpt["config"]), "code_sha": code_sha(),

@@ -137,7 +137,7 @@ def write_model_json(out_dir: Path, name: str, cfg: MatchConfig, scene_size, thr
         "embedding_dim": cfg.object_tokens * cfg.token_dim,
         "object_tokens": {"count": cfg.object_tokens, "dim": cfg.token_dim, "patch": PATCH,
                           "min_alpha_fraction": cfg.min_alpha_fraction,
-                          "no_alpha_centre": cfg.no_alpha_centre},
+                          "no_alpha_centre": cfg.no_alpha_centre, "no_alpha": cfg.no_alpha},
         "views_per_object": 8,
         "default_threshold": threshold,
         "onnx": {"embedder": "embedder.onnx", "detector": "detector.onnx", "opset": OPSET},

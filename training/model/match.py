@@ -43,6 +43,7 @@ class MatchConfig:
     view_sizes: tuple = (64, 96, 128)
     min_alpha_fraction: float = 0.5
     no_alpha_centre: float = 0.6  # views without alpha: tokens in the central 60% (object_tokens.py)
+    no_alpha: str = "centre"  # or "grabcut": the view's object from GrabCut (runtime/foreground.py)
     context_dim: int = 4
     head_dim: int = 16
     presence_dim: int = 32

@@ -19,6 +19,7 @@ import numpy as np
 
 from yolz_ros.runtime.backends import create_backend
 from yolz_ros.runtime.decode import Peak, decode_peaks, peak_cell
+from yolz_ros.runtime.foreground import view_alpha
 from yolz_ros.runtime.geometry import ALPHA_VISIBLE, Letterbox, cell_boxes, letterbox, prepare_view
 from yolz_ros.runtime.model_info import ModelInfo
 from yolz_ros.runtime.object_tokens import object_tokens, token_mask
@@ -88,6 +89,8 @@ class Detector:
     def _embed_tokens(self, split) -> ObjectEmbedding:
         """yolz-model/2: tokens of every view at every view size -> T object tokens, flattened."""
         spec, pad = self.info.tokens, self.info.pad_value
+        # a view without alpha: the model's rule finds the object in it (once, for every size)
+        split = [(rgb, view_alpha(rgb, alpha, spec.no_alpha)) for rgb, alpha in split]
         pooled = []  # per view size: [N, g*g, D] tokens and [N, g*g] masks
         for s in self.info.view_sizes:
             batch = np.empty((len(split), 3, s, s), np.float32)

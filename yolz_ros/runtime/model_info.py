@@ -11,6 +11,7 @@ FORMAT = "yolz-model/1"  # one pooled embedding per object, one view size
 FORMAT_TOKENS = "yolz-model/2"  # an object is T feature tokens; views at several sizes
 FORMATS = (FORMAT, FORMAT_TOKENS)
 DEFAULT_MODEL = "yolz_tokens"
+NO_ALPHA_RULES = ("centre", "grabcut")
 
 
 class ModelError(ValueError):
@@ -40,6 +41,9 @@ class TokenSpec:
     patch: int  # view pixels per token side (the embedder's stride)
     min_alpha_fraction: float  # a token shows the object when this much of its patch is visible
     no_alpha_centre: float = 1.0  # views without alpha: only tokens in this central fraction
+    # views without alpha: "centre" = the rule above; "grabcut" = GrabCut's object mask as the
+    # view's alpha (yolz_ros/runtime/foreground.py), the centre rule where it finds none
+    no_alpha: str = "centre"
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,10 @@ def _parse(directory: Path, raw: dict, verify: bool) -> ModelInfo:
                                  lambda v: 0.0 <= v <= 1.0),
             no_alpha_centre=_field({"c": raw["object_tokens"].get("no_alpha_centre", 1.0)},
                                    directory, "c", float, lambda v: 0.0 < v <= 1.0,
-                                   "object_tokens.no_alpha_centre must be in (0, 1]"))
+                                   "object_tokens.no_alpha_centre must be in (0, 1]"),
+            no_alpha=_field({"r": raw["object_tokens"].get("no_alpha", "centre")}, directory,
+                            "r", str, lambda v: v in NO_ALPHA_RULES,
+                            f"object_tokens.no_alpha must be one of {NO_ALPHA_RULES}"))
         if tokens.count * tokens.dim != embedding_dim:
             raise ModelError(f"{directory}/model.json: embedding_dim {embedding_dim} must be "
                              f"object_tokens.count * dim = {tokens.count * tokens.dim}")
