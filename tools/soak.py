@@ -9,7 +9,8 @@ Two phases, one node library:
    registering / replacing / removing objects every ~2 s, a reader listing every 0.25 s, and bad
    frames and bad requests every few seconds. Measured: frames delivered to the node
    (its frames_received / frames sent), processed frames per second, service latency p50/p99,
-   the node's RSS over time.
+   the node's RSS over time, and what the node's /diagnostics said about the camera's transport
+   (steady.transport: levels seen, its loss estimate from stamp gaps, lateness; issue 20).
 2. faults (30%): --kills times, a registration of 32 large views is sent and the node is killed
    with SIGKILL at a random moment of it; restarted, the library must hold every acknowledged
    object as acknowledged (the interrupted one old or new, nothing else), no temporaries, and
@@ -48,6 +49,8 @@ sys.path.insert(0, str(ROOT))
 from yolz_ros.runtime.machine import cpu_model  # noqa: E402
 from yolz_ros.ros.dds import set_profile  # noqa: E402
 PROFILE = ROOT / "config" / "fastdds_same_host.xml"
+TRANSPORT_KEYS = ("transport", "frames_lost_fraction", "frames_in_window", "camera_period_ms",
+                  "frame_lateness_p50_ms", "frame_lateness_p95_ms")
 
 
 # ------------------------------------------------------------------------------------------
@@ -244,6 +247,7 @@ class Soak:
         self.calls = []  # dicts: service, seconds, answered, excused, phase, ok
         self.rss = []  # (t, incarnation, rss_mb)
         self.diag = {}  # newest /diagnostics values of /yolz
+        self.diag_log = []  # (phase, level, transport values) of every /diagnostics of /yolz
         self.acked = {}  # name -> num_views, as acknowledged by the node
         self.checks = []
         self.events = []
@@ -339,7 +343,11 @@ class Soak:
                     values["_incarnation"] = self.incarnation
                     values["_t"] = time.monotonic()
                     values["_sent"] = self.camera_counts()  # the camera's count at this moment
+                    level = status.level
+                    values["_level"] = ord(level) if isinstance(level, bytes) else int(level)
                     self.diag = values
+                    self.diag_log.append((self.phase, values["_level"], status.message,
+                                          {k: values.get(k) for k in TRANSPORT_KEYS}))
         c.node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
         last = 0.0
         try:
@@ -364,6 +372,32 @@ class Soak:
                 return d
             time.sleep(0.05)
         return None
+
+    def transport_summary(self, phase):
+        """What /diagnostics said about the camera's transport in ``phase`` (the node's
+        estimate of frames lost from stamp gaps, lateness; yolz_ros.ros.transport_health):
+        the levels seen (the node's status is WARN too while bad frames are being skipped, so
+        the transport's own verdict is counted apart), the loss estimate's median and max."""
+        log = [entry for entry in self.diag_log if entry[0] == phase]
+        names = {0: "OK", 1: "WARN", 2: "ERROR", 3: "STALE"}
+        levels, verdicts, loss, late = {}, {}, [], []
+        for _, level, _, values in log:
+            levels[names.get(level, str(level))] = levels.get(names.get(level, str(level)), 0) + 1
+            verdict = values.get("transport") or "n/a"
+            verdicts[verdict] = verdicts.get(verdict, 0) + 1
+            if values.get("frames_lost_fraction") not in (None, "n/a"):
+                loss.append(float(values["frames_lost_fraction"]))
+            if values.get("frame_lateness_p50_ms") not in (None, "n/a"):
+                late.append(float(values["frame_lateness_p50_ms"]))
+        warned = [msg for _, _, msg, values in log if values.get("transport") == "WARN"]
+        return {"diagnostics": len(log), "levels_seen": levels, "transport_seen": verdicts,
+                "loss_estimate_median": round(float(np.median(loss)), 3) if loss else None,
+                "loss_estimate_max": round(max(loss), 3) if loss else None,
+                "lateness_p50_ms_median": round(float(np.median(late)), 1) if late else None,
+                "camera_period_ms": next((v.get("camera_period_ms") for *_, v in reversed(log)
+                                          if v.get("camera_period_ms") not in (None, "n/a")),
+                                         None),
+                "first_transport_warning": warned[0][:600] if warned else ""}
 
     def camera_counts(self):
         try:
@@ -472,7 +506,7 @@ class Soak:
         self.check("node_alive_steady", alive and self.node.poll() is None, alive)
         self.check("bad_requests_refused_and_answered", refused_all and bad_rounds > 0,
                    f"{bad_rounds} rounds")
-        result = {"seconds": round(elapsed, 1)}
+        result = {"seconds": round(elapsed, 1), "transport": self.transport_summary("steady")}
         if d0 and d1 and sent0 is not None and sent1 is not None:
             # the node also counts the bad frames published on its topic: not the camera's
             received = (int(d1["frames_received"]) - int(d0["frames_received"])
@@ -494,6 +528,20 @@ class Soak:
                        result["delivered_fraction"], ">= 0.95", kind="target")
             self.check("processed_per_s", result["processed_per_s"] >= 25,
                        result["processed_per_s"], ">= 25", kind="target")
+            # the node's own estimate of the loss (from stamp gaps) against the counted one,
+            # and its verdict: OK on the same-host profile, WARN when frames are lost
+            t = result["transport"]
+            est, lost = t["loss_estimate_median"], 1 - result["delivered_fraction"]
+            self.check("transport_loss_estimate_tracks_delivery",
+                       est is not None and abs(est - lost) <= 0.1,
+                       f"estimated {est}, counted {round(lost, 4)}", "within 0.1",
+                       kind="target")
+            seen = t["transport_seen"]
+            warn_share = seen.get("WARN", 0) / max(1, seen.get("WARN", 0) + seen.get("OK", 0))
+            expect_warn = lost > 0.3
+            self.check("transport_verdict", warn_share >= 0.5 if expect_warn else
+                       warn_share <= 0.2, f"WARN in {warn_share:.0%} of the diagnostics",
+                       ">= 50%" if expect_warn else "<= 20%", kind="target")
         else:
             self.check("frame_counts_available", False, "no diagnostics or camera counts")
         rss = [r for r in self.rss if r[2] == "steady" and r[1] == self.incarnation]
