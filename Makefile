@@ -11,15 +11,38 @@ MODEL ?= models/yolz_tokens
 TRAIN_EPISODES ?= 600
 
 .PHONY: setup lint test demo soak realbench data train export evaluate compare \
-	benchmark depth-scene evaluate-depth clean
+	benchmark depth-scene evaluate-depth clean test-fast test-unit test-ros test-training \
+	test-system
 setup:
 	@bash scripts/bootstrap.sh
 
 lint: setup
 	@$(ENV) ruff check . && echo "[lint] ruff: clean"
 
+# Tests in tiers, one folder each: tests/unit (no ROS, no torch: tests/unit/conftest.py fails
+# the run when either is imported), tests/ros (real DDS), tests/training (torch), tests/system
+# (soak, demo, colcon). `make test` (CI) = lint + every tier, the unit tier in a run of its own
+# so that its import check is on; `make test-fast` = the unit tier (well under a minute).
+# PYTEST_ARGS passes options on, e.g. make test-ros PYTEST_ARGS="-k node -x".
+PYTEST_ARGS ?=
+PYTEST := python -m pytest -q $(PYTEST_ARGS)
 test: setup lint
-	@$(ENV) python -m pytest -q tests
+	@$(ENV) status=0 && { $(PYTEST) tests/unit || status=$$?; \
+	  $(PYTEST) tests/ros tests/training tests/system || status=$$?; exit $$status; }
+
+test-fast: test-unit
+
+test-unit: setup
+	@$(ENV) $(PYTEST) tests/unit
+
+test-ros: setup
+	@$(ENV) $(PYTEST) tests/ros
+
+test-training: setup
+	@$(ENV) $(PYTEST) tests/training
+
+test-system: setup
+	@$(ENV) $(PYTEST) tests/system
 
 demo: setup
 	@$(ENV) python -m tools.demo

@@ -1,16 +1,17 @@
-"""The runtime without ROS: image conversion, letterbox, model folder, backends, Detector."""
+"""The runtime without ROS or torch: image conversion, letterbox, model folder, backends,
+Detector (on the tiny model of tests/tiny_model.py). The sensor_msgs side of image conversion is
+tests/ros/test_image_msgs.py."""
 import json
 import shutil
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from tiny_model import build_tiny_modules, make_tiny_model
+from tiny_model import (make_tiny_model, reference_boxes, reference_detect, reference_embed,
+                        tiny_weights)
 from yolz_ros.runtime.backends import BackendError, create_backend
 from yolz_ros.runtime.backends.engine_cache import EngineCache, EngineSpec
 from yolz_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
@@ -18,10 +19,10 @@ from yolz_ros.runtime.decode import decode_peaks
 from yolz_ros.runtime.detector import Detector
 from yolz_ros.runtime.geometry import Letterbox, cell_boxes, letterbox, prepare_view
 from yolz_ros.runtime.image import ImageError, to_rgb
-from yolz_ros.ros.image_msgs import compressed_msg_to_rgb, image_msg_to_array
 from yolz_ros.runtime.model_info import ModelError, ModelInfo, compute_model_id
 
 PAD = 114
+E, D, T = 32, 8, 4  # the tiny model's embedding_dim = T tokens x D
 
 
 @pytest.fixture(scope="session")
@@ -128,85 +129,22 @@ def encoded(encoding):
     }[encoding]
 
 
-def fake_msg(pixels, encoding, pad_bytes=0, bigendian=False):
-    """A sensor_msgs/Image look-alike with `pad_bytes` of row padding."""
-    h, w = pixels.shape[:2]
-    if bigendian:
-        pixels = pixels.astype(pixels.dtype.newbyteorder(">"))
-    rows = np.ascontiguousarray(pixels).view(np.uint8).reshape(h, -1)
-    rows = np.hstack([rows, np.full((h, pad_bytes), 0xAB, np.uint8)])
-    return SimpleNamespace(height=h, width=w, encoding=encoding, is_bigendian=int(bigendian),
-                           step=rows.shape[1], data=rows.tobytes())
-
-
 ENCODINGS = ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16"]
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_every_encoding_converts(encoding):
     pixels, rgb, alpha = encoded(encoding)
-    for got_rgb, got_alpha in (to_rgb(pixels, encoding),
-                               image_msg_to_array(fake_msg(pixels, encoding)),
-                               image_msg_to_array(fake_msg(pixels, encoding, pad_bytes=5))):
-        assert got_rgb.dtype == np.uint8 and got_rgb.shape == (2, 3, 3)
-        np.testing.assert_array_equal(got_rgb, rgb)
-        if alpha is None:
-            assert got_alpha is None
-        else:
-            np.testing.assert_array_equal(got_alpha, alpha)
+    got_rgb, got_alpha = to_rgb(pixels, encoding)
+    assert got_rgb.dtype == np.uint8 and got_rgb.shape == (2, 3, 3)
+    np.testing.assert_array_equal(got_rgb, rgb)
+    if alpha is None:
+        assert got_alpha is None
+    else:
+        np.testing.assert_array_equal(got_alpha, alpha)
 
 
-def test_big_endian_mono16():
-    pixels, rgb, _ = encoded("mono16")
-    got, _ = image_msg_to_array(fake_msg(pixels, "mono16", pad_bytes=2, bigendian=True))
-    np.testing.assert_array_equal(got, rgb)
-
-
-def test_compressed_images_decode():
-    ok, data = cv2.imencode(".png", RGB[..., ::-1])
-    got, alpha = compressed_msg_to_rgb(SimpleNamespace(format="png", data=data.tobytes()))
-    np.testing.assert_array_equal(got, RGB)
-    assert alpha is None
-    black = np.zeros((16, 16, 3), np.uint8)
-    ok, data = cv2.imencode(".jpg", black, [cv2.IMWRITE_JPEG_QUALITY, 100])
-    got, _ = compressed_msg_to_rgb(SimpleNamespace(format="jpeg", data=data.tobytes()))
-    assert got.shape == (16, 16, 3) and int(got.max()) <= 2
-    # only what image_transport's compressed transport sends: the size comes from a PNG or JPEG
-    # header before anything is decoded (issue 12), so other formats are refused by name
-    ok, data = cv2.imencode(".bmp", RGB[..., ::-1])
-    with pytest.raises(ImageError, match="accepted: png, jpeg"):
-        compressed_msg_to_rgb(SimpleNamespace(format="bmp", data=data.tobytes()))
-    ok, data = cv2.imencode(".png", np.dstack([RGB[..., ::-1], ALPHA]))
-    got, alpha = compressed_msg_to_rgb(SimpleNamespace(format="png", data=data.tobytes()))
-    np.testing.assert_array_equal(got, RGB)
-    np.testing.assert_array_equal(alpha, ALPHA)
-
-
-def test_rgb_to_image_msg_round_trip():
-    pytest.importorskip("sensor_msgs.msg", reason="sensor_msgs not installed")
-    from yolz_ros.ros.image_msgs import rgb_to_image_msg
-
-    msg = rgb_to_image_msg(RGB)
-    assert (msg.encoding, msg.width, msg.height, msg.step) == ("rgb8", 3, 2, 9)
-    got, alpha = image_msg_to_array(msg)
-    np.testing.assert_array_equal(got, RGB)
-
-
-@pytest.mark.parametrize("make,match", [
-    (lambda: fake_msg(RGB, "yuv422"), "unsupported encoding"),
-    (lambda: SimpleNamespace(height=0, width=3, encoding="rgb8", is_bigendian=0, step=9,
-                             data=b""), "empty"),
-    (lambda: SimpleNamespace(height=2, width=3, encoding="rgb8", is_bigendian=0, step=9,
-                             data=b"\0" * 17), "expected step"),
-    (lambda: SimpleNamespace(height=2, width=3, encoding="rgb8", is_bigendian=0, step=8,
-                             data=b"\0" * 16), "smaller than one row"),
-])
-def test_bad_image_messages_raise(make, match):
-    with pytest.raises(ImageError, match=match):
-        image_msg_to_array(make())
-
-
-def test_bad_arrays_and_compressed_data_raise():
+def test_bad_arrays_raise():
     with pytest.raises(ImageError, match="accepted"):
         to_rgb(RGB, "rgb16")
     with pytest.raises(ImageError, match="uint8"):
@@ -214,14 +152,7 @@ def test_bad_arrays_and_compressed_data_raise():
     with pytest.raises(ImageError, match="HxWx4"):
         to_rgb(RGB, "rgba8")
     with pytest.raises(ImageError, match="over the limit"):
-        image_msg_to_array(fake_msg(RGB, "rgb8"), max_pixels=5)
-    with pytest.raises(ImageError, match="corrupt jpeg header"):
-        compressed_msg_to_rgb(SimpleNamespace(format="jpeg", data=b"\xff\xd8 not a jpeg"))
-    ok, png = cv2.imencode(".png", RGB[..., ::-1])  # a sound header, a truncated body
-    with pytest.raises(ImageError, match="cannot decode"):
-        compressed_msg_to_rgb(SimpleNamespace(format="png", data=png.tobytes()[:40]))
-    with pytest.raises(ImageError, match="no data"):
-        compressed_msg_to_rgb(SimpleNamespace(format="jpeg", data=b""))
+        to_rgb(RGB, "rgb8", max_pixels=5)
     assert issubclass(ImageError, ValueError)
 
 
@@ -231,7 +162,17 @@ def test_model_info_reads_the_contract(tiny_dir):
     raw = json.loads((tiny_dir / "model.json").read_text())
     assert info.model_id == raw["model_id"] == compute_model_id(raw["name"], raw["sha256"])
     assert (info.input_size, info.rows, info.cols, info.stride) == ((64, 96), 4, 6, 16)
-    assert (info.view_size, info.embedding_dim, info.pad_value) == (32, 16, 114)
+    assert (info.view_size, info.view_sizes, info.embedding_dim, info.pad_value) == \
+        (48, (32, 48), E, 114)
+    assert (info.tokens.count, info.tokens.dim, info.tokens.patch) == (T, D, 16)
+
+
+def test_tiny_model_is_small_and_deterministic(tiny_dir, tmp_path):
+    """(made without torch: tests/unit/conftest.py fails the tier if anything imports it)"""
+    again = make_tiny_model(tmp_path / "again")
+    assert json.loads((again / "model.json").read_text())["model_id"] == \
+        ModelInfo.load(tiny_dir).model_id  # the same arguments, the same bytes
+    assert sum(f.stat().st_size for f in tiny_dir.iterdir()) < 40_000
 
 
 @pytest.mark.parametrize("damage,match", [
@@ -243,6 +184,10 @@ def test_model_info_reads_the_contract(tiny_dir):
     (lambda d: _edit_json(d, lambda j: j.pop("view_size")), "missing field 'view_size'"),
     (lambda d: _edit_json(d, lambda j: j["grid"].update(rows=5)), "invalid 'grid.rows'"),
     (lambda d: _edit_json(d, lambda j: j.update(format="other/2")), "invalid 'format'"),
+    (lambda d: _edit_json(d, lambda j: j["object_tokens"].update(count=5)),
+     "embedding_dim 32 must be object_tokens.count"),
+    (lambda d: _edit_json(d, lambda j: j["object_tokens"].update(patch=20)),
+     "invalid 'object_tokens.patch'"),
 ])
 def test_broken_model_folders_raise(tiny_dir, tmp_path, damage, match):
     folder = tmp_path / "m"
@@ -260,20 +205,56 @@ def _edit_json(folder, edit):
 
 
 # ----------------------------------------------------------------------------- backends
-def test_onnxruntime_matches_torch(tiny_dir):
+def test_onnxruntime_matches_the_reference(tiny_dir):
+    """ONNX Runtime on the graphs == their NumPy reference (tests/tiny_model.py); N, S and K are
+    dynamic. (tests/training/test_tiny_model.py checks the graphs against torch.)"""
     info = ModelInfo.load(tiny_dir)
     backend = OnnxRuntimeBackend(info, "cpu", num_threads=1)
-    embedder, det = build_tiny_modules()
+    weights = tiny_weights()
     rng = np.random.default_rng(3)
-    views = (rng.random((3, 3, 32, 32)) * 255).astype(np.float32)
+    for n, s in ((3, 32), (1, 48), (2, 64)):
+        views = (rng.random((n, 3, s, s)) * 255).astype(np.float32)
+        tokens = backend.embed(views)
+        assert tokens.shape == (n, D, s // 16, s // 16)
+        np.testing.assert_allclose(tokens, reference_embed(weights, views), atol=1e-5)
     image = (rng.random((1, 3, 64, 96)) * 255).astype(np.float32)
-    objects = rng.standard_normal((5, 16)).astype(np.float32)
-    with torch.no_grad():
-        ref_views = embedder(torch.from_numpy(views)).numpy()
-        ref_probs = det(torch.from_numpy(image), torch.from_numpy(objects)).numpy()
-    np.testing.assert_allclose(backend.embed(views), ref_views, atol=1e-4)
-    np.testing.assert_allclose(backend.detect(image, objects), ref_probs, atol=1e-4)
-    assert backend.detect(image, objects[:1]).shape == (1, 4, 6)
+    objects = rng.standard_normal((5, E)).astype(np.float32)
+    outputs = backend.detect(image, objects)
+    assert list(outputs) == ["probabilities"]
+    probs = outputs["probabilities"]
+    np.testing.assert_allclose(probs, reference_detect(weights, image, objects), atol=1e-5)
+    assert probs.shape == (5, 4, 6) and probs.dtype == np.float32
+    assert backend.detect(image, objects[:1])["probabilities"].shape == (1, 4, 6)
+    np.testing.assert_allclose(backend.detect(image, objects[2:3])["probabilities"], probs[2:3],
+                               atol=1e-6)
+
+
+def test_a_box_head_is_read_by_name(tmp_path):
+    """A detector.onnx with a box head (model.json "boxes"): the backend returns both outputs,
+    the Detector turns the distances into a box per cell and per peak."""
+    folder = make_tiny_model(tmp_path / "boxes", boxes=True)
+    info = ModelInfo.load(folder)
+    assert info.box_output == "box_distances"
+    backend = OnnxRuntimeBackend(info, "cpu", num_threads=1)
+    rng = np.random.default_rng(4)
+    image = (rng.random((1, 3, 64, 96)) * 255).astype(np.float32)
+    objects = rng.standard_normal((2, E)).astype(np.float32)
+    outputs = backend.detect(image, objects)
+    weights = tiny_weights()
+    np.testing.assert_allclose(outputs["box_distances"], reference_boxes(weights, image),
+                               atol=1e-4)
+    assert (outputs["box_distances"] > 0).all()
+    np.testing.assert_allclose(outputs["probabilities"],
+                               reference_detect(weights, image, objects), atol=1e-5)
+    det = Detector(folder, backend="onnxruntime", device="cpu")
+    result = det.detect(rand_rgb(480, 640), objects)
+    assert result.object_boxes.shape == (4, 6, 4)
+    x0, y0, x1, y1 = np.moveaxis(result.object_boxes, -1, 0)
+    assert (x0 <= x1).all() and (y0 <= y1).all() and x0.min() >= 0 and x1.max() <= 640
+    assert all(len(p) >= 1 for p in det.peaks(result, threshold=0.0))
+    with pytest.raises(BackendError, match="no output"):  # declared but not in the graph
+        _edit_json(folder, lambda j: j["boxes"].update(output="other"))
+        OnnxRuntimeBackend(ModelInfo.load(folder), "cpu")
 
 
 def test_backend_choice(tiny_dir):
@@ -297,7 +278,7 @@ def _tensorrt_missing():
 def test_tensorrt_matches_onnxruntime(tiny_dir, tmp_path):
     ort_det = Detector(tiny_dir, backend="onnxruntime", device="cpu")
     trt_det = Detector(tiny_dir, backend="tensorrt", precision="fp32", cache_dir=tmp_path)
-    rgb, objects = rand_rgb(480, 640), np.eye(16, dtype=np.float32)[:3]
+    rgb, objects = rand_rgb(480, 640), np.eye(E, dtype=np.float32)[:3]
     np.testing.assert_allclose(trt_det.detect(rgb, objects).probabilities,
                                ort_det.detect(rgb, objects).probabilities, atol=1e-3)
     assert len(list(tmp_path.glob("*.engine"))) == 2  # cached for the next start
@@ -362,7 +343,7 @@ def test_engine_cache_round_trip_and_rebuild_on_corruption(tmp_path):
     ((50, 50), True)])
 def test_detect_shapes_and_padding(detector, src, has_padding_cells):
     objects = detector.embed_views([rand_rgb(40, 30, s) for s in range(3)]).vector[None]
-    objects = np.concatenate([objects, np.eye(16, dtype=np.float32)[:2]])
+    objects = np.concatenate([objects, np.eye(E, dtype=np.float32)[:2]])
     result = detector.detect(rand_rgb(*src), objects)
     assert result.probabilities.shape == (3, 4, 6) and result.probabilities.dtype == np.float32
     assert result.boxes.shape == (4, 6, 4) and result.latency_ms > 0
@@ -374,18 +355,20 @@ def test_detect_shapes_and_padding(detector, src, has_padding_cells):
 
 
 def test_detect_without_objects_skips_the_network(detector):
-    result = detector.detect(rand_rgb(480, 640), np.zeros((0, 16), np.float32))
+    result = detector.detect(rand_rgb(480, 640), np.zeros((0, E), np.float32))
     assert result.probabilities.shape == (0, 4, 6)
     assert detector.peaks(result) == []
 
 
 def test_detect_rejects_bad_inputs(detector):
-    with pytest.raises(ValueError, match=r"\[K, 16\]"):
+    with pytest.raises(ValueError, match=rf"\[K, {E}\]"):
         detector.detect(rand_rgb(48, 64), np.zeros((2, 8), np.float32))
     with pytest.raises(ValueError, match="RGB uint8"):
-        detector.detect(np.zeros((48, 64), np.uint8), np.zeros((1, 16), np.float32))
+        detector.detect(np.zeros((48, 64), np.uint8), np.zeros((1, E), np.float32))
     with pytest.raises(ValueError, match="max_objects"):
-        detector.detect(rand_rgb(48, 64), np.ones((65, 16), np.float32))
+        detector.detect(rand_rgb(48, 64), np.ones((65, E), np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        detector.detect(rand_rgb(48, 64), np.full((1, E), np.nan, np.float32))
 
 
 def test_embed_views_agreement_flags_the_odd_one_out(detector):
@@ -397,20 +380,25 @@ def test_embed_views_agreement_flags_the_odd_one_out(detector):
     odd = np.zeros((48, 48, 3), np.uint8)
     odd[:, ::4] = (30, 220, 30)  # green stripes
     emb = detector.embed_views(views + [odd])
-    assert emb.per_view.shape == (5, 16) and emb.agreement.shape == (5,)
-    assert abs(np.linalg.norm(emb.vector) - 1) < 1e-5
-    np.testing.assert_allclose(emb.agreement, emb.per_view @ emb.vector, atol=1e-5)
+    assert emb.vector.shape == (E,) and emb.vector.dtype == np.float32
+    assert emb.per_view.shape == (5, D) and emb.agreement.shape == (5,)
+    tokens = emb.vector.reshape(T, D)  # slot 0 the mean token, then a farthest-point sample
+    np.testing.assert_allclose(np.linalg.norm(tokens, axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(emb.per_view, axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(emb.agreement, emb.per_view @ tokens[0], atol=1e-5)
     assert emb.agreement[4] < emb.agreement[:4].min()
 
 
 def test_embed_views_uses_alpha_and_rejects_bad_views(detector):
-    rgb = rand_rgb(40, 40)
-    alpha = np.zeros((40, 40), np.uint8)
-    alpha[10:30, 10:30] = 255
-    painted = rgb.copy()
-    painted[alpha < 128] = PAD
-    np.testing.assert_allclose(detector.embed_views([np.dstack([rgb, alpha])]).vector,
-                               detector.embed_views([painted]).vector, atol=1e-6)
+    rgb = rand_rgb(48, 48)
+    alpha = np.zeros((48, 48), np.uint8)
+    alpha[8:40, 8:40] = 255
+    other = rand_rgb(48, 48, seed=9)
+    other[alpha >= 128] = rgb[alpha >= 128]  # the same object on another background
+    masked = detector.embed_views([np.dstack([rgb, alpha])]).vector
+    np.testing.assert_allclose(detector.embed_views([np.dstack([other, alpha])]).vector, masked,
+                               atol=1e-6)  # transparent pixels do not count
+    assert not np.allclose(detector.embed_views([rgb]).vector, masked, atol=1e-3)
     with pytest.raises(ValueError, match="no views"):
         detector.embed_views([])
     with pytest.raises(ValueError, match="view 1"):
