@@ -1,6 +1,8 @@
-"""`library export/import` (yolz_ros/cli/library.py) with the service call replaced by a fake:
+"""`library export/import` (yolz_ros/cli/library.py) with the node's client replaced by a fake:
 what is asked of the node, what is written and sent, the output and the exit codes. No DDS
 traffic (the end-to-end run against a node lives with the node's tests)."""
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,7 @@ from yolz_ros.cli import common
 from yolz_ros.cli import library as cli
 from yolz_ros.ros.image_msgs import image_msg_to_view, view_to_image_msg
 from yolz_ros.msg import ViewFeedback
+from yolz_ros.ros.client import Outcome
 from yolz_ros.srv import GetObjectViews, RegisterObject
 
 
@@ -19,23 +22,41 @@ def views():
 
 
 class FakeService:
-    """Stands in for call_service: records the calls, answers with ``response``."""
+    """Stands in for the node's client (common.connect): records the calls (service name,
+    request), answers with ``response`` (a change's as a client Outcome)."""
 
     def __init__(self, response=None, error=None):
         self.response, self.error, self.calls = response, error, []
 
-    def __call__(self, srv_type, name, request, timeout, client_name):
-        self.calls.append((srv_type, name, request))
+    def __call__(self, node, client_name):
+        self.node = node
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def _answer(self, service, request):
+        self.calls.append((f"{self.node}/{service}", request))
         if self.error:
             raise self.error
         return self.response
+
+    def get_object_views(self, name, timeout):
+        return self._answer("get_object_views", GetObjectViews.Request(name=name))
+
+    def register(self, request, timeout):
+        response = self._answer("register_object", request)
+        return Outcome(response.success, response.message, response, list(response.names))
 
 
 @pytest.fixture()
 def fake(monkeypatch):
     def install(**kwargs):
         service = FakeService(**kwargs)
-        monkeypatch.setattr(common, "call_service", service)
+        monkeypatch.setattr(common, "connect", service)
         return service
     return install
 
@@ -46,8 +67,8 @@ def test_export_writes_the_nodes_views(tmp_path, fake, capsys):
     service = fake(response=response)
     out = tmp_path / "mug.yolz"
     assert cli.main(["export", "mug", "-o", str(out), "--node", "/ns/yolz"]) == 0
-    (srv, name, request), = service.calls
-    assert srv is GetObjectViews and name == "/ns/yolz/get_object_views"
+    (name, request), = service.calls
+    assert isinstance(request, GetObjectViews.Request) and name == "/ns/yolz/get_object_views"
     assert request.name == "mug"
     got = read_archive(out)
     assert (got.name, got.model_id, got.created) == ("mug", "yolz-v2", "2025-01-01")
@@ -82,8 +103,9 @@ def test_import_sends_the_archives_views(tmp_path, fake, capsys, extra, name):
     path = write_archive(tmp_path / "mug.yolz", "mug", views(), model_id="other-model")
     service = fake(response=register_response(2))
     assert cli.main(["import", str(path), "--replace", *extra]) == 0
-    (srv, service_name, request), = service.calls
-    assert srv is RegisterObject and service_name == "/yolz/register_object"
+    (service_name, request), = service.calls
+    assert isinstance(request, RegisterObject.Request)
+    assert service_name == "/yolz/register_object"
     assert request.name == name and request.replace
     assert [m.encoding for m in request.views] == ["rgb8", "rgba8"]
     assert all(np.array_equal(image_msg_to_view(m), v) for m, v in zip(request.views, views()))
@@ -105,6 +127,33 @@ def test_import_with_bad_new_name_exits_1(tmp_path, fake, capsys):
     service = fake(response=None)
     assert cli.main(["import", str(path), "--name", "no/slash"]) == 1
     assert service.calls == [] and "error: invalid object name" in capsys.readouterr().out
+
+
+def test_import_of_an_archive_repacked_by_plain_zipfile(tmp_path, fake, capsys):
+    """An archive re-packed member by member with Python's zipfile (modes 0o600, no file type)
+    imports: the same views go to the node."""
+    original = write_archive(tmp_path / "mug.yolz", "mug", views())
+    copy = tmp_path / "copy.yolz"
+    with zipfile.ZipFile(original) as src, zipfile.ZipFile(copy, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, src.read(name))
+    service = fake(response=register_response(2))
+    assert cli.main(["import", str(copy)]) == 0, capsys.readouterr().out
+    (_, request), = service.calls
+    assert request.name == "mug"
+    assert all(np.array_equal(image_msg_to_view(m), v) for m, v in zip(request.views, views()))
+
+
+def test_lost_answer_confirmed_by_the_listing_is_ok(tmp_path, fake, capsys, monkeypatch):
+    path = write_archive(tmp_path / "mug.yolz", "mug", views())
+    service = fake(response=register_response(2))
+    monkeypatch.setattr(service, "register", lambda request, timeout: Outcome(
+        True, "registered 'mug' with 2 views (answer lost, confirmed by list_objects)",
+        None, ["mug"], answer_lost=True))
+    assert cli.main(["import", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "ok: registered 'mug' with 2 views (answer lost, confirmed by list_objects)" in out
+    assert "registered objects: mug" in out
 
 
 def test_timeout_is_an_error_line(tmp_path, fake, capsys):

@@ -1,45 +1,27 @@
-"""Shared helpers of the command-line tools: one service call with a timeout."""
+"""Shared helpers of the command-line tools: a client of the node's services that reports the
+library's true state even when an answer is lost (yolz_ros.ros.client), and the exit codes."""
 from __future__ import annotations
 
-import time
+import sys
 
-import rclpy
-import rclpy.exceptions
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 
 
 def service_name(node: str, service: str) -> str:
-    node = node.rstrip("/") or "/yolz"
-    if not node.startswith("/"):
-        node = "/" + node
-    return f"{node}/{service}"
+    from yolz_ros.ros.client import service_prefix
+    return f"{service_prefix(node)}/{service}"
 
 
-def call_service(srv_type, name: str, request, timeout: float, client_name: str):
-    """Call ``name`` once. Returns the response, or raises TimeoutError saying what to check."""
-    rclpy.init()
-    node = rclpy.create_node(client_name)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        client = node.create_client(srv_type, name)
-        deadline = time.monotonic() + timeout
-        while not client.service_is_ready():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"service {name} is not available after {timeout:.0f} s: is "
-                                   "the yolz node running (check --node and ROS_DOMAIN_ID)?")
-            executor.spin_once(timeout_sec=0.05)
-        future = client.call_async(request)
-        while not future.done():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no answer from {name} within {timeout:.0f} s "
-                                   "(raise --timeout)")
-            executor.spin_once(timeout_sec=0.05)
-        return future.result()
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+def note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr, flush=True)
+
+
+def connect(node: str, client_name: str):
+    """A YolzClient of the node ``node`` (use it as a context manager). The ROS arguments of the
+    command line (remaps, ...) apply; an answer that does not come is noted on stderr. Tests
+    replace this function."""
+    from yolz_ros.ros.client import connect as connect_client
+    return connect_client(node, client_name, on_note=note)
 
 
 def run_cli(fn):

@@ -4,8 +4,9 @@
     library import FILE.yolz [--name NEW_NAME] [--replace] [--node /yolz] [--timeout 30]
     library list [--node /yolz] [--timeout 10]
 
-An archive carries the object's reference views (see yolz_ros/archive.py), not its embedding:
-the importing node embeds the views with its own model. Exit code 0 on success, 1 otherwise.
+An archive carries the object's reference views (see yolz_ros/runtime/archive.py), not its
+embedding: the importing node embeds the views with its own model. Exit code 0 on success (an
+import whose answer was lost counts when ~/list_objects confirms it), 1 otherwise.
 """
 from __future__ import annotations
 
@@ -37,17 +38,15 @@ def parse_args(argv):
 
 
 def export_object(args) -> int:
+    from yolz_ros.cli import common
     from yolz_ros.runtime.archive import write_archive
-    from yolz_ros.cli.common import call_service, service_name
     from yolz_ros.ros.image_msgs import image_msg_to_view
-    from yolz_ros.srv import GetObjectViews
 
     if Path(args.output).exists() and not args.force:  # before asking the node for the views
         print(f"error: {args.output} exists; choose another file or add --force")
         return 1
-    response = call_service(GetObjectViews, service_name(args.node, "get_object_views"),
-                            GetObjectViews.Request(name=args.name), args.timeout,
-                            "yolz_library")
+    with common.connect(args.node, "yolz_library") as yolz:  # a read: asked again if lost
+        response = yolz.get_object_views(args.name, args.timeout)
     if not response.success:
         print(f"error: {response.message}")
         return 1
@@ -60,9 +59,9 @@ def export_object(args) -> int:
 
 
 def import_object(args) -> int:
+    from yolz_ros.cli import common
+    from yolz_ros.cli.feedback import print_outcome
     from yolz_ros.runtime.archive import read_archive
-    from yolz_ros.cli.common import call_service, service_name
-    from yolz_ros.cli.feedback import print_registration
     from yolz_ros.ros.image_msgs import view_to_image_msg
     from yolz_ros.runtime.library import validate_name
     from yolz_ros.srv import RegisterObject
@@ -74,10 +73,10 @@ def import_object(args) -> int:
           + (f", created {archive.created}" if archive.created else ""))
     request = RegisterObject.Request(name=name, replace=args.replace,
                                      views=[view_to_image_msg(v) for v in archive.views])
-    response = call_service(RegisterObject, service_name(args.node, "register_object"),
-                            request, args.timeout, "yolz_library")
+    with common.connect(args.node, "yolz_library") as yolz:
+        outcome = yolz.register(request, args.timeout)
     labels = [f"views/view_{i:03d}.png" for i in range(len(archive.views))]
-    return print_registration(response, labels)
+    return print_outcome(outcome, labels)
 
 
 def list_objects(args) -> int:

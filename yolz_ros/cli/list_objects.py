@@ -15,12 +15,11 @@ def main(argv=None):
     parser.add_argument("--node", default="/yolz", help="the yolz node's name (default /yolz)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait")
     args = parser.parse_args(argv)
-    from yolz_ros.cli.common import call_service, run_cli, service_name
-    from yolz_ros.srv import ListObjects
+    from yolz_ros.cli import common
 
     def body():
-        response = call_service(ListObjects, service_name(args.node, "list_objects"),
-                                ListObjects.Request(), args.timeout, "yolz_list_objects")
+        with common.connect(args.node, "yolz_list_objects") as yolz:
+            response = yolz.list_objects(args.timeout)
         if not response.success:
             print("failed: " + response.message)
             return 1
@@ -29,7 +28,7 @@ def main(argv=None):
             print(f"  {name}  ({views} views)")
         return 0
 
-    return run_cli(body)
+    return common.run_cli(body)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
     register NAME img1.jpg img2.png ... [--replace] [--node /yolz] [--timeout 30]
 
 PNG files with an alpha channel are sent as rgba8 (the alpha masks the object); other images as
-rgb8, grayscale as mono8, 16-bit grayscale as mono16. Exit code 0 on success, 1 otherwise.
+rgb8, grayscale as mono8, 16-bit grayscale as mono16. Exit code 0 when the object is registered
+(also when the node's answer was lost and ~/list_objects confirms it), 1 otherwise.
 """
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ def main(argv=None):
     import rclpy.utilities
     argv = rclpy.utilities.remove_ros_args(sys.argv if argv is None else ["register", *argv])[1:]
     args = parse_args(argv)
-    from yolz_ros.cli.common import call_service, run_cli, service_name
+    from yolz_ros.cli import common
+    from yolz_ros.cli.feedback import print_outcome
     from yolz_ros.srv import RegisterObject
 
     def body():
@@ -75,18 +77,11 @@ def main(argv=None):
             except ValueError as exc:
                 print(f"error: {exc}")
                 return 1
-        name = service_name(args.node, "register_object")
-        response = call_service(RegisterObject, name, request, args.timeout, "yolz_register")
-        print(("ok: " if response.success else "failed: ") + response.message)
-        for fb in response.view_feedback:
-            path = args.images[fb.index] if fb.index < len(args.images) else "?"
-            state = "used" if fb.used else "not used"
-            line = f"  view {fb.index} {path}: {state}, agreement {fb.agreement:+.3f}"
-            print(line + (f" -- {fb.note}" if fb.note else ""))
-        print("registered objects: " + (", ".join(response.names) or "(none)"))
-        return 0 if response.success else 1
+        with common.connect(args.node, "yolz_register") as yolz:
+            outcome = yolz.register(request, args.timeout)
+        return print_outcome(outcome, args.images)
 
-    return run_cli(body)
+    return common.run_cli(body)
 
 
 if __name__ == "__main__":

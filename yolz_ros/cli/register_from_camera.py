@@ -12,7 +12,8 @@ With --interactive this tool shows the camera itself: press SPACE to freeze a fr
 on it, ENTER to confirm (ESC or c to cancel), q to quit. The crop of that frozen frame is sent
 (~/register_object, or ~/add_views with --append), so the box applies to exactly the frame
 shown. Needs a display and an OpenCV with GUI support (opencv-python, not -headless).
-Exit code 0 on success, 1 otherwise.
+Exit code 0 when the view is registered (also when the node's answer was lost and
+~/list_objects confirms it), 1 otherwise.
 """
 from __future__ import annotations
 
@@ -135,21 +136,23 @@ def describe_frame(header, roi: Roi) -> str:
 # ------------------------------------------------------------------------------------------
 # the node cuts the view: ~/register_from_camera
 def register_on_node(args, roi: Roi) -> int:
-    from yolz_ros.cli.common import call_service, service_name
-    from yolz_ros.cli.feedback import print_registration
+    from yolz_ros.cli import common
+    from yolz_ros.cli.feedback import print_outcome
     from yolz_ros.srv import RegisterFromCamera
 
     request = RegisterFromCamera.Request(name=args.name, camera=args.camera, box=roi_msg(roi),
                                          replace=args.replace, append=args.append)
     if args.mask:
         request.mask = mask_msg(read_mask(args.mask))
-    response = call_service(RegisterFromCamera, service_name(args.node, "register_from_camera"),
-                            request, args.timeout, "yolz_register_from_camera")
-    code = print_registration(response)
-    if response.success:  # a refused request cut nothing: no frame to speak of
-        box = response.box
-        print(describe_frame(response.frame_header,
+    with common.connect(args.node, "yolz_register_from_camera") as yolz:
+        outcome = yolz.register_from_camera(request, args.timeout)
+    code = print_outcome(outcome)
+    if outcome.success and outcome.response is not None:  # a refusal cut nothing
+        box = outcome.response.box
+        print(describe_frame(outcome.response.frame_header,
                              Roi(box.x_offset, box.y_offset, box.width, box.height)))
+    elif outcome.success:
+        print("frame: not known (the node's answer was lost; the view is registered)")
     return code
 
 
@@ -242,8 +245,8 @@ def grab_interactively(topic: str, ros_argv: Sequence[str]):
 
 
 def register_interactively(args, ros_argv: Sequence[str]) -> int:
-    from yolz_ros.cli.common import call_service, service_name
-    from yolz_ros.cli.feedback import print_registration
+    from yolz_ros.cli import common
+    from yolz_ros.cli.feedback import print_outcome
     from yolz_ros.runtime.crop import crop_view
     from yolz_ros.ros.image_msgs import view_to_image_msg
     from yolz_ros.srv import AddViews, RegisterObject
@@ -258,15 +261,14 @@ def register_interactively(args, ros_argv: Sequence[str]) -> int:
         return 1
     frame, header, roi = picked
     views = [view_to_image_msg(crop_view(frame, tuple(roi))[0])]
-    if args.append:
-        srv, service = AddViews, "add_views"
-        request = AddViews.Request(name=args.name, views=views)
-    else:
-        srv, service = RegisterObject, "register_object"
-        request = RegisterObject.Request(name=args.name, views=views, replace=args.replace)
-    response = call_service(srv, service_name(args.node, service), request, args.timeout,
-                            "yolz_register_from_camera")
-    code = print_registration(response)
+    with common.connect(args.node, "yolz_register_from_camera") as yolz:
+        if args.append:
+            outcome = yolz.add_views(AddViews.Request(name=args.name, views=views),
+                                     args.timeout)
+        else:
+            outcome = yolz.register(RegisterObject.Request(name=args.name, views=views,
+                                                           replace=args.replace), args.timeout)
+    code = print_outcome(outcome)
     print(describe_frame(header, roi))
     return code
 

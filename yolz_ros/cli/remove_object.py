@@ -1,6 +1,9 @@
 """Remove a registered object (and its stored views) from the yolz node.
 
     remove_object NAME [--node /yolz] [--timeout 10]
+
+Exit code 0 when the object is gone (also when the node's answer was lost and ~/list_objects
+confirms it), 1 otherwise.
 """
 from __future__ import annotations
 
@@ -16,18 +19,15 @@ def main(argv=None):
     parser.add_argument("--node", default="/yolz", help="the yolz node's name (default /yolz)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait")
     args = parser.parse_args(argv)
-    from yolz_ros.cli.common import call_service, run_cli, service_name
-    from yolz_ros.srv import RemoveObject
+    from yolz_ros.cli import common
+    from yolz_ros.cli.feedback import print_outcome
 
     def body():
-        response = call_service(RemoveObject, service_name(args.node, "remove_object"),
-                                RemoveObject.Request(name=args.name), args.timeout,
-                                "yolz_remove_object")
-        print(("ok: " if response.success else "failed: ") + response.message)
-        print("registered objects: " + (", ".join(response.names) or "(none)"))
-        return 0 if response.success else 1
+        with common.connect(args.node, "yolz_remove_object") as yolz:
+            outcome = yolz.remove(args.name, args.timeout)
+        return print_outcome(outcome)
 
-    return run_cli(body)
+    return common.run_cli(body)
 
 
 if __name__ == "__main__":
