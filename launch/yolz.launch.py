@@ -10,7 +10,7 @@ The node runs with the FastDDS same-host profile (config/fastdds_same_host.xml: 
 large enough for camera frames; without it FastDDS's 512 KiB segment loses most 640x480 best-effort
 frames on one host). The camera driver must use it too: export FASTRTPS_DEFAULT_PROFILES_FILE
 (Fast DDS 2.x: Humble, Jazzy) or FASTDDS_DEFAULT_PROFILES_FILE (3.x: Kilted) before starting it
-(README, "Reliability"). dds_profile:='' keeps FastDDS's defaults.
+(docs/reliability.md). dds_profile:='' keeps FastDDS's defaults.
 """
 import os
 

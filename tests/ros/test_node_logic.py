@@ -55,18 +55,6 @@ def test_config_yaml_is_the_table():
         assert type(config[p.name]) is type(p.default), p.name
 
 
-def test_readme_parameter_table_is_the_table():
-    readme = (ROOT / "README.md").read_text()
-    rows = params.markdown_rows()
-    missing = [r for r in rows if r not in readme.splitlines()]
-    assert not missing, "README parameter table differs from yolz_ros/params.py " \
-        "(python -m yolz_ros.ros.params prints it):\n" + "\n".join(missing)
-    # and no stale parameter rows beside it
-    documented = re.findall(r"^\| `([a-z_]+)` \| (?:string|double|integer|bool|string_array) \|",
-                            readme, re.M)
-    assert documented == [p.name for p in params.PARAMS]
-
-
 def test_every_default_passes_its_own_checks():
     for p in params.PARAMS:
         assert params.check_value(p.name, p.default) is None, p.name

@@ -4,7 +4,7 @@ Each entry says name, type, default, range (numbers) or choices (strings), descr
 whether the value is *live* (may change while the node runs; held in :class:`Settings`) or
 *start-only* (read once when the node starts, or at `configure` in managed mode). The node
 declares its parameters from this table, the start-only rule comes from it, and the tests check
-config/yolz.yaml and the README's parameter table against it.
+config/yolz.yaml and the parameter table in docs/node.md against it (tools/docs_tables.py).
 
 Plain Python: no rclpy here (only :func:`descriptor` builds rcl_interfaces messages).
 """
@@ -239,7 +239,7 @@ def _md_value(value) -> str:
 
 
 def markdown_rows(params: Iterable[Param] = PARAMS) -> list:
-    """The README's parameter table, one line per parameter (``python -m yolz_ros.ros.params``)."""
+    """The parameter table of docs/node.md, one line per parameter (tools/docs_tables.py)."""
     rows = ["| parameter | type | default | range | when | meaning |",
             "| --- | --- | --- | --- | --- | --- |"]
     for p in params:

@@ -3,7 +3,7 @@
 Plain Python (numpy; message objects are read by attribute). Reading depth images from their
 topics and matching them to frames is yolz_ros.ros.depth_input.
 
-Assumptions (README, "3D position from depth"): the depth image is *registered to the colour
+Assumptions (docs/robot_workflow.md, 3D from depth): the depth image is *registered to the colour
 image* (same size, same optical frame, pixel (u, v) of one is pixel (u, v) of the other), as
 RealSense `aligned_depth_to_color`, Azure Kinect `depth_to_rgb` or ZED depth publish it. Units come
 from the encoding: 16UC1 = millimetres, 32FC1 = metres; 0, NaN, inf and negative values mean "no

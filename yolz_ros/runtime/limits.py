@@ -1,4 +1,4 @@
-"""The node's input limits in one place (README, "Reliability"). Plain constants, no ROS.
+"""The node's input limits in one place (docs/reliability.md). Plain constants, no ROS.
 
 Frames: pixels per frame are the parameter ``max_image_pixels`` (default MAX_IMAGE_PIXELS); a
 compressed frame's size is read from its PNG/JPEG header and refused before it is decoded.
