@@ -2,7 +2,6 @@
 its rules, request -> views -> feedback -> response, result -> messages, the overlay, device
 selection, and the no-ROS Python API. Fast: the tiny model, real ONNX Runtime, real message
 types."""
-import re
 import subprocess
 import sys
 import time

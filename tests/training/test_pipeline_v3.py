@@ -35,8 +35,9 @@ def toy_v3(tmp_path_factory, toy_bench):
     photos.photo_pool.cache_clear()
     root = tmp_path_factory.mktemp("v3")
     feats = root / "features"
-    features.main(["--split", "val", "--from-bench", str(realbench.bench_dir("val", str(toy_bench))),
-                   "--out", str(feats), "--data-dir", str(toy_bench)])
+    bench = realbench.bench_dir("val", str(toy_bench))
+    features.main(["--split", "val", "--from-bench", str(bench), "--out", str(feats),
+                   "--data-dir", str(toy_bench)])
     config = root / "boxes.yaml"
     small = yaml.safe_load((ROOT / "training" / "configs" / "boxes_small.yaml").read_text())
     config.write_text(yaml.safe_dump({**small, "train_features": str(feats),
