@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from yolz_ros.cli.camera_player import Pacer  # noqa: E402
 from yolz_ros.ros.dds import current_profile, set_profile  # noqa: E402
 DEFAULT_PROFILE = ROOT / "config" / "fastdds_same_host.xml"
 
@@ -45,18 +46,14 @@ def publisher(args) -> int:
     time.sleep(0.5)
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8).tobytes() for _ in range(4)]
-    period, sent = 1.0 / args.rate, 0
-    t0 = next_t = time.monotonic()
-    while time.monotonic() - t0 < args.seconds:
+    pacer, sent = Pacer(args.rate), 0
+    while pacer.elapsed() < args.seconds:
         msg = Image(height=h, width=w, encoding="rgb8", step=w * 3, data=frames[sent % 4])
         msg.header.stamp = node.get_clock().now().to_msg()
         pub.publish(msg)
         sent += 1
-        next_t += period
-        delay = next_t - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-    elapsed = time.monotonic() - t0
+        pacer.wait()
+    elapsed = pacer.elapsed()
     print(json.dumps({"sent": sent, "seconds": elapsed}), flush=True)
     time.sleep(1.0)  # let the last frames arrive
     node.destroy_node()

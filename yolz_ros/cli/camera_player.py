@@ -27,6 +27,28 @@ from yolz_ros.runtime.depth import parse_camera_info
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
+class Pacer:
+    """Fixed-rate publishing: ``wait()`` sleeps until the next tick of ``rate`` Hz. A tick that is
+    already past is not made up for when ``catch_up`` is False (the schedule restarts from now,
+    as a camera that fell behind drops frames rather than bursting them)."""
+
+    def __init__(self, rate: float, catch_up: bool = True):
+        self.period = 1.0 / rate
+        self.catch_up = catch_up
+        self.start = self.next = time.monotonic()
+
+    def wait(self) -> None:
+        self.next += self.period
+        delay = self.next - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        elif not self.catch_up:
+            self.next = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+
 def image_files(folder: Path) -> list[Path]:
     """The folder's image files, sorted by name."""
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -207,8 +229,7 @@ def main(argv=None):
         deadline = time.monotonic() + args.wait
         while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
-        period = 1.0 / args.rate
-        next_time = time.monotonic()
+        pacer = Pacer(args.rate, catch_up=False)
         while rclpy.ok():  # SIGINT/SIGTERM shut the context down: stop publishing
             any_frame = False
             source = rgbd_frames(args.source, args.depth) if args.depth \
@@ -225,12 +246,7 @@ def main(argv=None):
                     info_pub.publish(camera_info_msg(info, msg.header))
                 pub.publish(msg)
                 sent += 1
-                next_time += period
-                delay = next_time - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                else:
-                    next_time = time.monotonic()
+                pacer.wait()
             if not args.loop or not any_frame:
                 break
         # print, not the ROS logger: after a signal the context (and /rosout) is gone
