@@ -117,6 +117,26 @@ def test_a_wide_object_is_one_detection_and_one_point():
     assert merge_located([(0, located[0][1]), (1, located[1][1])]) == [0, 1]  # two objects
 
 
+def test_weaker_cells_over_a_neighbour_do_not_join_its_surface():
+    """The whole region's weaker cells reach a neighbour 30 cm behind, joined to the object by
+    a slope with no depth jump (a rounded side): the depth band comes from the cells over the
+    threshold, so the neighbour stays out (on the RGB-D siblings scene a band from the whole
+    region put one point on a sibling, 16 cm off)."""
+    depth = np.full((H, W), 1.8, np.float32)
+    depth[80:160, 112:176] = 0.8
+    depth[80:160, 176:196] = np.linspace(0.8, 1.1, 22)[1:-1]
+    depth[80:160, 196:280] = 1.1
+    v, u = np.mgrid[80:160, 112:176]
+    centre = np.array([((u - K.cx) * 0.8 / K.fx).mean(), ((v - K.cy) * 0.8 / K.fy).mean(), 0.8])
+    grid, boxes = grid_and_boxes()
+    grid[6:9, 8:10] = 0.9
+    grid[5:10, 7] = 0.3
+    grid[5:10, 10:17] = 0.3  # over the slope and the neighbour
+    point, why = locate(depth, K, grid, boxes, (7, 8), 0.5)
+    assert point is not None, why
+    assert point.box[2] < 196 and np.linalg.norm(np.array(point.xyz) - centre) < 0.03
+
+
 def test_points_of_different_objects_are_not_merged():
     a = Point3D((0.0, 0.0, 1.0), (0.10, 0.10, 0.02), 500, (100, 100, 140, 140))
     b = Point3D((0.12, 0.0, 1.0), (0.10, 0.10, 0.02), 500, (148, 100, 188, 140))

@@ -290,7 +290,11 @@ def locate(depth_m: np.ndarray, intrinsics: Intrinsics, grid: np.ndarray, boxes:
         return None, "the detection region covers no pixel of the depth image"
     cell = float(np.max(boxes[..., 2] - boxes[..., 0]))  # source pixels per cell (not padding)
     ys, xs = np.nonzero(region_px)
-    size_px = max(np.ptp(ys), np.ptp(xs)) + 1
+    # the depth band from the cells over the threshold (the weaker cells of the whole region
+    # can reach a neighbour: a wider band joins its surface to the object's)
+    strong_px = _pixels_of(region & (grid >= threshold), boxes, depth_m.shape)
+    sy, sx = np.nonzero(strong_px) if strong_px.any() else (ys, xs)
+    size_px = max(np.ptp(sy), np.ptp(sx)) + 1
     band = max(BAND_MIN_M, size_px * z_ref / intrinsics.fx)
     reach_x = int(WINDOW_REACH_M * intrinsics.fx / z_ref)
     reach_y = int(WINDOW_REACH_M * intrinsics.fy / z_ref)
