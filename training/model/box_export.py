@@ -63,8 +63,27 @@ def load_box_head(run: Path, checkpoint: str = "best"):
     return head.eval(), ckpt
 
 
+def detach(detector: onnx.ModelProto) -> onnx.ModelProto:
+    """The detector without an attached box head (its box_head/ nodes, weights and output):
+    what a new head replaces."""
+    g = onnx.ModelProto()
+    g.CopyFrom(detector)
+    graph = g.graph
+    keep = [n for n in graph.node if not n.name.startswith("box_head/")]
+    del graph.node[:]
+    graph.node.extend(keep)
+    inits = [i for i in graph.initializer if not i.name.startswith("box_head/")]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    outs = [o for o in graph.output if o.name != BOX_OUTPUT]
+    del graph.output[:]
+    graph.output.extend(outs)
+    return g
+
+
 def attach(detector: onnx.ModelProto, head: BoxHead, stride: int, workdir: Path,
            fp16: bool = True) -> onnx.ModelProto:
+    detector = detach(detector)  # a model that has a head gets the new one instead
     feats = feature_tensor(detector.graph)
     box_path = workdir / "box_head.onnx"
     x = torch.rand(1, head.body[0].in_channels, 30, 40)
@@ -100,12 +119,13 @@ def check(source: Path, out: Path, head: BoxHead, stride: int, size, seed: int =
     import onnxruntime as ort
 
     rng = np.random.default_rng(seed)
-    src = ort.InferenceSession(str(source / "detector.onnx"), providers=["CPUExecutionProvider"])
+    src = ort.InferenceSession(detach(onnx.load(str(source / "detector.onnx"))).SerializeToString(),
+                               providers=["CPUExecutionProvider"])
     new = ort.InferenceSession(str(out / "detector.onnx"), providers=["CPUExecutionProvider"])
     dim = int(src.get_inputs()[1].shape[1]) if isinstance(src.get_inputs()[1].shape[1], int) \
         else json.loads((source / "model.json").read_text())["embedding_dim"]
     # the features themselves, for the torch reference: the source graph with them as an output
-    probe = onnx.load(str(source / "detector.onnx"))
+    probe = detach(onnx.load(str(source / "detector.onnx")))
     feats_name = feature_tensor(probe.graph)
     probe.graph.output.append(onnx.helper.make_tensor_value_info(feats_name,
                                                                  onnx.TensorProto.FLOAT, None))
@@ -115,8 +135,8 @@ def check(source: Path, out: Path, head: BoxHead, stride: int, size, seed: int =
     for k in (1, 5):
         img = (rng.random((1, 3, *size)) * 255).astype(np.float32)
         emb = rng.standard_normal((k, dim)).astype(np.float32)
-        p0 = src.run(None, {"image": img, "embeddings": emb})[0]
-        p1, dist = new.run(None, {"image": img, "embeddings": emb})
+        p0 = src.run(["probabilities"], {"image": img, "embeddings": emb})[0]
+        p1, dist = new.run(["probabilities", BOX_OUTPUT], {"image": img, "embeddings": emb})
         feats = feats_sess.run([feats_name], {"image": img, "embeddings": emb})[0]
         ref = BoxGraph(head, stride)(torch.from_numpy(feats)).numpy()
         worst_p = max(worst_p, float(np.abs(p0 - p1).max()))
