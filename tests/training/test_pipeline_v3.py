@@ -148,4 +148,6 @@ def test_box_metrics():
     half = (0.0, 0.0, 5.0, 10.0)
     m = box_metrics([([(0.8, *half)], gt), ([(0.9, *gt)], None)])
     assert m["box_ap50"] == pytest.approx(0.5) and m["box_ap"] == pytest.approx(0.05)
-    assert box_metrics([([], gt)])["box_ap50"] == 0.0  # missed
+    missed = box_metrics([([], gt), ([(0.5, *gt)], gt)])
+    assert missed["box_ap50"] == 0.5 and missed["detected_share"] == 0.5
+    assert missed["top_box_iou_median"] == 1.0  # over the objects that have a detection

@@ -33,13 +33,14 @@ class YolzMethod:
 
     calibrated = True
 
-    def __init__(self, model_dir, num_threads=0):
+    def __init__(self, model_dir, num_threads=0, box_threshold=None):
         from yolz_ros.runtime.detector import Detector
 
         self.detector = Detector(model_dir, backend="onnxruntime", device="cpu",
                                  num_threads=num_threads)
         self.name = f"yolz ({self.detector.model_id})"
         self.input_size = tuple(self.detector.info.input_size)
+        self.box_threshold = box_threshold  # None: the model's default_threshold
 
     def embed(self, views):
         return self.detector.embed_views(list(views)).vector
@@ -59,9 +60,10 @@ class YolzMethod:
 
     def detections(self):
         """Per object of the last scored scene: its decoded detections (Detector.peaks at the
-        model's threshold: what ~/detections publishes), [(score, x0, y0, x1, y1)], best first."""
+        model's threshold, what ~/detections publishes, unless box_threshold is given),
+        [(score, x0, y0, x1, y1)], best first."""
         return [[(p.score, p.x_min, p.y_min, p.x_max, p.y_max) for p in peaks]
-                for peaks in self.detector.peaks(self._last)]
+                for peaks in self.detector.peaks(self._last, self.box_threshold)]
 
     def _resample_index(self, lb, rows, cols):
         info = self.detector.info
@@ -141,7 +143,7 @@ def fmt(v):
 def markdown(title, res, meta):
     cols = ["cell_ap", "presence_auroc", "fpr_at_95_tpr", "pointing_accuracy", "cell_ece",
             "presence_brier", "pairs", "positive_pairs"]
-    box_cols = ["box_ap50", "box_ap", "top_box_iou_median"]
+    box_cols = ["box_ap50", "box_ap", "top_box_iou_median", "detected_share"]
     lines = [f"# {title}", "", *[f"- {k}: {v}" for k, v in meta.items()],
              f"- per-frame latency p50: {fmt(res['frame_ms_p50'])} ms", "",
              "| N views | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
@@ -237,9 +239,12 @@ def main(argv=None):
     ap.add_argument("--limit", type=int, help="only the first LIMIT episodes")
     ap.add_argument("--data-dir", default="data")
     ap.add_argument("--out", type=Path, help="output folder (default: the model folder)")
+    ap.add_argument("--box-threshold", type=float, default=None,
+                    help="decode the detections scored for boxes at this threshold (default: "
+                         "the model's default_threshold, as the node publishes them)")
     args = ap.parse_args(argv)
 
-    method = YolzMethod(args.model)
+    method = YolzMethod(args.model, box_threshold=args.box_threshold)
     print(evaluate_real(method, args.split, args.data_dir, args.out or args.model, args.limit)[2])
 
 

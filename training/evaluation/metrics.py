@@ -109,12 +109,13 @@ def box_metrics(queries, iou_thresholds=IOU_THRESHOLDS):
     queries: [(detections [(score, x0, y0, x1, y1)], visible box or None)]; an absent object's
     detections are all false alarms; of a present object's, only the first (highest-scoring)
     detection with IoU >= t is a hit at t. AP at t = area under the precision-recall curve with
-    recall over every present object (missed ones included). Also the IoU of each present
-    object's top detection with its visible box (0 when it has none)."""
+    recall over every present object (missed ones included). Also the IoU of the top detection
+    with the visible box, over the present objects that have a detection, and their share."""
     dets = [(d[0], q) for q, (ds, _) in enumerate(queries) for d in ds]
     n_gt = sum(gt is not None for _, gt in queries)
-    top = [box_iou(ds[0][1:], gt) if ds else 0.0 for ds, gt in queries if gt is not None]
-    out = {"box_objects": n_gt, "top_box_iou_median": float(np.median(top)) if top else None,
+    top = [box_iou(ds[0][1:], gt) for ds, gt in queries if gt is not None and ds]
+    out = {"box_objects": n_gt, "detected_share": len(top) / n_gt if n_gt else None,
+           "top_box_iou_median": float(np.median(top)) if top else None,
            "top_box_iou_mean": float(np.mean(top)) if top else None}
     if not n_gt:
         return out
