@@ -29,8 +29,8 @@ MIN_NORM = 1e-6  # a mean of views this short has no direction (views that cance
 
 @dataclass(frozen=True)
 class ObjectEmbedding:
-    vector: np.ndarray  # float32 [E]: v1 the unit mean of the views; v2 T unit tokens, flattened
-    per_view: np.ndarray  # float32 [N, E] (v2: [N, D], each view's unit mean token)
+    vector: np.ndarray  # float32 [E = T * D]: the object's T unit tokens, flattened
+    per_view: np.ndarray  # float32 [N, D]: each view's unit mean token
     agreement: np.ndarray  # float32 [N]: cosine of each view to the object's mean
 
 
@@ -70,24 +70,10 @@ class Detector:
             raise ValueError("no views given: send at least one RGB or RGBA image of the object "
                              f"(the model was trained with {self.info.views_per_object})")
         split = [_split_view(i, view) for i, view in enumerate(views)]
-        if self.info.tokens is not None:
-            return self._embed_tokens(split)
-        v, pad = self.info.view_size, self.info.pad_value
-        batch = np.empty((len(views), 3, v, v), np.float32)
-        for i, (rgb, alpha) in enumerate(split):
-            batch[i] = prepare_view(rgb, alpha, v, pad).transpose(2, 0, 1)
-        per_view = np.asarray(self.backend.embed(batch), np.float32)
-        mean = per_view.mean(axis=0)
-        norm = float(np.linalg.norm(mean))
-        if not np.isfinite(norm) or norm < MIN_NORM:
-            raise ValueError("the views' embeddings cancel out (no common direction); send views "
-                             "that show the same object")
-        vector = mean / norm
-        agreement = per_view @ vector / np.maximum(np.linalg.norm(per_view, axis=1), MIN_NORM)
-        return ObjectEmbedding(vector.astype(np.float32), per_view, agreement.astype(np.float32))
+        return self._embed_tokens(split)
 
     def _embed_tokens(self, split) -> ObjectEmbedding:
-        """yolz-model/2: tokens of every view at every view size -> T object tokens, flattened."""
+        """Tokens of every view at every view size -> T object tokens, flattened (yolz-model/2)."""
         spec, pad = self.info.tokens, self.info.pad_value
         # a view without alpha: the model's rule finds the object in it (once, for every size)
         split = [(rgb, view_alpha(rgb, alpha, spec.no_alpha)) for rgb, alpha in split]

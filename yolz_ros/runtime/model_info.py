@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
-FORMAT = "yolz-model/1"  # one pooled embedding per object, one view size
 FORMAT_TOKENS = "yolz-model/2"  # an object is T feature tokens; views at several sizes
-FORMATS = (FORMAT, FORMAT_TOKENS)
+FORMATS = (FORMAT_TOKENS,)  # yolz-model/1 (one pooled vector per object) is retired
 DEFAULT_MODEL = "yolz_tokens"
 NO_ALPHA_RULES = ("centre", "grabcut")
 
@@ -56,7 +55,7 @@ class ModelInfo:
     rows: int
     cols: int
     stride: int
-    embedding_dim: int  # length of one object's vector (v2: token_count * token_dim)
+    embedding_dim: int  # length of one object's vector: token count * token dim
     views_per_object: int
     default_threshold: float
     embedder_path: Path
@@ -64,8 +63,8 @@ class ModelInfo:
     sha256: Dict[str, str]
     model_id: str
     raw: dict = field(repr=False, compare=False)
-    view_sizes: Tuple[int, ...] = ()  # v2: the embedder runs at each; v1: (view_size,)
-    tokens: Optional["TokenSpec"] = None  # v2 only
+    view_sizes: Tuple[int, ...] = ()  # the embedder runs at each
+    tokens: Optional["TokenSpec"] = None  # how views become tokens (always set by load)
     # detector.onnx's outputs, all of which every backend reads: probabilities [K, rows, cols],
     # and with a box head (model.json "boxes") its box_distances [rows, cols, 4]
     outputs: Tuple[str, ...] = ("probabilities",)
@@ -73,7 +72,7 @@ class ModelInfo:
 
     @property
     def format(self) -> str:
-        return FORMAT_TOKENS if self.tokens is not None else FORMAT
+        return FORMAT_TOKENS
 
     @classmethod
     def load(cls, directory=None, verify: bool = True) -> "ModelInfo":
@@ -120,7 +119,7 @@ def _field(raw: dict, directory: Path, key: str, kind, check=lambda v: True, hin
 def _parse(directory: Path, raw: dict, verify: bool) -> ModelInfo:
     f = lambda *a, **k: _field(raw, directory, *a, **k)  # noqa: E731
     positive = lambda v: v > 0  # noqa: E731
-    fmt = f("format", str, lambda v: v in FORMATS, f"expected one of {FORMATS}")
+    f("format", str, lambda v: v in FORMATS, f"expected one of {FORMATS}")
     f("channel_order", str, lambda v: v == "rgb", "expected 'rgb'")
     f("pixel_range", list, lambda v: v == [0, 255], "expected [0, 255]")
     name = f("name", str, lambda v: len(v) > 0)
@@ -151,26 +150,24 @@ def _parse(directory: Path, raw: dict, verify: bool) -> ModelInfo:
                          f"its name and sha256 values ({model_id!r})")
     view_size = f("view_size", int, positive)
     embedding_dim = f("embedding_dim", int, positive)
-    view_sizes, tokens = (view_size,), None
-    if fmt == FORMAT_TOKENS:
-        view_sizes = f("view_sizes", lambda v: tuple(int(x) for x in v),
-                       lambda v: len(v) > 0 and min(v) > 0, "expected a list of view sizes")
-        tokens = TokenSpec(
-            count=f("object_tokens.count", int, lambda v: v >= 1),
-            dim=f("object_tokens.dim", int, positive),
-            patch=f("object_tokens.patch", int, lambda v: all(s % v == 0 for s in view_sizes),
-                    "every view size must be a multiple of it"),
-            min_alpha_fraction=f("object_tokens.min_alpha_fraction", float,
-                                 lambda v: 0.0 <= v <= 1.0),
-            no_alpha_centre=_field({"c": raw["object_tokens"].get("no_alpha_centre", 1.0)},
-                                   directory, "c", float, lambda v: 0.0 < v <= 1.0,
-                                   "object_tokens.no_alpha_centre must be in (0, 1]"),
-            no_alpha=_field({"r": raw["object_tokens"].get("no_alpha", "centre")}, directory,
-                            "r", str, lambda v: v in NO_ALPHA_RULES,
-                            f"object_tokens.no_alpha must be one of {NO_ALPHA_RULES}"))
-        if tokens.count * tokens.dim != embedding_dim:
-            raise ModelError(f"{directory}/model.json: embedding_dim {embedding_dim} must be "
-                             f"object_tokens.count * dim = {tokens.count * tokens.dim}")
+    view_sizes = f("view_sizes", lambda v: tuple(int(x) for x in v),
+                   lambda v: len(v) > 0 and min(v) > 0, "expected a list of view sizes")
+    tokens = TokenSpec(
+        count=f("object_tokens.count", int, lambda v: v >= 1),
+        dim=f("object_tokens.dim", int, positive),
+        patch=f("object_tokens.patch", int, lambda v: all(s % v == 0 for s in view_sizes),
+                "every view size must be a multiple of it"),
+        min_alpha_fraction=f("object_tokens.min_alpha_fraction", float,
+                             lambda v: 0.0 <= v <= 1.0),
+        no_alpha_centre=_field({"c": raw["object_tokens"].get("no_alpha_centre", 1.0)},
+                               directory, "c", float, lambda v: 0.0 < v <= 1.0,
+                               "object_tokens.no_alpha_centre must be in (0, 1]"),
+        no_alpha=_field({"r": raw["object_tokens"].get("no_alpha", "centre")}, directory,
+                        "r", str, lambda v: v in NO_ALPHA_RULES,
+                        f"object_tokens.no_alpha must be one of {NO_ALPHA_RULES}"))
+    if tokens.count * tokens.dim != embedding_dim:
+        raise ModelError(f"{directory}/model.json: embedding_dim {embedding_dim} must be "
+                         f"object_tokens.count * dim = {tokens.count * tokens.dim}")
     box_output = None
     if "boxes" in raw:
         box_output = f("boxes.output", str, lambda v: v not in ("", "probabilities"),

@@ -7,7 +7,7 @@ view without alpha) are pooled over all views and sizes, and the object keeps
   slots 1..T-1 a farthest-point sample of its tokens: the most different local appearances
                (label, cap, side, top), so a cell that matches any part of the object is found.
 Fixed T keeps the detector's input a plain [K, T * D] matrix and its cost flat in views; training
-(training/match_model.py) calls these same functions, so what it learns on is what ships.
+(training/model/match.py) calls these same functions, so what it learns on is what ships.
 """
 from __future__ import annotations
 
@@ -56,6 +56,8 @@ def farthest_point_indices(tokens: np.ndarray, count: int, start: int) -> np.nda
     """Indices of `count` tokens (unit rows of [M, D]) by farthest-point sampling in cosine
     distance, from `start`. With fewer than `count` tokens every token is taken, repeating."""
     m = len(tokens)
+    if count <= 0:
+        return np.empty(0, np.int64)
     if m <= count:
         return np.resize(np.roll(np.arange(m), -start), count)
     chosen = np.empty(count, np.int64)
