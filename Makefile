@@ -12,7 +12,7 @@ TRAIN_EPISODES ?= 600
 
 .PHONY: setup lint test demo soak realbench data train export evaluate compare \
 	benchmark depth-scene evaluate-depth clean test-fast test-unit test-ros test-training \
-	test-system
+	test-system colcon-test
 setup:
 	@bash scripts/bootstrap.sh
 
@@ -43,6 +43,12 @@ test-training: setup
 
 test-system: setup
 	@$(ENV) $(PYTEST) tests/system
+
+# colcon build + colcon test (the unit and ros tiers) + colcon test-result, as a ROS user would,
+# with colcon from PyPI (scripts/colcon_test.sh; workspace build-colcon/ install-colcon/
+# log-colcon/). tests/system/test_colcon.py runs it inside `make test`.
+colcon-test: setup
+	@bash scripts/colcon_test.sh
 
 demo: setup
 	@$(ENV) python -m tools.demo
