@@ -1,8 +1,9 @@
 # `make demo` and `make test` are the two commands a user needs; each sets itself up
 # (scripts/bootstrap.sh: venv, pinned wheels, CMake build of the interfaces).
 # ROS_DISTRO=jazzy selects the Jazzy wheels (.venv-jazzy, build-jazzy/); default: Kilted.
-# The rest is the training pipeline (yolz v2, the default model models/yolz_tokens):
-#   make realbench -> make data -> make train -> make export -> make evaluate -> make compare
+# The rest is the training pipeline (the default model models/yolz_tokens):
+#   make realbench -> make data -> make train -> make export -> make train-boxes ->
+#   make export-boxes -> make evaluate -> make compare
 SHELL := /bin/bash
 ENV := . scripts/env.sh &&
 CONFIG ?= training/configs/match_cpu.yaml
@@ -10,7 +11,8 @@ RUN ?= runs/$(basename $(notdir $(CONFIG)))
 MODEL ?= models/yolz_tokens
 TRAIN_EPISODES ?= 600
 
-.PHONY: setup lint test demo soak realbench data train export evaluate compare \
+.PHONY: setup lint test demo soak realbench data train export train-boxes export-boxes \
+	evaluate compare \
 	benchmark depth-scene evaluate-depth clean test-fast test-unit test-ros test-training \
 	test-system colcon-test
 setup:
@@ -78,6 +80,17 @@ train: setup
 
 export: setup
 	@$(ENV) python -m training.model.export --run $(RUN) --out $(MODEL)
+
+# v3's box head: trained on the same feature cache (make data), then attached to $(MODEL)'s
+# detector (its probabilities unchanged) with GrabCut for views without alpha.
+BOX_CONFIG ?= training/configs/boxes_cpu.yaml
+BOX_RUN ?= runs/$(basename $(notdir $(BOX_CONFIG)))
+train-boxes: setup
+	@$(ENV) python -m training.train_boxes --config $(BOX_CONFIG) --out $(BOX_RUN) --resume
+
+export-boxes: setup
+	@$(ENV) python -m training.model.box_export --model $(MODEL) --boxes $(BOX_RUN) \
+	  --out $(MODEL) --no-alpha grabcut
 
 # The real-object benchmark (test split) -> $(MODEL)/evaluation_real.{json,md,png}.
 evaluate: setup
