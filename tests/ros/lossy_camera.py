@@ -27,6 +27,8 @@ def main(argv=None) -> int:
     import rclpy
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
+
+    from yolz_ros.cli.camera_player import Pacer
     w, h = (int(v) for v in args.size.lower().split("x"))
     rclpy.init()
     node = rclpy.create_node("lossy_camera")
@@ -39,9 +41,8 @@ def main(argv=None) -> int:
     frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8).tobytes() for _ in range(4)]
     drop = random.Random(1)
     sent = skipped = 0
-    period = 1.0 / args.rate
-    t0 = next_t = time.monotonic()
-    while time.monotonic() - t0 < args.seconds:
+    pacer = Pacer(args.rate)
+    while pacer.elapsed() < args.seconds:
         if drop.random() < args.drop:
             skipped += 1
         else:
@@ -51,12 +52,9 @@ def main(argv=None) -> int:
             msg.header.frame_id = "lossy_camera"
             pub.publish(msg)
             sent += 1
-        next_t += period
-        delay = next_t - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+        pacer.wait()
     print(json.dumps({"sent": sent, "skipped": skipped,
-                      "seconds": round(time.monotonic() - t0, 2)}), flush=True)
+                      "seconds": round(pacer.elapsed(), 2)}), flush=True)
     time.sleep(0.5)
     node.destroy_node()
     rclpy.try_shutdown()
