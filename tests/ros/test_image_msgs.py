@@ -11,24 +11,8 @@ import pytest
 from image_bombs import jpeg_with_size, png_bomb
 from yolz_ros.ros.image_msgs import compressed_msg_to_rgb, image_msg_to_array
 from yolz_ros.runtime import image as image_module
+from encoded_images import ALPHA, ENCODINGS, RGB, encoded
 from yolz_ros.runtime.image import ImageError, to_rgb
-
-RGB = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255]],
-                [[10, 20, 30], [40, 50, 60], [70, 80, 90]]], np.uint8)
-ALPHA = np.array([[0, 127, 128], [200, 255, 1]], np.uint8)
-
-
-def encoded(encoding):
-    """(pixels in that encoding, expected rgb, expected alpha)."""
-    gray = np.array([[0, 0x1234, 0xFFFF], [0x8000, 0x00FF, 0x0100]], np.uint16)
-    return {
-        "rgb8": (RGB, RGB, None),
-        "bgr8": (RGB[..., ::-1], RGB, None),
-        "rgba8": (np.dstack([RGB, ALPHA]), RGB, ALPHA),
-        "bgra8": (np.dstack([RGB[..., ::-1], ALPHA]), RGB, ALPHA),
-        "mono8": (RGB[..., 1], np.repeat(RGB[..., 1:2], 3, axis=2), None),
-        "mono16": (gray, np.repeat((gray >> 8).astype(np.uint8)[..., None], 3, axis=2), None),
-    }[encoding]
 
 
 def fake_msg(pixels, encoding, pad_bytes=0, bigendian=False):
@@ -40,9 +24,6 @@ def fake_msg(pixels, encoding, pad_bytes=0, bigendian=False):
     rows = np.hstack([rows, np.full((h, pad_bytes), 0xAB, np.uint8)])
     return SimpleNamespace(height=h, width=w, encoding=encoding, is_bigendian=int(bigendian),
                            step=rows.shape[1], data=rows.tobytes())
-
-
-ENCODINGS = ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16"]
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)

@@ -18,8 +18,10 @@ from yolz_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from yolz_ros.runtime.decode import decode_peaks
 from yolz_ros.runtime.detector import Detector
 from yolz_ros.runtime.geometry import Letterbox, cell_boxes, letterbox, prepare_view
+from encoded_images import ENCODINGS, RGB, encoded
 from yolz_ros.runtime.image import ImageError, to_rgb
 from yolz_ros.runtime.model_info import ModelError, ModelInfo, compute_model_id
+
 
 PAD = 114
 E, D, T = 32, 8, 4  # the tiny model's embedding_dim = T tokens x D
@@ -111,25 +113,6 @@ def test_prepare_view_paints_transparent_pixels_with_pad():
 
 
 # ----------------------------------------------------------------------------- images
-RGB = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255]],
-                [[10, 20, 30], [40, 50, 60], [70, 80, 90]]], np.uint8)
-ALPHA = np.array([[0, 127, 128], [200, 255, 1]], np.uint8)
-
-
-def encoded(encoding):
-    """(pixels in that encoding, expected rgb, expected alpha)."""
-    gray = np.array([[0, 0x1234, 0xFFFF], [0x8000, 0x00FF, 0x0100]], np.uint16)
-    return {
-        "rgb8": (RGB, RGB, None),
-        "bgr8": (RGB[..., ::-1], RGB, None),
-        "rgba8": (np.dstack([RGB, ALPHA]), RGB, ALPHA),
-        "bgra8": (np.dstack([RGB[..., ::-1], ALPHA]), RGB, ALPHA),
-        "mono8": (RGB[..., 1], np.repeat(RGB[..., 1:2], 3, axis=2), None),
-        "mono16": (gray, np.repeat((gray >> 8).astype(np.uint8)[..., None], 3, axis=2), None),
-    }[encoding]
-
-
-ENCODINGS = ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16"]
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
