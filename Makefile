@@ -119,4 +119,5 @@ benchmark: setup
 
 clean:
 	rm -rf build build.log build.vision_msgs.log .venv build-jazzy build-jazzy.log \
-	  build-jazzy.vision_msgs.log .venv-jazzy
+	  build-jazzy.vision_msgs.log .venv-jazzy .venv-colcon build-colcon* install-colcon* \
+	  log-colcon*
