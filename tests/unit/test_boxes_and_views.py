@@ -10,7 +10,7 @@ import pytest
 
 from yolz_ros.runtime.decode import Peak
 from yolz_ros.runtime.detector import (DetectionResult, Detector, _with_regressed_boxes,
-                                       regressed_boxes)
+                                       regressed_box, regressed_boxes)
 from yolz_ros.runtime.foreground import grabcut_alpha, view_alpha
 from yolz_ros.runtime.geometry import Letterbox, cell_boxes
 
@@ -59,10 +59,22 @@ def test_peaks_take_the_regressed_box_and_one_object_gives_one_detection():
     ob[...] = (100, 100, 260, 220)  # one wide object covering both peaks' cells
     ob[20:, 30:] = (470, 330, 560, 420)  # another object elsewhere
     res = _result(None, ob)
+    grid = np.zeros((30, 40), np.float32)
+    grid[8, 8], grid[10, 14], grid[22, 32] = 0.9, 0.7, 0.6
     peaks = [_peak(0.9, 8, 8), _peak(0.7, 10, 14), _peak(0.6, 22, 32)]
-    kept = _with_regressed_boxes(peaks, res)
+    kept = _with_regressed_boxes(peaks, res, grid, 0.5)
     assert [(p.score, p.x_min, p.y_min, p.x_max, p.y_max) for p in kept] == \
         [(0.9, 100, 100, 260, 220), (0.6, 470, 330, 560, 420)]
+
+
+def test_an_objects_box_is_its_cells_boxes_weighted_by_probability():
+    ob = np.zeros((30, 40, 4), np.float32)
+    grid = np.zeros((30, 40), np.float32)
+    grid[5, 5], grid[5, 6], grid[20, 20] = 0.9, 0.3, 0.8  # (5, 6) joins by hysteresis
+    ob[5, 5], ob[5, 6] = (100, 100, 200, 200), (120, 120, 220, 220)
+    ob[20, 20] = (0, 0, 10, 10)  # another object: not part of this one's region
+    box = regressed_box(ob, grid, (5, 5), 0.5)
+    np.testing.assert_allclose(box, (105, 105, 205, 205))  # weights 0.75 / 0.25
 
 
 def _disc_view(seed=0, size=160):

@@ -18,7 +18,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from yolz_ros.runtime.backends import create_backend
-from yolz_ros.runtime.decode import Peak, decode_peaks, peak_cell
+from yolz_ros.runtime.decode import Peak, decode_peaks, peak_cell, region_mask
 from yolz_ros.runtime.foreground import view_alpha
 from yolz_ros.runtime.geometry import ALPHA_VISIBLE, Letterbox, cell_boxes, letterbox, prepare_view
 from yolz_ros.runtime.model_info import ModelInfo
@@ -137,7 +137,8 @@ class Detector:
         found = [decode_peaks(grid, result.boxes, t) for grid in result.probabilities]
         if result.object_boxes is None:
             return found
-        return [_with_regressed_boxes(peaks, result) for peaks in found]
+        return [_with_regressed_boxes(peaks, result, grid, t)
+                for peaks, grid in zip(found, result.probabilities)]
 
     def _cell_boxes(self, lb: Letterbox):
         """Cell boxes and padding mask, recomputed only when the source size changes."""
@@ -177,11 +178,24 @@ def box_iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _with_regressed_boxes(peaks: List[Peak], result: DetectionResult) -> List[Peak]:
+def regressed_box(object_boxes: np.ndarray, grid: np.ndarray, peak_rc, threshold: float):
+    """An object's box: the boxes its region's cells regress (each cell of an object predicts
+    the same box), averaged with the cells' probabilities as weights. The region is the peak's
+    connected cells at or above the decoding's hysteresis threshold (decode.region_mask).
+    Measured on the val benchmark's present objects: the average over the object's cells beats
+    the peak cell's own box (median IoU 0.77 vs 0.75, box head at step 1250)."""
+    region = region_mask(grid, peak_rc, threshold)
+    w = grid[region].astype(np.float64)
+    w = w / w.sum() if w.sum() > 0 else np.full(len(w), 1.0 / len(w))
+    return tuple(float(v) for v in (object_boxes[region] * w[:, None]).sum(axis=0))
+
+
+def _with_regressed_boxes(peaks: List[Peak], result: DetectionResult, grid: np.ndarray,
+                          threshold: float) -> List[Peak]:
     kept: List[Peak] = []
     for p in peaks:  # highest score first
-        r, c = peak_cell(result.boxes, p.peak_x, p.peak_y)
-        x0, y0, x1, y1 = (float(v) for v in result.object_boxes[r, c])
+        rc = peak_cell(result.boxes, p.peak_x, p.peak_y)
+        x0, y0, x1, y1 = regressed_box(result.object_boxes, grid, rc, threshold)
         p = replace(p, x_min=x0, y_min=y0, x_max=x1, y_max=y1)
         box = (x0, y0, x1, y1)
         if all(box_iou(box, (k.x_min, k.y_min, k.x_max, k.y_max)) < SAME_OBJECT_IOU
