@@ -67,14 +67,15 @@ def test_peaks_take_the_regressed_box_and_one_object_gives_one_detection():
         [(0.9, 100, 100, 260, 220), (0.6, 470, 330, 560, 420)]
 
 
-def test_an_objects_box_is_its_cells_boxes_weighted_by_probability():
+def test_an_objects_box_is_its_strong_cells_boxes_weighted_by_probability():
     ob = np.zeros((30, 40, 4), np.float32)
     grid = np.zeros((30, 40), np.float32)
-    grid[5, 5], grid[5, 6], grid[20, 20] = 0.9, 0.3, 0.8  # (5, 6) joins by hysteresis
-    ob[5, 5], ob[5, 6] = (100, 100, 200, 200), (120, 120, 220, 220)
-    ob[20, 20] = (0, 0, 10, 10)  # another object: not part of this one's region
+    grid[5, 5], grid[5, 6], grid[5, 7] = 0.9, 0.9, 0.3  # (5, 7): joined by hysteresis, weak
+    grid[20, 20] = 0.95  # another object: not part of this one's region
+    ob[5, 5], ob[5, 6], ob[5, 7] = (100, 100, 200, 200), (120, 120, 220, 220), (0, 0, 640, 480)
+    ob[20, 20] = (0, 0, 10, 10)
     box = regressed_box(ob, grid, (5, 5), 0.5)
-    np.testing.assert_allclose(box, (105, 105, 205, 205))  # weights 0.75 / 0.25
+    np.testing.assert_allclose(box, (110, 110, 210, 210))  # the two strong cells, equal weights
 
 
 def _disc_view(seed=0, size=160):

@@ -178,13 +178,17 @@ def box_iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
+BOX_CELLS_FRACTION = 0.7  # an object's box averages its cells scoring >= this x its peak
+
+
 def regressed_box(object_boxes: np.ndarray, grid: np.ndarray, peak_rc, threshold: float):
-    """An object's box: the boxes its region's cells regress (each cell of an object predicts
-    the same box), averaged with the cells' probabilities as weights. The region is the peak's
-    connected cells at or above the decoding's hysteresis threshold (decode.region_mask).
-    Measured on the val benchmark's present objects: the average over the object's cells beats
-    the peak cell's own box (median IoU 0.77 vs 0.75, box head at step 1250)."""
-    region = region_mask(grid, peak_rc, threshold)
+    """An object's box: the boxes regressed by its strongest cells (each cell of an object
+    predicts the same box), averaged with the cells' probabilities as weights. Its cells are the
+    peak's connected region (decode.region_mask) scoring at least BOX_CELLS_FRACTION x the peak.
+    Chosen on the val benchmark (N = 8, alpha views, box AP@[.5:.95]): these cells 0.186, the
+    peak cell alone 0.178, the whole region 0.164 (it reaches into neighbours)."""
+    region = region_mask(grid, peak_rc, threshold) & (grid >= BOX_CELLS_FRACTION * grid[peak_rc])
+    region[peak_rc] = True
     w = grid[region].astype(np.float64)
     w = w / w.sum() if w.sum() > 0 else np.full(len(w), 1.0 / len(w))
     return tuple(float(v) for v in (object_boxes[region] * w[:, None]).sum(axis=0))
