@@ -128,7 +128,7 @@ def build(model: Path, comparison: Path | None = None) -> str:
                   "negatives)", ""]
         lines += _table(["size", *METRICS[:4], "positive pairs"], _by_size(real["alpha"]))
         if _by_height(real["alpha"]):
-            lines += ["", "### By visible height in the 640x480 frame, N = 8", ""]
+            lines += ["", "### By visible height in the 640x480 frame, N = 8"]
             for views in ("alpha", "photo"):
                 lines += ["", f"{views} views:", ""]
                 lines += _table(["height", *METRICS[:4], *BOX_METRICS, "positive pairs"],
@@ -178,6 +178,17 @@ def build(model: Path, comparison: Path | None = None) -> str:
                           r.get("pointing_accuracy"), r.get("note", "")] for r in dec["rows"]])
         if dec.get("outro"):
             lines += ["", dec["outro"]]
+        if dec.get("v3"):
+            v3 = dec["v3"]
+            lines += ["", "## Detector v3: how the box head and the views without alpha were "
+                      "chosen (validation split)", "", v3["intro"], ""]
+            lines += _table(["variant", "box AP", "box AP50", "top-box IoU", "cell AP",
+                             "presence AUROC", "note"],
+                            [[r["variant"], r.get("box_ap"), r.get("box_ap50"),
+                              r.get("top_box_iou_median"), r.get("cell_ap"),
+                              r.get("presence_auroc"), r.get("note", "")] for r in v3["rows"]])
+            if v3.get("outro"):
+                lines += ["", v3["outro"]]
     return "\n".join(lines) + "\n"
 
 
