@@ -57,6 +57,15 @@ def scene(seed=0, size=(120, 160)):
     return rng.integers(0, 256, (*size, 3), dtype=np.uint8)
 
 
+def spin_until(executor, done, timeout=10.0):
+    """Spin ``executor`` until ``done()`` is true or ``timeout`` s pass; returns ``done()``.
+    The one wait loop of the DDS tests."""
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.02)
+    return done()
+
+
 class Ros:
     """The test's own rclpy context, node and executor, plus a /diagnostics listener."""
 
@@ -77,10 +86,7 @@ class Ros:
                 self.diagnostics.append({kv.key: kv.value for kv in status.values})
 
     def spin_until(self, done, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while not done() and time.monotonic() < deadline:
-            self.executor.spin_once(timeout_sec=0.02)
-        return done()
+        return spin_until(self.executor, done, timeout)
 
     def spin_for(self, seconds):
         self.spin_until(lambda: False, seconds)

@@ -4,12 +4,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rclpy
+
+import node_harness
 from sensor_msgs.msg import Image
 
 from yolz_ros.msg import ObjectDetection, ObjectProbabilities
@@ -30,11 +31,10 @@ def spin_until(context, nodes, done, timeout=10.0):
     executor = rclpy.executors.SingleThreadedExecutor(context=context)
     for node in nodes:
         executor.add_node(node)
-    deadline = time.monotonic() + timeout
-    while not done() and time.monotonic() < deadline:
-        executor.spin_once(timeout_sec=0.05)
-    executor.shutdown()
-    return done()
+    try:
+        return node_harness.spin_until(executor, done, timeout)
+    finally:
+        executor.shutdown()
 
 
 def test_interfaces_import():

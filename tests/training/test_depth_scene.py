@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -273,10 +272,8 @@ class _Listener:
                                           lambda msg, t=topic: self.got[t].append(msg), qos)
 
     def spin_until(self, done, timeout):
-        deadline = time.monotonic() + timeout
-        while not done() and time.monotonic() < deadline:
-            self.executor.spin_once(timeout_sec=0.02)
-        return done()
+        from node_harness import spin_until
+        return spin_until(self.executor, done, timeout)
 
     def close(self):
         self.executor.shutdown()
