@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -28,9 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
-from torch.utils.tensorboard import SummaryWriter
 
+from training.config import load_config, lr_at, summary_writer
 from training.model.losses import info_nce, sigmoid_focal_loss
 from training.model.match import PATCH, MatchConfig, MatchHead
 from training.evaluation.metrics import summarize
@@ -46,17 +44,6 @@ DEFAULTS = {
     "val_features": "data/features/val", "max_train_episodes": 0, "model": {},
     "train_projection": False,  # False: the PCA projection stays; only the heads train
 }
-
-
-def load_config(path, defaults=None):
-    """Plain values: the trainer's defaults, overridden by the YAML file (unknown keys refused)."""
-    cfg = json.loads(json.dumps(DEFAULTS if defaults is None else defaults))
-    user = yaml.safe_load(Path(path).read_text()) or {}
-    unknown = set(user) - set(cfg)
-    if unknown:
-        raise SystemExit(f"{path}: unknown config keys {sorted(unknown)}")
-    cfg.update(user)
-    return cfg
 
 
 def _photo_masks(ep, cfg):
@@ -195,13 +182,6 @@ def init_projection(head, eps, dim):
         head.proj.weight.copy_(torch.from_numpy(vt[:dim]).view(dim, -1, 1, 1))
 
 
-def lr_at(step, cfg):
-    if step < cfg["warmup_steps"]:
-        return (step + 1) / cfg["warmup_steps"]
-    progress = (step - cfg["warmup_steps"]) / max(1, cfg["steps"] - cfg["warmup_steps"])
-    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 def save(path, head, opt, step, elapsed, cfg, val):
     tmp = path.with_suffix(".tmp")
     torch.save({"head": head.state_dict(), "optimizer": opt.state_dict(), "step": step,
@@ -218,7 +198,7 @@ def main(argv=None):
     ap.add_argument("--stop-after", type=int, default=0,
                     help="stop (checkpointed) after this many steps in this run: chunked training")
     args = ap.parse_args(argv)
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, DEFAULTS)
     if args.steps:
         cfg["steps"] = args.steps
     torch.set_num_threads(cfg["threads"])
@@ -248,7 +228,7 @@ def main(argv=None):
         val = validate(head, val_eps, mcfg)
         print("val at init (PCA projection, untrained heads):", json.dumps(val))
     (args.out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    writer = SummaryWriter(args.out / "tb")
+    writer = summary_writer(args.out / "tb")
     rng = np.random.default_rng([cfg["seed"], step])  # fresh draws after a resume
     started, run_steps = time.time(), 0
     while step < cfg["steps"]:

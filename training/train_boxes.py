@@ -1,6 +1,11 @@
 """Train the box head (training/model/boxes.py) on the cached frozen-backbone scene features.
 
     python -m training.train_boxes --config training/configs/boxes_cpu.yaml --out runs/boxes --resume
+    python -m training.train_boxes --config boxes.json --out runs/boxes --device cuda   # lent GPU
+
+It needs torch and numpy only (PyYAML for a .yaml config, TensorBoard for logs: both optional),
+so it runs as is on a lent GPU machine (torch, numpy, onnx, OpenCV; no PyBullet, no ROS) from a
+copied feature cache.
 
 The box head reads only the frozen backbone's stride-16 features, so it trains alone, on the
 same feature cache as the match head (training/data/features.py: `scene`, `targets`, `boxes`),
@@ -21,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.tensorboard import SummaryWriter
 
 from training.model.boxes import BoxConfig, BoxHead, box_targets, distances_to_boxes, giou_loss
-from training.train import load_config, lr_at
+from training.config import load_config, lr_at, summary_writer
 
 STRIDE = 16
 DEFAULTS = {
@@ -52,8 +56,8 @@ def load_scenes(folder, limit=0):
     return scenes
 
 
-def batch_loss(head, batch, cfg):
-    feats = torch.from_numpy(np.stack([b[0] for b in batch]).astype(np.float32))
+def batch_loss(head, batch, cfg, device="cpu"):
+    feats = torch.from_numpy(np.stack([b[0] for b in batch]).astype(np.float32)).to(device)
     dist = head(feats)  # [B, 4, r, c]
     pred = distances_to_boxes(dist)  # [B, r, c, 4] cells
     l1 = giou = torch.zeros(())
@@ -61,6 +65,7 @@ def batch_loss(head, batch, cfg):
         tgt, w = box_targets(torch.from_numpy(targets), torch.from_numpy(boxes), STRIDE)
         if w.sum() == 0:
             continue
+        tgt, w = tgt.to(device), w.to(device)
         on = w > 0
         l1 = l1 + ((pred[i][on] - tgt[on]).abs().sum(dim=1) * w[on]).sum()
         giou = giou + (giou_loss(pred[i][on], tgt[on]) * w[on]).sum()
@@ -77,12 +82,12 @@ def iou(a, b):
 
 
 @torch.no_grad()
-def validate(head, scenes):
+def validate(head, scenes, device="cpu"):
     """{centre_iou_median, centre_iou50, mean_iou_median} over present objects."""
     centre, mean = [], []
     for feats, targets, boxes in scenes:
-        pred = distances_to_boxes(head(torch.from_numpy(feats[None].astype(np.float32))))[0]
-        pred = pred.numpy() * STRIDE
+        x = torch.from_numpy(feats[None].astype(np.float32)).to(device)
+        pred = distances_to_boxes(head(x))[0].cpu().numpy() * STRIDE
         for c in range(len(boxes)):
             if not np.isfinite(boxes[c]).all() or targets[c].max() <= 0.5:
                 continue
@@ -99,7 +104,8 @@ def validate(head, scenes):
 
 def save(path, head, opt, step, elapsed, cfg, val):
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": head.state_dict(), "opt": opt.state_dict(), "step": step,
+    state = {k: v.cpu() for k, v in head.state_dict().items()}  # loads anywhere
+    torch.save({"model": state, "opt": opt.state_dict(), "step": step,
                 "elapsed": elapsed, "config": json.dumps(cfg),
                 "box_config": json.dumps(dataclasses.asdict(head.cfg)),
                 "val": json.dumps(val)}, tmp)
@@ -112,18 +118,19 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--stop-after", type=int, default=0, help="stop after this many steps (a chunk)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (a lent GPU machine)")
     args = ap.parse_args(argv)
     cfg = load_config(args.config, DEFAULTS)
     torch.manual_seed(cfg["seed"])
     torch.set_num_threads(cfg["threads"])
     rng = np.random.default_rng(cfg["seed"])
-    head = BoxHead(BoxConfig(**cfg["model"]))
+    head = BoxHead(BoxConfig(**cfg["model"])).to(args.device)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     args.out.mkdir(parents=True, exist_ok=True)
     step, elapsed, best = 0, 0.0, -1.0
     last = args.out / "last.pt"
     if args.resume and last.is_file():
-        ck = torch.load(last, weights_only=True)
+        ck = torch.load(last, map_location=args.device, weights_only=True)
         head.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step, elapsed = ck["step"], ck["elapsed"]
@@ -135,7 +142,7 @@ def main(argv=None):
     train = load_scenes(cfg["train_features"], cfg["max_train_episodes"])
     val = load_scenes(cfg["val_features"])
     print(f"{len(train)} training scenes, {len(val)} validation scenes")
-    writer = SummaryWriter(str(args.out / "tb"))
+    writer = summary_writer(args.out / "tb")
     t0, start = time.time(), step
     while step < cfg["steps"]:
         if args.stop_after and step - start >= args.stop_after:
@@ -143,7 +150,7 @@ def main(argv=None):
         for g in opt.param_groups:
             g["lr"] = cfg["lr"] * lr_at(step, cfg)
         batch = [train[i] for i in rng.choice(len(train), cfg["scenes_per_step"], replace=False)]
-        loss, l1, giou = batch_loss(head, batch, cfg)
+        loss, l1, giou = batch_loss(head, batch, cfg, args.device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(head.parameters(), cfg["grad_clip"])
@@ -154,7 +161,7 @@ def main(argv=None):
                   f"{time.time() - t0:.0f} s", flush=True)
             writer.add_scalar("loss/total", loss.item(), step)
         if step % cfg["eval_every"] == 0 or step == cfg["steps"]:
-            v = validate(head, val)
+            v = validate(head, val, args.device)
             print(f"step {step}: val {json.dumps(v)}", flush=True)
             for k, x in v.items():
                 writer.add_scalar(f"val/{k}", x, step)
