@@ -32,8 +32,10 @@ def render_assets(assets: Path, num_scenes: int, seed: int = 7, data_dir: str = 
     same-shape siblings and other products on real photos (PNG + ground truth); deterministic,
     cached. Built by the real-object benchmark's own code (realbench.held_out_sequence)."""
     done = assets / "ground_truth.json"
-    if done.exists() and len(json.loads(done.read_text())) == num_scenes:
-        return json.loads(done.read_text())
+    if done.exists():
+        cached = json.loads(done.read_text())
+        if len(cached) == num_scenes and all("box" in gt for gt in cached):
+            return cached
     from training.data.realbench import held_out_sequence
 
     print(f"[demo] composing {num_scenes} scenes (once; cached in {assets})", flush=True)
@@ -47,10 +49,32 @@ def render_assets(assets: Path, num_scenes: int, seed: int = 7, data_dir: str = 
         ys, xs = np.nonzero(mask)
         truth.append({"file": f"scene_{i:02d}.png", "present": bool(len(xs) >= 50),
                       "centre": [float(xs.mean()), float(ys.mean())] if len(xs) else None,
+                      "box": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+                      if len(xs) else None,
                       "visible_pixels": int(len(xs))})
         cv2.imwrite(str(assets / "scenes" / truth[-1]["file"]), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     done.write_text(json.dumps(truth, indent=1))
     return truth
+
+
+FOUND_IOU = 0.5  # a detection whose box overlaps the object's visible box this much finds it
+
+
+def box_iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def judge(present: bool, detections: int, top_iou) -> str:
+    """found / mislocated / missed where the object is there, false alarm / ok where not."""
+    if not present:
+        return "false alarm" if detections else "ok"
+    if not detections:
+        return "missed"
+    return "found" if top_iou >= FOUND_IOU else "mislocated"
 
 
 def main(argv=None):
@@ -129,7 +153,7 @@ def main(argv=None):
         print(f"[demo] warning: {len(frames)} results for {len(truth)} frames sent "
               "(frames are matched in arrival order)")
     print(f"\n{'frame':>5} {'object there':>12} {'P(object)':>9} {'peak (x, y) px':>16} "
-          f"{'true centre':>13} {'latency':>9}")
+          f"{'true centre':>13} {'box IoU':>8} {'verdict':>12} {'latency':>9}")
     rows = []
     for i, ((msg, received), gt) in enumerate(zip(frames, truth)):
         k = list(msg.names).index("demo_object")
@@ -138,12 +162,20 @@ def main(argv=None):
         peak = ((c + 0.5) * msg.cell_width - msg.offset_x) / msg.scale, \
                ((r + 0.5) * msg.cell_height - msg.offset_y) / msg.scale
         latency = (received - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)) * 1000
+        # the node's decoded detections of the object (what ~/detections publishes), best first
+        dets = sorted((d for d in msg.detections if d.name == "demo_object"),
+                      key=lambda d: -d.score)
+        iou = box_iou((dets[0].x_min, dets[0].y_min, dets[0].x_max, dets[0].y_max),
+                      gt["box"]) if dets and gt["present"] else None
+        verdict = judge(gt["present"], len(dets), iou)
         rows.append({"frame": i, "present": gt["present"], "probability": float(grid.max()),
                      "peak_xy": [float(peak[0]), float(peak[1])], "true_centre": gt["centre"],
-                     "latency_ms": latency})
+                     "true_box": gt["box"], "detections": len(dets), "top_box_iou": iou,
+                     "verdict": verdict, "latency_ms": latency})
         centre = "-" if gt["centre"] is None else f"({gt['centre'][0]:.0f}, {gt['centre'][1]:.0f})"
         print(f"{i:>5} {'yes' if gt['present'] else 'no':>12} {grid.max():>9.2f} "
-              f"{f'({peak[0]:.0f}, {peak[1]:.0f})':>16} {centre:>13} {latency:>7.0f}ms")
+              f"{f'({peak[0]:.0f}, {peak[1]:.0f})':>16} {centre:>13} "
+              f"{'-' if iou is None else f'{iou:.2f}':>8} {verdict:>12} {latency:>7.0f}ms")
 
     from yolz_ros.ros.image_msgs import image_msg_to_array
 
@@ -160,11 +192,25 @@ def main(argv=None):
                            duration=int(1000 / args.rate), loop=0)
     present = [r["probability"] for r in rows if r["present"]]
     absent = [r["probability"] for r in rows if not r["present"]]
+    verdicts = [r["verdict"] for r in rows]
+    ious = [r["top_box_iou"] for r in rows if r["verdict"] == "found"]
     summary = {"frames": rows, "mean_p_present": float(np.mean(present)) if present else None,
                "mean_p_absent": float(np.mean(absent)) if absent else None,
+               "present_frames": len(present), "absent_frames": len(absent),
+               "found": verdicts.count("found"), "missed": verdicts.count("missed"),
+               "mislocated": verdicts.count("mislocated"),
+               "false_alarms": verdicts.count("false alarm"),
+               "median_box_iou_found": float(np.median(ious)) if ious else None,
                "overlays": len(pictures), "seconds": time.monotonic() - started}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(f"\n[demo] mean P(object) where present {summary['mean_p_present']:.2f}, "
+    print(f"\n[demo] object there in {len(present)} frames: found {summary['found']} (a detection "
+          f"with box IoU >= {FOUND_IOU} to its visible box), mislocated {summary['mislocated']}, "
+          f"missed {summary['missed']}; not there in {len(absent)} frames: false alarms "
+          f"{summary['false_alarms']}")
+    if ious:
+        print(f"[demo] median IoU of the found object's box with its visible box: "
+              f"{summary['median_box_iou_found']:.2f}")
+    print(f"[demo] mean P(object) where present {summary['mean_p_present']:.2f}, "
           f"where absent {summary['mean_p_absent']:.2f}")
     print(f"[demo] outputs in {args.out}: overlay_*.png ({len(pictures)}), demo.gif, summary.json, "
           f"node.log ({summary['seconds']:.0f} s)")
