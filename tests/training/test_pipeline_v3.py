@@ -110,15 +110,17 @@ def test_attached_head_keeps_probabilities_and_gives_boxes_for_any_k(toy_v3):
     assert info["boxes"]["output"] == "box_distances"
     assert info["object_tokens"]["no_alpha"] == "grabcut"
     v3 = Detector(toy_v3["model"], backend="onnxruntime", device="cpu")
-    v2 = Detector(SHIPPED, backend="onnxruntime", device="cpu")
+    source = Detector(SHIPPED, backend="onnxruntime", device="cpu")  # its head is replaced
     assert v3.info.outputs == ("probabilities", "box_distances")
     ep = realbench.load("val", str(toy_v3["data"]))[0]
-    objects = np.stack([v2.embed_views(list(ep["views_alpha"][i, :4])).vector
+    objects = np.stack([source.embed_views(list(ep["views_alpha"][i, :4])).vector
                         for i in range(3)])
     for k in (1, 3):
-        a, b = v3.detect(ep["scenes"][0], objects[:k]), v2.detect(ep["scenes"][0], objects[:k])
+        a = v3.detect(ep["scenes"][0], objects[:k])
+        b = source.detect(ep["scenes"][0], objects[:k])
         np.testing.assert_array_equal(a.probabilities, b.probabilities)
-        assert a.object_boxes.shape == (30, 40, 4) and b.object_boxes is None
+        assert a.object_boxes.shape == (30, 40, 4)
+        assert not np.allclose(a.object_boxes, b.object_boxes)  # the toy head, not the shipped
         if k == 1:
             first = a.object_boxes
     np.testing.assert_allclose(a.object_boxes, first, atol=1e-4)  # K-independent

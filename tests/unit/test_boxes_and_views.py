@@ -6,7 +6,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 from yolz_ros.runtime.decode import Peak
 from yolz_ros.runtime.detector import (DetectionResult, Detector, _with_regressed_boxes,
@@ -110,25 +109,31 @@ def test_no_plausible_object_keeps_the_centre_rule():
     assert view_alpha(view, None, "centre") is None
 
 
-@pytest.fixture(scope="module")
-def grabcut_model(tmp_path_factory):
-    """The shipped model with object_tokens.no_alpha = grabcut (model.json only)."""
-    folder = tmp_path_factory.mktemp("grabcut_model")
+def _with_rule(folder: Path, rule: str) -> Path:
+    """A copy of the shipped model whose model.json says object_tokens.no_alpha = rule."""
+    folder.mkdir()
     for f in ("embedder.onnx", "detector.onnx"):
         shutil.copy(SHIPPED / f, folder / f)
     info = json.loads((SHIPPED / "model.json").read_text())
-    info["object_tokens"]["no_alpha"] = "grabcut"
+    info["object_tokens"]["no_alpha"] = rule
     (folder / "model.json").write_text(json.dumps(info))
     return folder
 
 
-def test_a_view_without_alpha_embeds_as_its_grabcut_cutout(grabcut_model):
+def test_a_view_without_alpha_embeds_as_its_grabcut_cutout(tmp_path):
     """View parity: under the grabcut rule, an RGB view gives exactly the tokens of the same view
     sent as RGBA with GrabCut's mask; under the centre rule it does not."""
-    det = Detector(grabcut_model, backend="onnxruntime", device="cpu")
+    det = Detector(_with_rule(tmp_path / "grabcut", "grabcut"), backend="onnxruntime",
+                   device="cpu")
     view, _ = _disc_view(1)
     rgba = np.dstack([view, grabcut_alpha(view)])
     np.testing.assert_array_equal(det.embed_views([view]).vector,
                                   det.embed_views([rgba]).vector)
-    centre = Detector(SHIPPED, backend="onnxruntime", device="cpu")
+    centre = Detector(_with_rule(tmp_path / "centre", "centre"), backend="onnxruntime",
+                      device="cpu")
     assert not np.allclose(centre.embed_views([view]).vector, det.embed_views([view]).vector)
+
+
+def test_the_shipped_model_finds_the_object_in_views_without_alpha():
+    assert Detector(SHIPPED, backend="onnxruntime", device="cpu").info.tokens.no_alpha == \
+        "grabcut"
