@@ -98,9 +98,12 @@ def test_lossy_camera_is_warned_with_the_fix(ros, node):
     estimate = lost(steady)
     print(f"loss: true {true_loss:.2f}, estimated {estimate:.2f} (median of {len(steady)})")
     assert abs(estimate - true_loss) <= 0.2, (estimate, true_loss)
-    warned = [s for s in steady if s[1] == WARN]
-    assert len(warned) >= 0.8 * len(steady), [(s[1], s[3]["frames_lost_fraction"])
-                                              for s in steady]
+    # a window with too few frames to tell the camera's period has no estimate ("n/a"; seen at
+    # 97% loss): the verdict is judged where there is one
+    estimated = [s for s in steady if s[3]["frames_lost_fraction"] != "n/a"]
+    warned = [s for s in estimated if s[1] == WARN]
+    assert estimated and len(warned) >= 0.8 * len(estimated), \
+        [(s[1], s[3]["frames_lost_fraction"]) for s in steady]
     message = warned[-1][2]
     assert "transport: " in message and "of the frames lost" in message
     assert "FASTDDS_DEFAULT_PROFILES_FILE" in message and "fastdds_same_host.xml" in message

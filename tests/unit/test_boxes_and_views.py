@@ -10,7 +10,7 @@ import numpy as np
 from yolz_ros.runtime.decode import Peak
 from yolz_ros.runtime.detector import (DetectionResult, Detector, _with_regressed_boxes,
                                        regressed_box, regressed_boxes)
-from yolz_ros.runtime.foreground import grabcut_alpha, view_alpha
+from yolz_ros.runtime.foreground import box_mask, grabcut_alpha, view_alpha
 from yolz_ros.runtime.geometry import Letterbox, cell_boxes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,6 +97,25 @@ def test_grabcut_finds_the_object_in_a_view_without_alpha():
     union = ((alpha > 0) | (truth > 0)).sum()
     assert inter / union > 0.85
     np.testing.assert_array_equal(grabcut_alpha(view), alpha)  # deterministic
+
+
+def test_a_box_drawn_tightly_on_a_frame_finds_the_object():
+    """register_from_camera's case: a box with a few pixels of margin around the object on the
+    frame; GrabCut starts from the box and learns the background around it."""
+    frame, truth = _disc_view(2, size=320)
+    ys, xs = np.nonzero(truth)
+    box = (xs.min() - 4, ys.min() - 4, xs.max() - xs.min() + 9, ys.max() - ys.min() + 9)
+    mask = box_mask(frame, box)
+    assert mask is not None and mask.shape == truth.shape
+    inter = ((mask > 0) & (truth > 0)).sum()
+    assert inter / ((mask > 0) | (truth > 0)).sum() > 0.85
+    # cutting the tight box out first leaves GrabCut no background to learn from
+    x, y, w, h = box
+    crop_alpha = grabcut_alpha(frame[y:y + h, x:x + w])
+    crop_iou = 0.0 if crop_alpha is None else (
+        ((crop_alpha > 0) & (truth[y:y + h, x:x + w] > 0)).sum()
+        / ((crop_alpha > 0) | (truth[y:y + h, x:x + w] > 0)).sum())
+    assert crop_iou < inter / ((mask > 0) | (truth > 0)).sum()
 
 
 def test_no_plausible_object_keeps_the_centre_rule():

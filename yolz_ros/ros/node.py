@@ -316,7 +316,8 @@ class YolzCore:
         with self._registration_lock:
             snapshot = registration.register_from_camera(
                 request, response, self.library, self.detector.embed_views, self.pipeline.cameras,
-                self.cfg.max_objects, self.settings.register_max_age, self.cfg.max_image_pixels)
+                self.cfg.max_objects, self.settings.register_max_age, self.cfg.max_image_pixels,
+                self.detector.object_mask)
         return self._registered(snapshot, "register_from_camera", request.name, response)
 
     def _on_add_views(self, request, response):

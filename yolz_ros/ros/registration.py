@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from yolz_ros.runtime.crop import CropError, crop_view
+from yolz_ros.runtime.crop import CropError, clip_box, crop_view
 from yolz_ros.ros.cameras import find_camera
 from yolz_ros.ros.pipeline import decode_frame
 from yolz_ros.runtime.image import ACCEPTED
@@ -300,10 +300,13 @@ def decode_mask(msg) -> Optional[np.ndarray]:
         raise Refused(f"bad mask: {exc}") from None
 
 
-def camera_view(request, camera, max_age_s: float, max_pixels: int):
+def camera_view(request, camera, max_age_s: float, max_pixels: int,
+                object_mask: Optional[Callable] = None):
     """The view RegisterFromCamera asks for: (view array, header of its frame, box used), cut
     from ``camera``'s newest frame; Refused if there is none, it is too old, or the box/mask
-    do not fit it."""
+    do not fit it. With a box and no mask, ``object_mask(frame, box)`` (the model's rule for
+    views without alpha, Detector.object_mask) may find the object in the box: the view is
+    then RGBA with that mask as alpha."""
     newest = camera.newest
     if newest is None:
         raise Refused(f"no frame received yet from camera {camera.resolved or camera.topic}: is "
@@ -319,8 +322,14 @@ def camera_view(request, camera, max_age_s: float, max_pixels: int):
     except ValueError as exc:
         raise Refused(f"the newest frame from {camera.resolved} cannot be used: {exc}") from None
     box = request.box
+    xywh = (box.x_offset, box.y_offset, box.width, box.height)
+    if mask is None and object_mask is not None and box.width > 0 and box.height > 0:
+        try:
+            mask = object_mask(rgb, clip_box(xywh, rgb.shape[1], rgb.shape[0]))
+        except CropError as exc:
+            raise Refused(str(exc)) from None
     try:
-        view, used = crop_view(rgb, (box.x_offset, box.y_offset, box.width, box.height), mask)
+        view, used = crop_view(rgb, xywh, mask)
     except CropError as exc:
         raise Refused(str(exc)) from None
     w, h = used[2], used[3]
@@ -331,7 +340,8 @@ def camera_view(request, camera, max_age_s: float, max_pixels: int):
 
 
 def register_from_camera(request, response, library, embed_views: Callable, cameras,
-                         max_objects: int, max_age_s: float, max_pixels: int):
+                         max_objects: int, max_age_s: float, max_pixels: int,
+                         object_mask: Optional[Callable] = None):
     """Carry out a RegisterFromCamera request: a view cut from the newest frame of the named
     camera registers a new object (or, with ``append``, is added to an existing one). Returns
     the new snapshot, or None if refused."""
@@ -347,7 +357,7 @@ def register_from_camera(request, response, library, embed_views: Callable, came
             camera = find_camera(cameras, request.camera)
         except LookupError as exc:
             raise Refused(str(exc)) from None
-        view, header, used = camera_view(request, camera, max_age_s, max_pixels)
+        view, header, used = camera_view(request, camera, max_age_s, max_pixels, object_mask)
         response.frame_header = header
         response.box.x_offset, response.box.y_offset = used[0], used[1]
         response.box.width, response.box.height = used[2], used[3]

@@ -19,7 +19,7 @@ import numpy as np
 
 from yolz_ros.runtime.backends import create_backend
 from yolz_ros.runtime.decode import Peak, decode_peaks, peak_cell, region_mask
-from yolz_ros.runtime.foreground import view_alpha
+from yolz_ros.runtime.foreground import box_mask, view_alpha
 from yolz_ros.runtime.geometry import ALPHA_VISIBLE, Letterbox, cell_boxes, letterbox, prepare_view
 from yolz_ros.runtime.model_info import ModelInfo
 from yolz_ros.runtime.object_tokens import object_tokens, token_mask
@@ -71,6 +71,14 @@ class Detector:
                              f"(the model was trained with {self.info.views_per_object})")
         split = [_split_view(i, view) for i, view in enumerate(views)]
         return self._embed_tokens(split)
+
+    def object_mask(self, frame: np.ndarray, box) -> Optional[np.ndarray]:
+        """The object's mask [H, W] (uint8, 255 = object) inside a box (x, y, w, h) drawn on a
+        frame, by the model's rule for views without alpha: GrabCut from the box under
+        'grabcut', None under the centre rule (or where GrabCut finds nothing)."""
+        if self.info.tokens.no_alpha != "grabcut":
+            return None
+        return box_mask(frame, box)
 
     def _embed_tokens(self, split) -> ObjectEmbedding:
         """Tokens of every view at every view size -> T object tokens, flattened (yolz-model/2)."""

@@ -52,6 +52,45 @@ def grabcut_alpha(rgb: np.ndarray, margin: float = MARGIN, work_side: int = WORK
     return cv2.resize(fg * 255, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
+def box_mask(frame: np.ndarray, box, work_side: int = 2 * WORK_SIDE,
+             iterations: int = ITERATIONS) -> Optional[np.ndarray]:
+    """uint8 mask [H, W] of the frame (255 object) for a box (x, y, w, h) drawn around an object
+    on it: GrabCut with the box as its rectangle (outside it is background, which the frame
+    around the box shows), run on the box grown by half its size; None when it finds no
+    plausible object. A box drawn tightly leaves no background inside it, so cutting the box out
+    first and running grabcut_alpha on the crop would lose the object's edges."""
+    h, w = frame.shape[:2]
+    x, y, bw, bh = (int(v) for v in box)
+    gx, gy = bw // 2, bh // 2
+    rx0, ry0 = max(0, x - gx), max(0, y - gy)
+    rx1, ry1 = min(w, x + bw + gx), min(h, y + bh + gy)
+    region = frame[ry0:ry1, rx0:rx1]
+    scale = min(1.0, work_side / max(region.shape[:2]))
+    small = region if scale == 1.0 else cv2.resize(
+        region, (max(1, round(region.shape[1] * scale)), max(1, round(region.shape[0] * scale))),
+        interpolation=cv2.INTER_AREA)
+    rect = (int((x - rx0) * scale), int((y - ry0) * scale), max(1, int(bw * scale)),
+            max(1, int(bh * scale)))
+    if rect[2] < 4 or rect[3] < 4:
+        return None
+    mask = np.zeros(small.shape[:2], np.uint8)
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)
+    try:
+        cv2.grabCut(np.ascontiguousarray(cv2.cvtColor(small, cv2.COLOR_RGB2BGR)), mask, rect,
+                    bgd, fgd, iterations, cv2.GC_INIT_WITH_RECT)
+    except cv2.error:
+        return None
+    fg = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8)
+    share = fg.sum() / float(rect[2] * rect[3])
+    if not MIN_SHARE <= share <= MAX_SHARE:
+        return None
+    out = np.zeros((h, w), np.uint8)
+    out[ry0:ry1, rx0:rx1] = cv2.resize(fg * 255, (region.shape[1], region.shape[0]),
+                                       interpolation=cv2.INTER_NEAREST)
+    return out
+
+
 def view_alpha(rgb: np.ndarray, alpha: Optional[np.ndarray], rule: str) -> Optional[np.ndarray]:
     """The alpha a view is embedded with: its own, else (rule 'grabcut') GrabCut's, else None
     (the centre rule applies). Shared by the runtime and training, so both see the same view."""
