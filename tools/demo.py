@@ -24,6 +24,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from yolz_ros.runtime.geometry import box_iou  # noqa: E402
 from yolz_ros.runtime.model_info import DEFAULT_MODEL  # noqa: E402
 
 
@@ -58,14 +59,6 @@ def render_assets(assets: Path, num_scenes: int, seed: int = 7, data_dir: str = 
 
 
 FOUND_IOU = 0.5  # a detection whose box overlaps the object's visible box this much finds it
-
-
-def box_iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def judge(present: bool, detections: int, top_iou) -> str:

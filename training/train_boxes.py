@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from yolz_ros.runtime.geometry import box_iou
 from training.model.boxes import BoxConfig, BoxHead, box_targets, distances_to_boxes, giou_loss
 from training.config import load_config, lr_at, summary_writer
 
@@ -73,14 +74,6 @@ def batch_loss(head, batch, cfg, device="cpu"):
     return (cfg["w_l1"] * l1 + cfg["w_giou"] * giou) / n, l1 / n, giou / n
 
 
-def iou(a, b):
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 @torch.no_grad()
 def validate(head, scenes, device="cpu"):
     """{centre_iou_median, centre_iou50, mean_iou_median} over present objects."""
@@ -94,8 +87,8 @@ def validate(head, scenes, device="cpu"):
             cells = np.argwhere(targets[c] > 0.5)
             gx, gy = (boxes[c][0] + boxes[c][2]) / 2 / STRIDE, (boxes[c][1] + boxes[c][3]) / 2 / STRIDE
             r, cc = cells[np.argmin((cells[:, 0] + 0.5 - gy) ** 2 + (cells[:, 1] + 0.5 - gx) ** 2)]
-            centre.append(iou(pred[r, cc], boxes[c]))
-            mean.append(iou(pred[cells[:, 0], cells[:, 1]].mean(axis=0), boxes[c]))
+            centre.append(box_iou(pred[r, cc], boxes[c]))
+            mean.append(box_iou(pred[cells[:, 0], cells[:, 1]].mean(axis=0), boxes[c]))
     centre, mean = np.array(centre), np.array(mean)
     return {"objects": int(len(centre)), "centre_iou_median": float(np.median(centre)),
             "centre_iou50": float((centre >= 0.5).mean()), "centre_iou75": float((centre >= 0.75).mean()),

@@ -5,6 +5,8 @@ is a negative pair, so presence metrics measure false alarms as well as hits.
 """
 import numpy as np
 
+from yolz_ros.runtime.geometry import box_iou
+
 
 def average_precision(scores, labels):
     """Area under the precision-recall curve as a step sum (sklearn's definition). NaN if no positives."""
@@ -89,15 +91,6 @@ def summarize(pairs, calibrated=True):
         out["cell_ece"] = expected_calibration_error(cell_scores, cell_labels)
         out["presence_brier"] = float(np.mean((presence - present) ** 2))
     return out
-
-
-def box_iou(a, b) -> float:
-    """IoU of two boxes (x0, y0, x1, y1)."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 IOU_THRESHOLDS = tuple(np.round(np.arange(0.5, 0.951, 0.05), 2))

@@ -20,7 +20,8 @@ import numpy as np
 from yolz_ros.runtime.backends import create_backend
 from yolz_ros.runtime.decode import Peak, decode_peaks, peak_cell, region_mask
 from yolz_ros.runtime.foreground import box_mask, view_alpha
-from yolz_ros.runtime.geometry import ALPHA_VISIBLE, Letterbox, cell_boxes, letterbox, prepare_view
+from yolz_ros.runtime.geometry import (ALPHA_VISIBLE, Letterbox, box_iou, cell_boxes, letterbox,
+                                       prepare_view)
 from yolz_ros.runtime.model_info import ModelInfo
 from yolz_ros.runtime.object_tokens import object_tokens, token_mask
 
@@ -176,14 +177,6 @@ def regressed_boxes(distances: np.ndarray, lb: Letterbox, stride: int, src_hw) -
     xs = np.clip((np.stack([x0, x1]) - lb.offset_x) / lb.scale, 0, w)
     ys = np.clip((np.stack([y0, y1]) - lb.offset_y) / lb.scale, 0, h)
     return np.stack([xs[0], ys[0], xs[1], ys[1]], axis=-1)
-
-
-def box_iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 BOX_CELLS_FRACTION = 0.7  # an object's box averages its cells scoring >= this x its peak

@@ -111,3 +111,12 @@ def prepare_view(rgb: np.ndarray, alpha: Optional[np.ndarray], view_size: int,
         rgb = rgb.copy()
         rgb[alpha < ALPHA_VISIBLE] = pad_value
     return letterbox(rgb, (view_size, view_size), pad_value)[0]
+
+
+def box_iou(a, b) -> float:
+    """Intersection over union of two boxes (x0, y0, x1, y1)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
