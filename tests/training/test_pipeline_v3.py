@@ -19,7 +19,7 @@ from training.evaluation import evaluate  # noqa: E402
 from training.evaluation.metrics import box_metrics  # noqa: E402
 from training.model import box_export  # noqa: E402
 from training.model.boxes import BoxHead, box_targets, distances_to_boxes  # noqa: E402
-from yolz_ros.runtime.detector import regressed_box, regressed_boxes  # noqa: E402
+from yolz_ros.runtime.decode import regressed_box, regressed_boxes  # noqa: E402
 from yolz_ros.runtime.geometry import Letterbox  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 
 from yolz_ros.runtime.decode import Peak
-from yolz_ros.runtime.detector import (DetectionResult, Detector, _with_regressed_boxes,
-                                       regressed_box, regressed_boxes)
+from yolz_ros.runtime.decode import regressed_box, regressed_boxes, with_regressed_boxes
+from yolz_ros.runtime.detector import DetectionResult, Detector
 from yolz_ros.runtime.foreground import box_mask, grabcut_alpha, view_alpha
 from yolz_ros.runtime.geometry import Letterbox, cell_boxes
 
@@ -61,7 +61,7 @@ def test_peaks_take_the_regressed_box_and_one_object_gives_one_detection():
     grid = np.zeros((30, 40), np.float32)
     grid[8, 8], grid[10, 14], grid[22, 32] = 0.9, 0.7, 0.6
     peaks = [_peak(0.9, 8, 8), _peak(0.7, 10, 14), _peak(0.6, 22, 32)]
-    kept = _with_regressed_boxes(peaks, res, grid, 0.5)
+    kept = with_regressed_boxes(peaks, res.boxes, res.object_boxes, grid, 0.5)
     assert [(p.score, p.x_min, p.y_min, p.x_max, p.y_max) for p in kept] == \
         [(0.9, 100, 100, 260, 220), (0.6, 470, 330, 560, 420)]
 

@@ -12,16 +12,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from yolz_ros.runtime.backends import create_backend
-from yolz_ros.runtime.decode import Peak, decode_peaks, peak_cell, region_mask
+from yolz_ros.runtime.decode import Peak, decode_peaks, regressed_boxes, with_regressed_boxes
 from yolz_ros.runtime.foreground import box_mask, view_alpha
-from yolz_ros.runtime.geometry import (ALPHA_VISIBLE, Letterbox, box_iou, cell_boxes, letterbox,
-                                       prepare_view)
+from yolz_ros.runtime.geometry import ALPHA_VISIBLE, Letterbox, cell_boxes, letterbox, prepare_view
 from yolz_ros.runtime.model_info import ModelInfo
 from yolz_ros.runtime.object_tokens import object_tokens, token_mask
 
@@ -146,7 +145,7 @@ class Detector:
         found = [decode_peaks(grid, result.boxes, t) for grid in result.probabilities]
         if result.object_boxes is None:
             return found
-        return [_with_regressed_boxes(peaks, result, grid, t)
+        return [with_regressed_boxes(peaks, result.boxes, result.object_boxes, grid, t)
                 for peaks, grid in zip(found, result.probabilities)]
 
     def _cell_boxes(self, lb: Letterbox):
@@ -158,55 +157,6 @@ class Detector:
             cells = (boxes, padding)
             self._cells = (lb, cells)
         return cells
-
-
-SAME_OBJECT_IOU = 0.5  # two peaks of one object's grid whose regressed boxes overlap this much
-
-
-def regressed_boxes(distances: np.ndarray, lb: Letterbox, stride: int, src_hw) -> np.ndarray:
-    """The box head's output [rows, cols, 4] (left, top, right, bottom from each cell centre, in
-    the detector's input pixels) -> boxes [rows, cols, 4] (x0, y0, x1, y1) in source pixels,
-    clipped to the source image."""
-    d = np.asarray(distances, np.float32)
-    rows, cols = d.shape[:2]
-    cx = (np.arange(cols, dtype=np.float32) + 0.5) * stride
-    cy = (np.arange(rows, dtype=np.float32) + 0.5) * stride
-    x0, x1 = cx[None, :] - d[..., 0], cx[None, :] + d[..., 2]
-    y0, y1 = cy[:, None] - d[..., 1], cy[:, None] + d[..., 3]
-    h, w = src_hw
-    xs = np.clip((np.stack([x0, x1]) - lb.offset_x) / lb.scale, 0, w)
-    ys = np.clip((np.stack([y0, y1]) - lb.offset_y) / lb.scale, 0, h)
-    return np.stack([xs[0], ys[0], xs[1], ys[1]], axis=-1)
-
-
-BOX_CELLS_FRACTION = 0.7  # an object's box averages its cells scoring >= this x its peak
-
-
-def regressed_box(object_boxes: np.ndarray, grid: np.ndarray, peak_rc, threshold: float):
-    """An object's box: the boxes regressed by its strongest cells (each cell of an object
-    predicts the same box), averaged with the cells' probabilities as weights. Its cells are the
-    peak's connected region (decode.region_mask) scoring at least BOX_CELLS_FRACTION x the peak.
-    Chosen on the val benchmark (N = 8, alpha views, box AP@[.5:.95]): these cells 0.186, the
-    peak cell alone 0.178, the whole region 0.164 (it reaches into neighbours)."""
-    region = region_mask(grid, peak_rc, threshold) & (grid >= BOX_CELLS_FRACTION * grid[peak_rc])
-    region[peak_rc] = True
-    w = grid[region].astype(np.float64)
-    w = w / w.sum() if w.sum() > 0 else np.full(len(w), 1.0 / len(w))
-    return tuple(float(v) for v in (object_boxes[region] * w[:, None]).sum(axis=0))
-
-
-def _with_regressed_boxes(peaks: List[Peak], result: DetectionResult, grid: np.ndarray,
-                          threshold: float) -> List[Peak]:
-    kept: List[Peak] = []
-    for p in peaks:  # highest score first
-        rc = peak_cell(result.boxes, p.peak_x, p.peak_y)
-        x0, y0, x1, y1 = regressed_box(result.object_boxes, grid, rc, threshold)
-        p = replace(p, x_min=x0, y_min=y0, x_max=x1, y_max=y1)
-        box = (x0, y0, x1, y1)
-        if all(box_iou(box, (k.x_min, k.y_min, k.x_max, k.y_max)) < SAME_OBJECT_IOU
-               for k in kept):
-            kept.append(p)
-    return kept
 
 
 def _split_view(i: int, view) -> Tuple[np.ndarray, Optional[np.ndarray]]:
