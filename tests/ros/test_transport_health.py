@@ -88,7 +88,9 @@ def test_lossy_camera_is_warned_with_the_fix(ros, node):
     stamps, its status turns WARN and says what to do, and the log says it too."""
     report, received, steady = run_camera(ros, node, profile=False)
     delivered = received / max(report["sent"], 1)
-    if delivered >= 0.6:  # FastDDS's defaults delivered here: simulate the loss
+    # FastDDS's defaults delivered here, or lost so much (98% seen in CI) that no 5 s window
+    # holds enough frames for an estimate: simulate the loss instead
+    if delivered >= 0.6 or np.isnan(lost(steady)):
         print(f"FastDDS defaults delivered {delivered:.0%} here; simulating 50% loss")
         report, received, steady = run_camera(ros, node, profile=False, drop=0.5)
         true_loss = report["skipped"] / (report["sent"] + report["skipped"])
