@@ -96,14 +96,34 @@ class Ros:
         key = (srv_type, name)
         if key not in self._clients:
             self._clients[key] = self.node.create_client(srv_type, name)
+            assert self.spin_until(self._clients[key].service_is_ready, timeout), \
+                f"{name} not available"
+            # We see the server's request reader before the server sees our response reader;
+            # an answer sent in between is dropped (rmw_fastrtps waits only 100 ms for it).
+            self.spin_for(0.5)
         client = self._clients[key]
         assert self.spin_until(client.service_is_ready, timeout), f"{name} not available"
         return client
 
-    def call(self, srv_type, name, request, timeout=20.0):
+    def try_call(self, srv_type, name, request, timeout=20.0):
+        """The answer, or None if none came in ``timeout`` s (DDS can drop an answer)."""
         future = self.client(srv_type, name, timeout).call_async(request)
-        assert self.spin_until(future.done, timeout), f"no answer from {name}"
-        return future.result()
+        if self.spin_until(future.done, timeout):
+            return future.result()
+        self.client(srv_type, name).remove_pending_request(future)
+        return None
+
+    def call(self, srv_type, name, request, timeout=20.0, idempotent=False):
+        """The answer to ``request``; an idempotent request is sent again every 5 s until
+        answered (a lost answer is not the behaviour under test)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            answer = self.try_call(srv_type, name, request, min(left, 5.0) if idempotent else left)
+            if answer is not None or time.monotonic() >= deadline:
+                break
+        assert answer is not None, f"no answer from {name}"
+        return answer
 
     def fresh_diagnostics(self, timeout=5.0, where=lambda d: True):
         """The first /diagnostics status (of /yolz) published after this call that fits."""
@@ -175,7 +195,7 @@ def register(ros, name, views, replace=False, encoding="rgb8"):
 
 
 def list_objects(ros):
-    return ros.call(ListObjects, f"{NODE}/list_objects", ListObjects.Request())
+    return ros.call(ListObjects, f"{NODE}/list_objects", ListObjects.Request(), idempotent=True)
 
 
 def remove(ros, name):
