@@ -1,6 +1,10 @@
 """Train the yolz v2 head on frozen-backbone features (training/data/features.py).
 
     python -m training.train --config training/configs/match_cpu.yaml --out runs/match --resume
+    python -m training.train --config match.json --out runs/match --device cuda   # a lent GPU
+
+Runs where only torch, numpy, onnx, onnxruntime and OpenCV are installed (a JSON config; no
+TensorBoard: a note, no scalars), from the cached features alone.
 
 One loop, nanoGPT-style: plain config values, checkpoints that carry their config, a validation
 estimate on the real-object benchmark (val split) every `eval_every` steps; `best.pt` keeps the
@@ -72,16 +76,21 @@ def load_features(folder, limit=0, cfg: MatchConfig | None = None):
     return eps
 
 
+def on(head, array):
+    """A numpy array as a float tensor on the head's device."""
+    return torch.from_numpy(array).to(head.proj.weight.device, torch.float32)
+
+
 def episode_tokens(head, ep, sizes):
     """Projected unit tokens of every view of an episode, per view size:
     {s: ([C, N, 2, g*g, D] tokens, [C, N, 2, g*g] masks)} (variant 0 alpha, 1 photo)."""
     out = {}
     for s in sizes:
-        f = torch.from_numpy(ep[f"views_{s}"]).float()  # [C, N, 2, 112, g, g]
+        f = on(head, ep[f"views_{s}"])  # [C, N, 2, 112, g, g]
         c, n, v = f.shape[:3]
         tok = head.tokens(f.flatten(0, 2)).flatten(2).transpose(1, 2)  # [C*N*2, g*g, D]
         out[s] = (tok.reshape(c, n, v, *tok.shape[1:]),
-                  torch.from_numpy(ep[f"mask_{s}"]).reshape(c, n, v, -1))
+                  on(head, ep[f"mask_{s}"]).bool().reshape(c, n, v, -1))
     return out
 
 
@@ -92,16 +101,16 @@ def pooled(tokens, obj, views, variant):
 
 def object_slots(tokens, count):
     """The runtime's token selection (numpy, on detached tokens), gathered with gradients."""
-    _, idx = object_tokens(tokens.detach().numpy(), count)
+    _, idx = object_tokens(tokens.detach().cpu().numpy(), count)
     mean = F.normalize(tokens.mean(dim=0), dim=0)
-    return torch.cat([mean[None], tokens[torch.from_numpy(idx)]])
+    return torch.cat([mean[None], tokens[torch.from_numpy(idx).to(tokens.device)]])
 
 
 def episode_objects(tokens, ep, mcfg, rng, n, variants):
     """[C, T, D] object tokens from n random reference views (variant per object)."""
     c = ep["present"].shape[1]
     n_max = ep[f"views_{mcfg.view_sizes[0]}"].shape[1]
-    views = torch.from_numpy(np.sort(rng.choice(n_max, n, replace=False)))
+    views = np.sort(rng.choice(n_max, n, replace=False))
     return torch.stack([object_slots(pooled(tokens, i, views, int(variants[i])),
                                      mcfg.object_tokens) for i in range(c)])
 
@@ -111,7 +120,7 @@ def step_loss(head, eps, cfg, mcfg, rng):
     anchors, positives = [], []
     for ep in eps:
         c = ep["present"].shape[1]
-        feats = torch.from_numpy(ep["scene"]).float()  # [S, 112, r, c]
+        feats = on(head, ep["scene"])  # [S, 112, r, c]
         s = feats.shape[0]
         n = int(rng.integers(1, 9))
         variants = (rng.random(c) < cfg["photo_view_prob"]).astype(int)
@@ -121,8 +130,8 @@ def step_loss(head, eps, cfg, mcfg, rng):
             objects = episode_objects(tokens, ep, mcfg, rng, n, variants)
             sim = head.similarity(feats, objects[None].expand(s, -1, -1, -1))
         a, b = head.decide(feats, sim)
-        present = torch.from_numpy(ep["present"]).float()
-        targets = torch.from_numpy(ep["targets"]).float()
+        present = on(head, ep["present"])
+        targets = on(head, ep["targets"])
         losses["presence"] += F.binary_cross_entropy_with_logits(b, present)
         sel = present.bool()
         if sel.any():
@@ -138,14 +147,14 @@ def step_loss(head, eps, cfg, mcfg, rng):
         if not cfg["train_projection"]:
             continue
         # two disjoint 4-view sets of the alpha views for the contrastive term
-        first, second = torch.arange(4), torch.arange(4, 8)
+        first, second = np.arange(4), np.arange(4, 8)
         for i in range(c):
             anchors.append(F.normalize(pooled(tokens, i, first, 0).mean(0), dim=0))
             positives.append(F.normalize(pooled(tokens, i, second, 0).mean(0), dim=0))
     k = len(eps)
     stats = {name: float(v.detach()) / k for name, v in losses.items()}
     nce = info_nce(torch.stack(anchors), torch.stack(positives), cfg["temperature"]) \
-        if anchors else torch.zeros(())
+        if anchors else torch.zeros((), device=head.proj.weight.device)
     stats["nce"] = float(nce.detach())
     loss = (cfg["w_presence"] * losses["presence"] + cfg["w_cells"] * losses["cells"]
             + cfg["w_final"] * losses["final"]) / k + cfg["w_nce"] * nce
@@ -161,9 +170,9 @@ def validate(head, eps, mcfg, n=8, variant=0):
         c = ep["present"].shape[1]
         objects = episode_objects(episode_tokens(head, ep, mcfg.view_sizes), ep, mcfg,
                                   np.random.default_rng(0), n, np.full(c, variant))
-        feats = torch.from_numpy(ep["scene"]).float()
+        feats = on(head, ep["scene"])
         a, b = head(feats, objects[None].expand(feats.shape[0], -1, -1, -1))
-        probs = (torch.sigmoid(a) * torch.sigmoid(b)[..., None, None]).numpy()
+        probs = (torch.sigmoid(a) * torch.sigmoid(b)[..., None, None]).cpu().numpy()
         for s in range(probs.shape[0]):
             for i in range(c):
                 records.append({"grid": probs[s, i], "targets": ep["targets"][s, i].astype(float),
@@ -197,6 +206,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, help="override the config's steps")
     ap.add_argument("--stop-after", type=int, default=0,
                     help="stop (checkpointed) after this many steps in this run: chunked training")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (a lent GPU machine)")
     args = ap.parse_args(argv)
     cfg = load_config(args.config, DEFAULTS)
     if args.steps:
@@ -205,7 +215,7 @@ def main(argv=None):
     torch.manual_seed(cfg["seed"])
     mcfg = MatchConfig(**{**cfg["model"], "pretrained": False})
     cfg["model"] = dataclasses.asdict(mcfg)
-    head = MatchHead(mcfg)
+    head = MatchHead(mcfg).to(args.device)
     train_eps = load_features(cfg["train_features"], cfg["max_train_episodes"], mcfg)
     val_eps = load_features(cfg["val_features"], cfg=mcfg)
     head.proj.weight.requires_grad_(cfg["train_projection"])
@@ -215,12 +225,13 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     last = args.out / "last.pt"
     if args.resume and last.is_file():
-        ckpt = torch.load(last, map_location="cpu", weights_only=True)
+        ckpt = torch.load(last, map_location=args.device, weights_only=True)
         head.load_state_dict(ckpt["head"])
         opt.load_state_dict(ckpt["optimizer"])
         step, elapsed = int(ckpt["step"]), float(ckpt["elapsed_s"])
         if (args.out / "best.pt").is_file():
-            bv = json.loads(torch.load(args.out / "best.pt", weights_only=True)["val"])
+            bv = json.loads(torch.load(args.out / "best.pt", map_location="cpu",
+                                         weights_only=True)["val"])
             best = bv.get("score", -1.0)
         print(f"resumed at step {step}")
     else:

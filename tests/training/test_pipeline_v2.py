@@ -19,6 +19,8 @@ from training.data import features, realbench  # noqa: E402
 from training.evaluation import evaluate  # noqa: E402
 from training.model import export  # noqa: E402
 
+from gpu_machine import run_as_on_a_gpu_machine  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def toy_v2(tmp_path_factory, toy_bench):
@@ -56,6 +58,19 @@ def test_features_train_resume(toy_v2):
     train.main(["--config", str(toy_v2["config"]), "--out", str(run), "--resume",
                       "--steps", "4"])
     assert torch.load(run / "last.pt", weights_only=True)["step"] == 4
+
+
+def test_match_training_runs_with_only_what_a_gpu_machine_has(toy_v2, tmp_path):
+    """The match head's trainer from cached features with a JSON config while PyYAML,
+    TensorBoard, PyBullet and ROS cannot be imported; `--device cpu` here, `--device cuda` there."""
+    config = tmp_path / "match.json"
+    config.write_text(json.dumps(yaml.safe_load(toy_v2["config"].read_text())))
+    out = run_as_on_a_gpu_machine("training.train", ["--config", config, "--out",
+                                                     tmp_path / "run", "--device", "cpu"])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "tensorboard is not installed" in out.stdout
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ck["step"] == 3 and json.loads(ck["config"])["model"]["object_tokens"] == 9
 
 
 def test_export_evaluate_and_dynamic_k(toy_v2):

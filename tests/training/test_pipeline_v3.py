@@ -13,6 +13,7 @@ import yaml
 pytest.importorskip("pybullet")
 torch = pytest.importorskip("torch")
 
+from gpu_machine import run_as_on_a_gpu_machine  # noqa: E402
 from training import train_boxes  # noqa: E402
 from training.data import features, realbench  # noqa: E402
 from training.evaluation import evaluate  # noqa: E402
@@ -143,6 +144,31 @@ def test_evaluation_reports_box_metrics(toy_v3):
     assert "Boxes:" in (toy_v3["model"] / "evaluation_real.md").read_text()
 
 
+def test_zoom_tiles_cover_the_upscaled_frame():
+    for zoom, count in ((1.5, 4), (2.0, 9)):
+        tiles = np.array(evaluate.zoom_tiles(480, 640, (480, 640), zoom))
+        assert len(tiles) == count
+        assert np.allclose(tiles[:, 2] - tiles[:, 0], 640 / zoom)  # one model input each
+        assert tiles[:, :2].min() == 0 and np.isclose(tiles[:, 2].max(), 640)
+        assert np.isclose(tiles[:, 3].max(), 480)
+        xs = np.unique(tiles[:, 0])
+        assert np.diff(xs).max() <= 640 / zoom / 2 + 1e-6  # neighbours overlap by >= half
+
+
+def test_zoomed_pass_adds_to_the_full_frame_map(toy_v3):
+    """The measured (not shipped) second pass: same grid, never below the full-frame map,
+    higher somewhere; detections stay the full frame's."""
+    ep = realbench.load("val", str(toy_v3["data"]), limit=1)[0]
+    objects_base = evaluate.YolzMethod(SHIPPED, num_threads=1)
+    zoomed = evaluate.ZoomedYolz(SHIPPED, 2.0, num_threads=1)
+    objects = [objects_base.embed(ep["views_a"][i, :4]) for i in range(ep["views_a"].shape[0])]
+    base = objects_base.score(ep["scenes"][0], objects)
+    grids = zoomed.score(ep["scenes"][0], objects)
+    assert grids.shape == base.shape == ep["targets"][0].shape
+    assert (grids >= base - 1e-6).all() and (grids > base + 1e-3).any()
+    assert zoomed.detections() == objects_base.detections()
+
+
 def test_box_metrics():
     gt = (0.0, 0.0, 10.0, 10.0)
     perfect = box_metrics([([(0.9, *gt)], gt), ([], None)])
@@ -159,22 +185,12 @@ def test_box_metrics():
 
 def test_box_training_runs_with_only_what_a_gpu_machine_has(toy_v3, tmp_path):
     """The GPU script at toy scale on the CPU: train_boxes with a JSON config while PyYAML,
-    TensorBoard, PyBullet and ROS cannot be imported (the lent GPU machine has torch, numpy,
-    onnx, onnxruntime and OpenCV only); `--device cpu` here, `--device cuda` there."""
-    import subprocess
-    import sys
-
+    TensorBoard, PyBullet and ROS cannot be imported; `--device cpu` here, `--device cuda` there."""
     cfg = yaml.safe_load(toy_v3["config"].read_text())
     config = tmp_path / "boxes.json"
     config.write_text(json.dumps(cfg))
-    blocked = ("yaml", "tensorboard", "torch.utils.tensorboard", "pybullet", "rclpy")
-    code = ("import sys\n"
-            f"for m in {blocked!r}: sys.modules[m] = None\n"
-            "from training import train_boxes\n"
-            f"train_boxes.main(['--config', {str(config)!r}, '--out', {str(tmp_path / 'run')!r},"
-            " '--device', 'cpu'])\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, timeout=300)
+    out = run_as_on_a_gpu_machine("training.train_boxes", ["--config", config, "--out",
+                                                           tmp_path / "run", "--device", "cpu"])
     assert out.returncode == 0, out.stderr[-2000:]
     assert "tensorboard is not installed" in out.stdout
     ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
