@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import yaml
 
@@ -113,6 +114,8 @@ def test_attached_head_keeps_probabilities_and_gives_boxes_for_any_k(toy_v3):
     v3 = Detector(toy_v3["model"], backend="onnxruntime", device="cpu")
     source = Detector(SHIPPED, backend="onnxruntime", device="cpu")  # its head is replaced
     assert v3.info.outputs == ("probabilities", "box_distances")
+    ops = {n.op_type for n in onnx.load(str(toy_v3["model"] / "detector.onnx")).graph.node}
+    assert "Einsum" not in ops and "MatMul" in ops  # the similarity as one GEMM
     ep = realbench.load("val", str(toy_v3["data"]))[0]
     objects = np.stack([source.embed_views(list(ep["views_alpha"][i, :4])).vector
                         for i in range(3)])

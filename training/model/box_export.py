@@ -81,9 +81,35 @@ def detach(detector: onnx.ModelProto) -> onnx.ModelProto:
     return g
 
 
+def similarity_as_matmul(detector: onnx.ModelProto) -> onnx.ModelProto:
+    """The match head's cell-to-token cosines as a broadcast MatMul, as training/model/match.py
+    now exports them: a detector exported with the einsum ("bktd,bdr->bktr": objects
+    [1, K, T, D], cells [1, D, R]) gets Unsqueeze(cells, 1) + MatMul in its place. Same products
+    and sums; ONNX Runtime runs the MatMul as one GEMM instead of the einsum's slower path."""
+    g = onnx.ModelProto()
+    g.CopyFrom(detector)
+    nodes = list(g.graph.node)
+    for i, node in enumerate(nodes):
+        equation = [a.s for a in node.attribute if a.name == "equation"]
+        if node.op_type != "Einsum" or equation != [b"bktd,bdr->bktr"]:
+            continue
+        objects, cells = node.input
+        axis, column = f"{node.name}/axis", f"{node.name}/cells_as_matrix"
+        g.graph.initializer.append(onnx.numpy_helper.from_array(np.array([1], np.int64), axis))
+        nodes[i:i + 1] = [
+            onnx.helper.make_node("Unsqueeze", [cells, axis], [column], name=f"{node.name}/unsq"),
+            onnx.helper.make_node("MatMul", [objects, column], list(node.output),
+                                  name=f"{node.name}/matmul")]
+        del g.graph.node[:]
+        g.graph.node.extend(nodes)
+        onnx.checker.check_model(g)
+        break
+    return g
+
+
 def attach(detector: onnx.ModelProto, head: BoxHead, stride: int, workdir: Path,
            fp16: bool = True) -> onnx.ModelProto:
-    detector = detach(detector)  # a model that has a head gets the new one instead
+    detector = similarity_as_matmul(detach(detector))  # a model with a head gets the new one
     feats = feature_tensor(detector.graph)
     box_path = workdir / "box_head.onnx"
     x = torch.rand(1, head.body[0].in_channels, 30, 40)
