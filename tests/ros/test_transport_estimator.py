@@ -40,7 +40,7 @@ def feed(health, seconds, keep=1.0, seed=0, t0=T0, rate=RATE, latency=0.005, jit
 
 def values(a):
     return {k: (None if v == "n/a" else float(v)) for k, v in a.values.items()
-            if k not in ("transport",)}
+            if k not in ("transport", "camera_period_from")}
 
 
 def test_no_loss():
@@ -160,6 +160,54 @@ def test_unstamped_frames_and_other_clocks_are_not_judged():
     assert values(a)["frames_lost_fraction"] == pytest.approx(0.0, abs=0.01)
     # nothing for WINDOW_S: the window is empty, no claim
     assert h.assess(now=T0 + 30).values["frames_lost_fraction"] == "n/a"
+
+
+def test_a_stated_rate_judges_what_the_stamps_cannot():
+    """98% lost (a frame every 1.7 s at 30 Hz, seen in CI with FastDDS's defaults): the stamps
+    cannot say (too few frames, gaps > JUMP_S look like restarts); against camera_rate_hz they
+    can. A camera gone silent likewise; a healthy one stays OK either way."""
+    h = th.TransportHealth()
+    now = None
+    for i in range(12):  # 20 s, one frame in 50
+        stamp = T0 + i * 50 / RATE
+        h.colour_arrived(stamp, stamp + 0.005)
+        now = stamp + 0.005
+    blind = h.assess(now=now)
+    assert not blind.warn and blind.values["frames_lost_fraction"] == "n/a"
+    a = h.assess(now=now, rate_hz=RATE)
+    v = values(a)
+    assert a.warn and "of the frames lost" in a.problems[0] and "at 30 Hz" in a.problems[0]
+    assert v["frames_lost_fraction"] == pytest.approx(0.98, abs=0.01)
+    assert v["frames_expected_in_window"] == 150 and v["camera_period_ms"] == pytest.approx(33.3)
+    assert a.values["camera_period_from"] == "camera_rate_hz"
+    assert blind.values["camera_period_from"] == "stamps"
+    # silent for 6 s: 100% lost (the stamps alone make no claim on an empty window)
+    assert not h.assess(now=now + 6).warn
+    silent = h.assess(now=now + 6, rate_hz=RATE)
+    assert silent.warn and values(silent)["frames_lost_fraction"] == 1.0
+    # a healthy 30 Hz camera, stated or not, and one that never sent a frame: no claim
+    h = th.TransportHealth()
+    now = feed(h, 10.0)
+    a = h.assess(now=now, rate_hz=RATE)
+    assert not a.warn and values(a)["frames_lost_fraction"] == pytest.approx(0.0, abs=0.01)
+    assert values(a)["frame_lateness_p50_ms"] == pytest.approx(5, abs=1)  # still the stamps'
+    assert not th.TransportHealth().assess(now=now, rate_hz=RATE).warn
+    # the first seconds: expected over the time since the first frame, not a whole window
+    h = th.TransportHealth()
+    now = feed(h, 2.0, keep=0.5)
+    assert values(h.assess(now=now, rate_hz=RATE))["frames_lost_fraction"] == \
+        pytest.approx(0.5, abs=0.1)
+
+
+def test_diagnostics_judge_against_the_stated_rate():
+    cams = [Camera("image", "image", resolved="/cam/image")]
+    now = feed(cams[0].health, 10.0, keep=0.02, seed=1)
+    cams[0].health.clock = lambda: now
+    stated = Settings(camera_rate_hz=RATE)
+    pipe = Pipeline(cams, detector=None, max_image_pixels=10, state=lambda: (None, stated),
+                    on_error=lambda text: None)
+    a = Diagnostics("yolz_ros: /yolz").transport(pipe, active=True)["/cam/image"]
+    assert a.warn and a.values["camera_period_from"] == "camera_rate_hz"
 
 
 def test_diagnostics_warn_and_log_with_the_fix():

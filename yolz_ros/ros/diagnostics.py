@@ -41,11 +41,13 @@ class Diagnostics:
         try:
             settings = pipeline.state()[1]
             depth_timeout = float(settings.depth_timeout)
-        except Exception:  # noqa: BLE001 - no settings: judge depth by the default
-            depth_timeout = 0.1
+            rate_hz = float(settings.camera_rate_hz) or None
+        except Exception:  # noqa: BLE001 - no settings: the defaults
+            depth_timeout, rate_hz = 0.1, None
         out = {}
         for cam in pipeline.cameras:
-            a = cam.health.assess(depth_timeout if cam.depth is not None else None)
+            a = cam.health.assess(depth_timeout if cam.depth is not None else None,
+                                  rate_hz=rate_hz)
             out[cam.resolved or cam.topic] = a
             if a.warn and self.warn is not None:
                 throttle = self._transport_logs.setdefault(

@@ -72,6 +72,11 @@ PARAMS: Tuple[Param, ...] = (
     Param("max_rate", "double", 0.0,
           "frames per second at most, all cameras together; 0 = as fast as possible",
           range=(0.0, 1000.0), live=True),
+    Param("camera_rate_hz", "double", 0.0,
+          "the cameras' frame rate, if known; the transport check in /diagnostics then judges "
+          "loss against it, which also catches loss too heavy for the stamps to show (~98%) "
+          "and a camera gone silent; 0 = judged from the frames' stamps",
+          range=(0.0, 1000.0), live=True),
     Param("max_image_pixels", "integer", 50_000_000, "camera frames with more pixels are skipped",
           range=(1, 1_000_000_000)),
     Param("use_depth", "bool", False,

@@ -13,6 +13,11 @@ every sound frame; /diagnostics asks for an :class:`Assessment` once per second.
   arrived; judged only with at least MIN_EXPECTED frames expected.
 - A stamp that goes back, or jumps by more than JUMP_S: the camera restarted (or a bag looped);
   the window starts again. Stamps of 0 (unstamped frames) and repeated stamps are not counted.
+- A rate the user states (the node's camera_rate_hz) replaces the stamps' period: expected =
+  rate x the window's span of arrival time (from the stream's first frame), received = the
+  frames that arrived in it, restarts or not. Stamps alone cannot judge loss so heavy (~98%:
+  a frame every second or two at 30 Hz) that a window holds too few frames to show the period
+  and its gaps look like restarts, nor a camera that went silent; a stated rate can.
 - Lateness: arrival time (wall clock) minus header stamp, judged only when the two clocks are
   comparable (|lateness| < CLOCK_COMPARABLE_S: same host, or hosts in sync; not sim time).
   Depth: how much later depth arrives than colour (the difference of their median lateness:
@@ -26,6 +31,7 @@ same-host profile (config/fastdds_same_host.xml) in the camera's process fixes i
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import threading
 import time
@@ -126,6 +132,8 @@ class StreamHealth:
         self.window_s = float(window_s)
         self.samples = collections.deque()  # (arrival wall s, stamp s), stamps increasing
         self.history = collections.deque(maxlen=HISTORY_DELTAS)  # (arrival, stamp delta > 0)
+        self.arrivals = collections.deque()  # arrival of every counted frame, restarts or not
+        self.first_arrival: Optional[float] = None
         self.last_stamp: Optional[float] = None
         self.restarts = 0
 
@@ -145,18 +153,43 @@ class StreamHealth:
                 self.history.append((arrival, delta))
         self.last_stamp = stamp
         self.samples.append((arrival, stamp))
+        self.arrivals.append(arrival)
+        if self.first_arrival is None:
+            self.first_arrival = arrival
         self.prune(arrival)
         return True
 
     def prune(self, now: float) -> None:
+        while self.arrivals and self.arrivals[0] < now - self.window_s:
+            self.arrivals.popleft()
         while self.samples and self.samples[0][0] < now - self.window_s:
             self.samples.popleft()
         while self.history and self.history[0][0] < now - HISTORY_S:
             self.history.popleft()
 
-    def figures(self, now: float) -> StreamFigures:
+    def stated(self, now: float, rate_hz: float) -> StreamFigures:
+        """Loss against a stated rate: the arrivals of the last window (or since the first
+        frame, if that is shorter) against rate x that span."""
+        if self.first_arrival is None:
+            return StreamFigures()
+        expected = int(round(rate_hz * min(self.window_s, now - self.first_arrival)))
+        received = len(self.arrivals)
+        loss = max(0.0, 1.0 - received / expected) if expected >= MIN_EXPECTED else None
+        return StreamFigures(received=received, expected=expected, loss=loss,
+                             period_s=1.0 / rate_hz, restarts=self.restarts)
+
+    def figures(self, now: float, rate_hz: Optional[float] = None) -> StreamFigures:
+        """The figures over the window ending ``now``; loss against ``rate_hz`` if given (the
+        lateness is the stamps' in either case)."""
         self.prune(now)
         n = len(self.samples)
+        if rate_hz:
+            by_rate = self.stated(now, rate_hz)
+            if n == 0:
+                return by_rate
+            return dataclasses.replace(self.figures(now), received=by_rate.received,
+                                       expected=by_rate.expected, loss=by_rate.loss,
+                                       period_s=by_rate.period_s)
         if n == 0:
             return StreamFigures(restarts=self.restarts)
         arrivals = np.fromiter((a for a, _ in self.samples), np.float64, n)
@@ -221,12 +254,13 @@ class TransportHealth:
             self.depth.record(stamp, arrival)
 
     def assess(self, depth_timeout: Optional[float] = None,
-               now: Optional[float] = None) -> Assessment:
+               now: Optional[float] = None, rate_hz: Optional[float] = None) -> Assessment:
         """The figures over the window ending ``now``; ``depth_timeout`` (s) when the camera
-        has depth: depth that arrives later than this after its colour frame costs the 3D."""
+        has depth: depth that arrives later than this after its colour frame costs the 3D;
+        ``rate_hz``: the colour camera's frame rate as the user states it (else the stamps')."""
         now = self.clock() if now is None else now
         with self._lock:
-            c = self.colour.figures(now)
+            c = self.colour.figures(now, rate_hz)
             d = self.depth.figures(now) if depth_timeout is not None else None
             while self._offsets and self._offsets[0][0] < now - self.colour.window_s:
                 self._offsets.popleft()
@@ -238,6 +272,7 @@ class TransportHealth:
                   "frames_expected_in_window": "n/a" if c.expected is None else str(c.expected),
                   "frames_lost_fraction": "n/a" if c.loss is None else f"{c.loss:.3f}",
                   "camera_period_ms": _ms(c.period_s),
+                  "camera_period_from": "camera_rate_hz" if rate_hz else "stamps",
                   "frame_lateness_p50_ms": _ms(c.lateness_p50_s),
                   "frame_lateness_p95_ms": _ms(c.lateness_p95_s),
                   "stamp_restarts": str(c.restarts)}
