@@ -65,6 +65,29 @@ def _by_height(res, n="8"):
             for h, m in res["by_n"][n].get("by_height", {}).items()]
 
 
+HEIGHT_SMALL = "< 40 px"
+
+
+def _variant_row(name, res, n="8"):
+    e = res["by_n"][n]
+    o = e["overall"]
+    return [name, o.get("presence_auroc"), o.get("fpr_at_95_tpr"), o.get("pointing_accuracy"),
+            o.get("cell_ap"), e["by_size"].get(SMALL, {}).get("presence_auroc"),
+            e.get("by_height", {}).get(HEIGHT_SMALL, {}).get("presence_auroc"),
+            res.get("frame_ms_p50")]
+
+
+def variant_rows(model: Path, real: dict):
+    """The shipped model's row and one per measured variant (<model>/variants/*.json, written by
+    `evaluate --zoom Z --out ...`: same test queries), N = 8, alpha views."""
+    rows = [_variant_row("one pass (shipped)", real["alpha"])]
+    for path in sorted((model / "variants").glob("*.json")):
+        data = json.loads(path.read_text())
+        method = data["meta"]["method"]  # "yolz (<model id>) + 1.5x tiles"
+        rows.append(_variant_row(method.rsplit(") ", 1)[-1], data["alpha"]))
+    return rows if len(rows) > 1 else []
+
+
 def comparison_rows(path: Path, n: str = "8"):
     """[method, AP, AUROC, FPR@95, pointing, p50 ms] per method of a compare.py comparison.json."""
     data = json.loads(path.read_text())
@@ -152,6 +175,18 @@ def build(model: Path, comparison: Path | None = None) -> str:
             lines += _table(["N", *METRICS, "pairs"], _by_n(baseline["alpha"]))
             lines += [""]
             lines += _table(["N", *METRICS, "pairs"], _by_n(baseline["photo"]))
+        variants = variant_rows(model, real)
+        if variants:
+            lines += ["", "### Variants measured, not shipped (same test queries, N = 8, alpha "
+                      "views)", "",
+                      "A second scene pass: the frame as is plus model-input tiles of the frame "
+                      "upscaled 1.5x (4 tiles) or 2x (9 tiles), the max of all maps "
+                      "(`python -m training.evaluation.evaluate --zoom Z --threads 1`; "
+                      "<model>/variants/). p50: ms per frame as measured in each run, so only "
+                      "comparable within a run's conditions.", ""]
+            lines += _table(["variant", "presence AUROC", "FPR@95", "pointing", "cell AP",
+                             f"AUROC {SMALL}", f"AUROC {HEIGHT_SMALL} tall", "p50 ms/frame"],
+                            variants)
         lines += ["", "### Targets (N = 8, alpha views; issue 18)", ""]
         lines += _table(["metric", "value", "target", ""], targets(real))
     if comparison is not None and comparison.is_file():
