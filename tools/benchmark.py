@@ -4,7 +4,10 @@
 
 A frame is timed as Detector.detect sees it: letterbox + inference (sigmoid is in the graph) +
 padding mask. Measured: latency vs number of objects K (640x480), vs input image size (K=4), and
-registration of one object from N=8 views. Each point: warm-up, then --iterations runs.
+registration of one object from N=8 views. Each point: warm-up, then --iterations runs. The
+points of one sweep are timed in turns (one run of each per round, the order rotating): this
+VM's speed drifts by 20-30% over seconds, which timed point after point showed up as a
+difference between K values; in turns the drift hits every point alike.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, List
 
 import numpy as np
 
@@ -27,14 +30,26 @@ SIZE_K = 4
 REGISTRATION_VIEWS = 8
 
 
+def measure_in_turns(fns: List[Callable[[], object]], iterations: int,
+                     warmup: int) -> List[Dict[str, float]]:
+    """Statistics of each of ``fns``, timed in rotating turns (see the module's note)."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
+    for i in range(iterations):
+        for j in np.roll(np.arange(len(fns)), i):
+            start = time.perf_counter()
+            fns[j]()
+            times[j].append((time.perf_counter() - start) * 1e3)
+    return [stats(t, iterations) for t in times]
+
+
 def measure(fn: Callable[[], object], iterations: int, warmup: int) -> Dict[str, float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
+    return measure_in_turns([fn], iterations, warmup)[0]
+
+
+def stats(times, iterations: int) -> Dict[str, float]:
     t = np.array(times)
     return {"p50_ms": round(float(np.percentile(t, 50)), 2),
             "p99_ms": round(float(np.percentile(t, 99)), 2),
@@ -54,22 +69,23 @@ def run(det: Detector, iterations: int, warmup: int, seed: int = 0) -> dict:
         return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
 
     image = frame(640, 480)
-    vs_objects = []
-    for k in OBJECT_COUNTS:
-        emb = objects(k)
-        vs_objects.append({"objects": k, "image": "640x480",
-                           **measure(lambda: det.detect(image, emb), iterations, warmup)})
-    vs_size = []
+    embs = [objects(k) for k in OBJECT_COUNTS]
+    timed = measure_in_turns([lambda e=e: det.detect(image, e) for e in embs], iterations,
+                             warmup)
+    vs_objects = [{"objects": k, "image": "640x480", **t} for k, t in zip(OBJECT_COUNTS, timed)]
     emb = objects(SIZE_K)
-    for w, h in IMAGE_SIZES:
-        img = frame(w, h)
-        vs_size.append({"objects": SIZE_K, "image": f"{w}x{h}",
-                        **measure(lambda: det.detect(img, emb), iterations, warmup)})
+    images = [frame(w, h) for w, h in IMAGE_SIZES]
+    timed = measure_in_turns([lambda i=i: det.detect(i, emb) for i in images], iterations,
+                             warmup)
+    vs_size = [{"objects": SIZE_K, "image": f"{w}x{h}", **t}
+               for (w, h), t in zip(IMAGE_SIZES, timed)]
     views = [rng.integers(0, 256, (240, 240, 3), dtype=np.uint8)
              for _ in range(REGISTRATION_VIEWS)]
     registration = {"views": REGISTRATION_VIEWS, "view_image": "240x240",
                     **measure(lambda: det.embed_views(views), max(10, iterations // 5), warmup)}
-    return {"vs_objects": vs_objects, "vs_image_size": vs_size, "registration": registration}
+    k_ratio = vs_objects[-1]["p50_ms"] / vs_objects[0]["p50_ms"]
+    return {"vs_objects": vs_objects, "vs_image_size": vs_size, "registration": registration,
+            f"k{OBJECT_COUNTS[-1]}_over_k{OBJECT_COUNTS[0]}_p50": round(k_ratio, 2)}
 
 
 def environment(det: Detector, num_threads: int) -> dict:
@@ -98,6 +114,8 @@ def print_table(results: dict) -> None:
     reg = results["registration"]
     print(f"registration, {reg['views']} views: p50 {reg['p50_ms']:.1f} ms, "
           f"p99 {reg['p99_ms']:.1f} ms")
+    ratio = f"k{OBJECT_COUNTS[-1]}_over_k{OBJECT_COUNTS[0]}_p50"
+    print(f"K={OBJECT_COUNTS[-1]} / K={OBJECT_COUNTS[0]} (p50): {results[ratio]:.2f}")
 
 
 def plot(report: dict, path: Path) -> None:

@@ -414,6 +414,20 @@ def test_benchmark_writes_json_and_plot(tiny_dir, tmp_path):
     assert json.loads(out.read_text()) == report and out.with_suffix(".png").stat().st_size > 0
     assert [r["objects"] for r in report["results"]["vs_objects"]] == [1, 4, 16, 64]
     assert report["environment"]["backend"] == "onnxruntime-cpu"
+    rows = report["results"]["vs_objects"]
+    assert all(r["iterations"] == 2 for r in rows)
+    assert report["results"]["k64_over_k1_p50"] == round(rows[-1]["p50_ms"] / rows[0]["p50_ms"], 2)
+
+
+def test_benchmark_times_a_sweep_in_rotating_turns():
+    from tools import benchmark
+
+    order = []
+    fns = [lambda i=i: order.append(i) for i in range(3)]
+    stats = benchmark.measure_in_turns(fns, iterations=3, warmup=1)
+    assert order[:3] == [0, 1, 2]  # warm-up, each once
+    assert order[3:] == [0, 1, 2, 2, 0, 1, 1, 2, 0]  # one of each per round, order rotating
+    assert [s["iterations"] for s in stats] == [3, 3, 3]
 
 
 def test_runtime_never_imports_torch():
