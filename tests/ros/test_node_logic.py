@@ -62,7 +62,7 @@ def test_every_default_passes_its_own_checks():
 
 
 def test_start_only_rule_and_checks():
-    assert params.LIVE == ("threshold", "max_rate", "camera_rate_hz", "depth_tolerance",
+    assert params.LIVE == ("threshold", "zoom", "max_rate", "camera_rate_hz", "depth_tolerance",
                            "depth_timeout", "publish_markers", "register_max_age",
                            "publish_overlay", "overlay_alpha", "draw_peaks")
     why = params.check_changes({"max_objects": 8}, configured=True)
@@ -118,6 +118,20 @@ def test_negative_threshold_falls_back_to_the_model_default(tiny_detector):
                                 params.Settings(threshold=0.0))
     assert len(everything.detections) == 1 and everything.detections[0][0].num_cells == \
         det.info.rows * det.info.cols
+
+
+def test_the_zoom_parameter_reaches_the_detector(tiny_detector):
+    det = tiny_detector
+    emb = det.embed_views(views(3, 1)).vector
+    snapshot = type("S", (), {"names": ("a",), "embeddings": np.stack([emb])})()
+    rgb = np.random.default_rng(3).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    off = pipeline.analyse(rgb, Header(), "/image", det, snapshot, params.Settings())
+    on = pipeline.analyse(rgb, Header(), "/image", det, snapshot, params.Settings(zoom=2.0))
+    np.testing.assert_array_equal(off.probabilities, det.detect(rgb, snapshot.embeddings)
+                                  .probabilities)
+    np.testing.assert_array_equal(on.probabilities, det.detect(rgb, snapshot.embeddings,
+                                                               zoom=2.0).probabilities)
+    assert not np.array_equal(on.probabilities, off.probabilities)
 
 
 # ------------------------------------------------------------------------------------------

@@ -147,29 +147,17 @@ def test_evaluation_reports_box_metrics(toy_v3):
     assert "Boxes:" in (toy_v3["model"] / "evaluation_real.md").read_text()
 
 
-def test_zoom_tiles_cover_the_upscaled_frame():
-    for zoom, count in ((1.5, 4), (2.0, 9)):
-        tiles = np.array(evaluate.zoom_tiles(480, 640, (480, 640), zoom))
-        assert len(tiles) == count
-        assert np.allclose(tiles[:, 2] - tiles[:, 0], 640 / zoom)  # one model input each
-        assert tiles[:, :2].min() == 0 and np.isclose(tiles[:, 2].max(), 640)
-        assert np.isclose(tiles[:, 3].max(), 480)
-        xs = np.unique(tiles[:, 0])
-        assert np.diff(xs).max() <= 640 / zoom / 2 + 1e-6  # neighbours overlap by >= half
-
-
-def test_zoomed_pass_adds_to_the_full_frame_map(toy_v3):
-    """The measured (not shipped) second pass: same grid, never below the full-frame map,
-    higher somewhere; detections stay the full frame's."""
+def test_evaluation_scores_the_runtime_zoom_pass(toy_v3):
+    """evaluate --zoom scores what Detector.detect(zoom=...) returns, on the same grid."""
     ep = realbench.load("val", str(toy_v3["data"]), limit=1)[0]
-    objects_base = evaluate.YolzMethod(SHIPPED, num_threads=1)
-    zoomed = evaluate.ZoomedYolz(SHIPPED, 2.0, num_threads=1)
-    objects = [objects_base.embed(ep["views_a"][i, :4]) for i in range(ep["views_a"].shape[0])]
-    base = objects_base.score(ep["scenes"][0], objects)
+    one = evaluate.YolzMethod(SHIPPED, num_threads=1)
+    zoomed = evaluate.YolzMethod(SHIPPED, num_threads=1, zoom=2.0)
+    assert zoomed.name.endswith(" + 2x tiles")
+    objects = [one.embed(ep["views_a"][i, :4]) for i in range(ep["views_a"].shape[0])]
+    base = one.score(ep["scenes"][0], objects)
     grids = zoomed.score(ep["scenes"][0], objects)
     assert grids.shape == base.shape == ep["targets"][0].shape
     assert (grids >= base - 1e-6).all() and (grids > base + 1e-3).any()
-    assert zoomed.detections() == objects_base.detections()
 
 
 def test_box_metrics():

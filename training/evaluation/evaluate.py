@@ -29,16 +29,19 @@ HEIGHT_BUCKETS = (("< 40 px", 0, 40), ("40-60 px", 40, 60), (">= 60 px", 60, 1e9
 
 
 class YolzMethod:
-    """The shipped model through the runtime API (ONNX Runtime, CPU)."""
+    """The shipped model through the runtime API (ONNX Runtime, CPU); ``zoom`` > 1: with the
+    runtime's second pass over tiles at that zoom (Detector.detect's zoom)."""
 
     calibrated = True
 
-    def __init__(self, model_dir, num_threads=0, box_threshold=None):
+    def __init__(self, model_dir, num_threads=0, box_threshold=None, zoom=1.0):
         from yolz_ros.runtime.detector import Detector
 
         self.detector = Detector(model_dir, backend="onnxruntime", device="cpu",
                                  num_threads=num_threads)
-        self.name = f"yolz ({self.detector.model_id})"
+        self.zoom = float(zoom)
+        self.name = f"yolz ({self.detector.model_id})" + (
+            f" + {self.zoom:g}x tiles" if self.zoom > 1 else "")
         self.input_size = tuple(self.detector.info.input_size)
         self.box_threshold = box_threshold  # None: the model's default_threshold
 
@@ -49,7 +52,7 @@ class YolzMethod:
         """Probabilities on the benchmark's grid (stride 16 over the scene as given): a model whose
         own grid differs (exported with another --scene-size) is read at each benchmark cell's
         centre, so every model and baseline is scored on the same cells."""
-        result = self.detector.detect(scene, np.stack(objects))
+        result = self.detector.detect(scene, np.stack(objects), zoom=self.zoom)
         self._last = result
         rows, cols = scene.shape[0] // BENCH_STRIDE, scene.shape[1] // BENCH_STRIDE
         probs = result.probabilities
@@ -71,55 +74,6 @@ class YolzMethod:
                              (np.arange(rows) + 0.5) * BENCH_STRIDE)
         return (np.clip((ys // info.stride).astype(int), 0, info.rows - 1),
                 np.clip((xs // info.stride).astype(int), 0, info.cols - 1))
-
-
-def zoom_tiles(height, width, tile_hw, zoom):
-    """Source rectangles (x0, y0, x1, y1), in frame pixels, of the tiles that cover the frame
-    upscaled ``zoom`` times with model-input-sized tiles, neighbours overlapping by at least half
-    a tile (1.5x: 2 x 2 tiles; 2x: 3 x 3)."""
-    th, tw = tile_hw
-    def starts(size, tile):
-        span = size * zoom - tile
-        count = int(np.ceil(span / (tile / 2))) + 1 if span > 0 else 1
-        return np.linspace(0, max(span, 0), count) / zoom
-    return [(x, y, x + tw / zoom, y + th / zoom)
-            for y in starts(height, th) for x in starts(width, tw)]
-
-
-class ZoomedYolz(YolzMethod):
-    """The variant "a second scene pass at ``zoom``x" (issue 18), measured, not shipped: the
-    frame as is plus model-input tiles of the frame upscaled ``zoom``x; each tile's cells are
-    max-pooled into the benchmark cell their centre falls in, and the map is the max of all
-    passes. Its detections are the full-frame pass's (boxes are not what this variant changes)."""
-
-    def __init__(self, model_dir, zoom, num_threads=0, box_threshold=None):
-        super().__init__(model_dir, num_threads, box_threshold)
-        self.zoom = zoom
-        self.name += f" + {zoom:g}x tiles"
-
-    def score(self, scene, objects):
-        import cv2
-
-        grids = super().score(scene, objects).copy()
-        full = self._last
-        h, w = scene.shape[:2]
-        th, tw = self.input_size
-        for x0, y0, x1, y1 in zoom_tiles(h, w, (th, tw), self.zoom):
-            # the tile's source rectangle resampled to the model's input: one more pass
-            m = np.array([[tw / (x1 - x0), 0, -x0 * tw / (x1 - x0)],
-                          [0, th / (y1 - y0), -y0 * th / (y1 - y0)]])
-            tile = cv2.warpAffine(scene, m, (tw, th), flags=cv2.INTER_LINEAR)
-            probs = self.detector.detect(tile, np.stack(objects)).probabilities
-            rows, cols = probs.shape[1:]
-            cy = y0 + (np.arange(rows) + 0.5) * (y1 - y0) / rows  # tile cell centres, in frame px
-            cx = x0 + (np.arange(cols) + 0.5) * (x1 - x0) / cols
-            r = np.clip((cy // BENCH_STRIDE).astype(int), 0, grids.shape[1] - 1)
-            c = np.clip((cx // BENCH_STRIDE).astype(int), 0, grids.shape[2] - 1)
-            rr, cc = np.meshgrid(r, c, indexing="ij")
-            for k in range(len(grids)):
-                np.maximum.at(grids[k], (rr, cc), probs[k])
-        self._last = full
-        return grids
 
 
 def evaluate(method, episodes, ns=(1, 4, 8)):
@@ -291,15 +245,12 @@ def main(argv=None):
     ap.add_argument("--box-threshold", type=float, default=None,
                     help="decode the detections scored for boxes at this threshold (default: "
                          "the model's default_threshold, as the node publishes them)")
-    ap.add_argument("--zoom", type=float, help="measure the variant with a second scene pass "
-                    "over tiles of the frame upscaled ZOOM times (e.g. 1.5, 2)")
+    ap.add_argument("--zoom", type=float, default=1.0, help="with the runtime's second scene "
+                    "pass over tiles of the frame upscaled ZOOM times (e.g. 1.5, 2)")
     ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: its default)")
     args = ap.parse_args(argv)
 
-    if args.zoom:
-        method = ZoomedYolz(args.model, args.zoom, args.threads, args.box_threshold)
-    else:
-        method = YolzMethod(args.model, args.threads, box_threshold=args.box_threshold)
+    method = YolzMethod(args.model, args.threads, args.box_threshold, args.zoom)
     print(evaluate_real(method, args.split, args.data_dir, args.out or args.model, args.limit)[2])
 
 

@@ -55,7 +55,7 @@ def analyse(rgb, header, camera: str, detector, snapshot, settings: Settings) ->
     """One frame through the detector: probabilities of every registered object, its peaks at
     the threshold in ``settings``, the cell -> pixel mapping."""
     names = tuple(snapshot.names)
-    result = detector.detect(rgb, snapshot.embeddings)
+    result = detector.detect(rgb, snapshot.embeddings, zoom=settings.zoom)
     threshold = detection_threshold(settings.threshold, detector.info.default_threshold)
     detections = object_detections(names, detector.peaks(result, threshold))
     lb = result.letterbox

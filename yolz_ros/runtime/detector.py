@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 
 from yolz_ros.runtime.backends import create_backend
@@ -23,6 +24,8 @@ from yolz_ros.runtime.foreground import box_mask, view_alpha
 from yolz_ros.runtime.geometry import ALPHA_VISIBLE, Letterbox, cell_boxes, letterbox, prepare_view
 from yolz_ros.runtime.model_info import ModelInfo
 from yolz_ros.runtime.object_tokens import object_tokens, token_mask
+from yolz_ros.runtime.zoom_pass import (MAX_ZOOM, MIN_ZOOM, frame_span, pool_tile, tile_warp,
+                                        zoom_tiles)
 
 MIN_NORM = 1e-6  # a mean of views this short has no direction (views that cancel out)
 
@@ -107,13 +110,18 @@ class Detector:
                                agreement.astype(np.float32))
 
     # ------------------------------------------------------------------ detection
-    def detect(self, rgb: np.ndarray, embeddings: np.ndarray) -> DetectionResult:
-        """Probabilities of K objects (embeddings float32 [K, E]) in an RGB uint8 HxWx3 image."""
+    def detect(self, rgb: np.ndarray, embeddings: np.ndarray,
+               zoom: float = 1.0) -> DetectionResult:
+        """Probabilities of K objects (embeddings float32 [K, E]) in an RGB uint8 HxWx3 image.
+        ``zoom`` > 1 adds a second pass over tiles of the frame at that zoom (1.5: 4 more
+        network passes, 2: 9; runtime/zoom_pass.py): small objects found more often."""
         start = time.perf_counter()
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or 0 in rgb.shape:
             raise ValueError(f"detect needs an RGB uint8 HxWx3 image, got {rgb.shape} {rgb.dtype}"
                              " (see yolz_ros.runtime.image for conversions)")
+        if not MIN_ZOOM <= float(zoom) <= MAX_ZOOM:
+            raise ValueError(f"zoom must be between {MIN_ZOOM} (off) and {MAX_ZOOM}, got {zoom}")
         objects = _check_embeddings(embeddings, self.info.embedding_dim, self.max_objects)
         rows, cols = self.info.rows, self.info.cols
         object_boxes = None
@@ -126,14 +134,42 @@ class Detector:
                 _, lb = letterbox(rgb, self.info.input_size, self.info.pad_value, self._canvas)
                 np.copyto(self._input[0], self._canvas.transpose(2, 0, 1))
                 outputs = self.backend.detect(self._input, objects)
-            probs = np.asarray(outputs["probabilities"], np.float32)
+                # copies: a backend may reuse its output buffers on the next pass
+                probs = np.array(outputs["probabilities"], np.float32)
+                if self.info.box_output is not None:
+                    object_boxes = regressed_boxes(outputs[self.info.box_output], lb,
+                                                   self.info.stride, rgb.shape[:2])
+                if zoom > MIN_ZOOM:
+                    self._zoom_pass(rgb, lb, objects, float(zoom), probs)
             boxes, padding = self._cell_boxes(lb)
             probs[:, padding] = 0.0
-            if self.info.box_output is not None:
-                object_boxes = regressed_boxes(outputs[self.info.box_output], lb,
-                                               self.info.stride, rgb.shape[:2])
         latency_ms = (time.perf_counter() - start) * 1e3
         return DetectionResult(probs, lb, boxes, latency_ms, object_boxes)
+
+    def _zoom_pass(self, rgb, lb: Letterbox, objects, zoom: float, probs: np.ndarray) -> None:
+        """The tiles' probabilities max-pooled into ``probs`` (caller holds the lock)."""
+        h, w = self.info.input_size
+        image = (lb.offset_x, lb.offset_y, lb.offset_x + lb.resized_width,
+                 lb.offset_y + lb.resized_height)
+        pad = self.info.pad_value
+        rgb = np.ascontiguousarray(rgb)
+        for rect in zoom_tiles((h, w), zoom):
+            if rect[2] <= image[0] or rect[0] >= image[2] or rect[3] <= image[1] \
+                    or rect[1] >= image[3]:
+                continue  # padding only
+            warp = tile_warp(rect, lb, (h, w))
+            # the frame's edge pixels continue it (bilinear reads past them); where the tile
+            # shows the letterbox's bands, the pad value, as in the frame's own pass
+            cv2.warpAffine(rgb, warp, (w, h), dst=self._canvas, flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+            u0, v0, u1, v1 = frame_span(warp, rgb.shape[:2])
+            self._canvas[:max(v0, 0)] = pad
+            self._canvas[max(v1, 0):] = pad
+            self._canvas[:, :max(u0, 0)] = pad
+            self._canvas[:, max(u1, 0):] = pad
+            np.copyto(self._input[0], self._canvas.transpose(2, 0, 1))
+            tile = self.backend.detect(self._input, objects)["probabilities"]
+            pool_tile(probs, np.asarray(tile, np.float32), rect, self.info.stride)
 
     def peaks(self, result: DetectionResult, threshold: Optional[float] = None
               ) -> List[List[Peak]]:
