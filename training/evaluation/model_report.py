@@ -72,7 +72,7 @@ def _variant_row(name, res, n="8"):
     e = res["by_n"][n]
     o = e["overall"]
     return [name, o.get("presence_auroc"), o.get("fpr_at_95_tpr"), o.get("pointing_accuracy"),
-            o.get("cell_ap"), e["by_size"].get(SMALL, {}).get("presence_auroc"),
+            o.get("cell_ap"), o.get("box_ap"), e["by_size"].get(SMALL, {}).get("presence_auroc"),
             e.get("by_height", {}).get(HEIGHT_SMALL, {}).get("presence_auroc"),
             res.get("frame_ms_p50")]
 
@@ -181,11 +181,12 @@ def build(model: Path, comparison: Path | None = None) -> str:
                       "views)", "",
                       "A second scene pass: the frame as is plus model-input tiles of the frame "
                       "upscaled 1.5x (4 tiles) or 2x (9 tiles), the max of all maps "
-                      "(`python -m training.evaluation.evaluate --zoom Z --threads 1`; "
-                      "<model>/variants/). p50: ms per frame as measured in each run, so only "
-                      "comparable within a run's conditions.", ""]
+                      "(Detector.detect's zoom, the node's zoom parameter; measured by "
+                      "`python -m training.evaluation.evaluate --zoom Z --threads 1`: "
+                      "<model>/variants/; boxes decoded from the merged map). p50: ms per frame "
+                      "at 1 thread as measured in each run, with other work on the machine.", ""]
             lines += _table(["variant", "presence AUROC", "FPR@95", "pointing", "cell AP",
-                             f"AUROC {SMALL}", f"AUROC {HEIGHT_SMALL} tall", "p50 ms/frame"],
+                             "box AP", f"AUROC {SMALL}", f"AUROC {HEIGHT_SMALL} tall", "p50 ms/frame"],
                             variants)
         lines += ["", "### Targets (N = 8, alpha views; issue 18)", ""]
         lines += _table(["metric", "value", "target", ""], targets(real))
