@@ -8,8 +8,8 @@ in, and each cell keeps the max over all passes. The grid, the boxes and the API
 are; an object a few cells tall is seen a zoom's worth larger.
 
 Measured on the real-object benchmark (test split, N = 8; models/yolz_tokens/report.md,
-"Variants"): presence AUROC of objects under 1% of the image 0.757 -> 0.803 (1.5x, 4 tiles) and
-0.833 (2x, 9 tiles); it costs 5 and 10 network passes per frame, so it stays off on a CPU
+"Variants"): presence AUROC of objects under 1% of the image 0.757 -> 0.804 (1.5x, 4 tiles) and
+0.834 (2x, 9 tiles); it costs 5 and 10 network passes per frame, so it stays off on a CPU
 and is for a GPU with time to spare.
 """
 from __future__ import annotations
