@@ -177,8 +177,8 @@ def build(model: Path, comparison: Path | None = None) -> str:
             lines += _table(["N", *METRICS, "pairs"], _by_n(baseline["photo"]))
         variants = variant_rows(model, real)
         if variants:
-            lines += ["", "### Variants measured, not shipped (same test queries, N = 8, alpha "
-                      "views)", "",
+            lines += ["", "### Variants measured: the zoom pass, shipped off by default (same test "
+                      "queries, N = 8, alpha views)", "",
                       "A second scene pass: the frame as is plus model-input tiles of the frame "
                       "upscaled 1.5x (4 tiles) or 2x (9 tiles), the max of all maps "
                       "(Detector.detect's zoom, the node's zoom parameter; measured by "
