@@ -34,8 +34,9 @@ import torch.nn.functional as F
 
 from training.config import load_config, lr_at, summary_writer
 from training.model.losses import info_nce, sigmoid_focal_loss
-from training.model.match import PATCH, MatchConfig, MatchHead
-from training.evaluation.metrics import summarize
+from training.model.match import PATCH, FineGridHead, MatchConfig, MatchHead
+from training.evaluation.evaluate import HEIGHT_BUCKETS
+from training.evaluation.metrics import average_precision, summarize
 from training.data import realbench
 from yolz_ros.runtime.object_tokens import object_tokens, token_mask
 
@@ -44,8 +45,13 @@ DEFAULTS = {
     "grad_clip": 1.0, "episodes_per_step": 8, "photo_view_prob": 0.4, "temperature": 0.07,
     "w_presence": 1.0, "w_cells": 1.0, "w_final": 1.0, "w_nce": 0.2,
     "focal_alpha": 0.25, "focal_gamma": 2.0, "eval_every": 250, "ckpt_every": 250,
-    "log_every": 25, "threads": 2, "train_features": "data/features/train",
-    "val_features": "data/features/val", "max_train_episodes": 0, "model": {},
+    "log_every": 25, "threads": 2,
+    "train_features": "data/features/train",  # a folder, or a list of folders (e.g. + small)
+    "val_features": "data/features/val",
+    "max_train_episodes": 0,  # per folder; 0 = all
+    # 8: FineGridHead's stride-8 cells, from the side files of features.py --stride8
+    "cell_stride": 16, "train_features8": "data/features8/train",
+    "val_features8": "data/features8/val", "model": {},
     "train_projection": False,  # False: the PCA projection stays; only the heads train
 }
 
@@ -63,17 +69,38 @@ def _photo_masks(ep, cfg):
     return ep
 
 
-def load_features(folder, limit=0, cfg: MatchConfig | None = None):
-    paths = sorted(p for p in Path(folder).glob("episode_*.npz") if ".tmp" not in p.name)
-    if limit:
-        paths = paths[:limit]
-    if not paths:
-        raise SystemExit(f"no feature episodes in {folder}: run python -m training.data.features")
+def load_features(folders, limit=0, cfg: MatchConfig | None = None, side=None):
+    """Feature episodes of one folder or a list of them (`limit` per folder); `side`: a folder of
+    features.py --stride8 side files (scene8, targets8) for the first folder's episodes."""
     eps = []
-    for p in paths:
-        with np.load(p, allow_pickle=False) as z:
-            eps.append(_photo_masks({k: z[k] for k in z.files}, cfg or MatchConfig()))
+    for n, folder in enumerate([folders] if isinstance(folders, (str, Path)) else folders):
+        paths = sorted(p for p in Path(folder).glob("episode_*.npz") if ".tmp" not in p.name)
+        if limit:
+            paths = paths[:limit]
+        if not paths:
+            raise SystemExit(f"no feature episodes in {folder}: run python -m training.data.features")
+        for p in paths:
+            with np.load(p, allow_pickle=False) as z:
+                ep = {k: z[k] for k in z.files}
+            if side and n == 0:
+                extra = Path(side) / p.name
+                if not extra.is_file():
+                    raise SystemExit(f"no {extra}: run training.data.features --stride8 {side}")
+                with np.load(extra, allow_pickle=False) as z:
+                    ep.update({k: z[k] for k in z.files})
+            eps.append(_photo_masks(ep, cfg or MatchConfig()))
     return eps
+
+
+def head_for(cfg, mcfg):
+    return FineGridHead(mcfg) if cfg["cell_stride"] == 8 else MatchHead(mcfg)
+
+
+def scene_inputs(head, ep):
+    """(stride-16 features, stride-8 features or None, cell targets at the head's grid)."""
+    fine = isinstance(head, FineGridHead)
+    return (on(head, ep["scene"]), on(head, ep["scene8"]) if fine else None,
+            on(head, ep["targets8" if fine else "targets"]))
 
 
 def on(head, array):
@@ -120,7 +147,7 @@ def step_loss(head, eps, cfg, mcfg, rng):
     anchors, positives = [], []
     for ep in eps:
         c = ep["present"].shape[1]
-        feats = on(head, ep["scene"])  # [S, 112, r, c]
+        feats, feats8, targets = scene_inputs(head, ep)  # [S, 112, r, c], ..., [S, C, r', c']
         s = feats.shape[0]
         n = int(rng.integers(1, 9))
         variants = (rng.random(c) < cfg["photo_view_prob"]).astype(int)
@@ -129,9 +156,8 @@ def step_loss(head, eps, cfg, mcfg, rng):
             tokens = episode_tokens(head, ep, mcfg.view_sizes)
             objects = episode_objects(tokens, ep, mcfg, rng, n, variants)
             sim = head.similarity(feats, objects[None].expand(s, -1, -1, -1))
-        a, b = head.decide(feats, sim)
+        a, b = head.decide(feats, sim, feats8)
         present = on(head, ep["present"])
-        targets = on(head, ep["targets"])
         losses["presence"] += F.binary_cross_entropy_with_logits(b, present)
         sel = present.bool()
         if sel.any():
@@ -164,21 +190,41 @@ def step_loss(head, eps, cfg, mcfg, rng):
 
 @torch.no_grad()
 def validate(head, eps, mcfg, n=8, variant=0):
-    """Benchmark metrics (training.evaluation.metrics.summarize) on featurized val episodes."""
-    records = []
+    """Benchmark metrics (training.evaluation.metrics.summarize) on featurized val episodes,
+    overall and by the visible box's height (every absent query a negative in each bin). A
+    stride-8 grid is scored max-pooled onto the benchmark's stride-16 cells (and at its own grid
+    as cell_ap_own_grid), so every head is judged on the same cells."""
+    records, own = [], []
     for ep in eps:
         c = ep["present"].shape[1]
         objects = episode_objects(episode_tokens(head, ep, mcfg.view_sizes), ep, mcfg,
                                   np.random.default_rng(0), n, np.full(c, variant))
-        feats = on(head, ep["scene"])
-        a, b = head(feats, objects[None].expand(feats.shape[0], -1, -1, -1))
-        probs = (torch.sigmoid(a) * torch.sigmoid(b)[..., None, None]).cpu().numpy()
+        feats, feats8, targets = scene_inputs(head, ep)
+        a, b = head(feats, objects[None].expand(feats.shape[0], -1, -1, -1), feats8)
+        probs = torch.sigmoid(a) * torch.sigmoid(b)[..., None, None]
+        if feats8 is not None:
+            own += [(probs.cpu().numpy(), targets.cpu().numpy())]
+            probs = F.adaptive_max_pool2d(probs, feats.shape[-2:])
+        probs = probs.cpu().numpy()
         for s in range(probs.shape[0]):
             for i in range(c):
+                box = ep["boxes"][s, i]
                 records.append({"grid": probs[s, i], "targets": ep["targets"][s, i].astype(float),
                                 "present": bool(ep["present"][s, i]),
-                                "valid": np.ones(probs.shape[2:], bool)})
-    return summarize(records)
+                                "valid": np.ones(probs.shape[2:], bool),
+                                "height": float(box[3] - box[1]) if np.isfinite(box).all() else 0})
+    out = summarize(records)
+    if own:
+        out["cell_ap_own_grid"] = average_precision(
+            np.concatenate([p.ravel() for p, _ in own]), np.concatenate([t.ravel() for _, t in own]))
+    negatives = [r for r in records if not r["present"]]
+    for name, lo, hi in HEIGHT_BUCKETS:
+        pos = [r for r in records if r["present"] and lo <= r["height"] < hi]
+        if pos:
+            m = summarize(pos + negatives)
+            out.update({f"{k} {name}": m[k] for k in ("presence_auroc", "fpr_at_95_tpr",
+                                                       "pointing_accuracy", "positive_pairs")})
+    return out
 
 
 def init_projection(head, eps, dim):
@@ -215,9 +261,12 @@ def main(argv=None):
     torch.manual_seed(cfg["seed"])
     mcfg = MatchConfig(**{**cfg["model"], "pretrained": False})
     cfg["model"] = dataclasses.asdict(mcfg)
-    head = MatchHead(mcfg).to(args.device)
-    train_eps = load_features(cfg["train_features"], cfg["max_train_episodes"], mcfg)
-    val_eps = load_features(cfg["val_features"], cfg=mcfg)
+    head = head_for(cfg, mcfg).to(args.device)
+    fine = cfg["cell_stride"] == 8
+    train_eps = load_features(cfg["train_features"], cfg["max_train_episodes"], mcfg,
+                              cfg["train_features8"] if fine else None)
+    val_eps = load_features(cfg["val_features"], cfg=mcfg,
+                            side=cfg["val_features8"] if fine else None)
     head.proj.weight.requires_grad_(cfg["train_projection"])
     opt = torch.optim.AdamW([p for p in head.parameters() if p.requires_grad], lr=cfg["lr"],
                             weight_decay=cfg["weight_decay"])

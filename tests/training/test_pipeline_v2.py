@@ -132,3 +132,40 @@ def test_runtime_sees_the_training_views_pixel_for_pixel(toy_v2):
     runtime = got.vector.reshape(spec.count, spec.dim)
     np.testing.assert_allclose(runtime[0], slots[0], atol=2e-2)  # FP16 weights and features
     assert runtime.shape == slots.shape
+
+
+def test_stride8_features_train_a_fine_grid(toy_v2, tmp_path, photo_free):
+    """features.py --stride8's side file (the stride-8 stage and the cell rule at stride 8) and
+    the trainer's cell_stride 8 (FineGridHead), scored on the benchmark's stride-16 cells."""
+    from training.model.match import FineGridHead, MatchConfig
+
+    data = str(toy_v2["data"])
+    cfg = realbench.RealConfig(split="val", data_dir=data, families_per_episode=1,
+                               stamps_per_episode=0, scenes_per_episode=2)
+    ep = realbench.make_episode(realbench.ObjectSource("val", data, with_stamps=False), cfg,
+                                np.random.default_rng(1))
+    side = features.stride8_features(features.OrtBackbone(data, last_block=4), ep, cfg)
+    c = ep["present"].shape[1]
+    assert side["scene8"].shape == (2, 40, 60, 80) and side["targets8"].shape == (2, c, 60, 80)
+    # the same objects are positive at both strides, each within its stride-16 positives' area
+    has8, has16 = side["targets8"].any(axis=(2, 3)), ep["targets"].any(axis=(2, 3))
+    assert np.array_equal(has8, has16) and np.array_equal(has16, ep["present"])
+    near16 = np.repeat(np.repeat(ep["targets"], 2, axis=2), 2, axis=3)
+    assert (side["targets8"] <= near16 + 1e-6).mean() > 0.99
+    main_dir, side_dir = tmp_path / "f", tmp_path / "f8"
+    main_dir.mkdir(), side_dir.mkdir()
+    features._save(main_dir / "episode_0000.npz",
+                   features.episode_features(features.OrtBackbone(data), ep, MatchConfig()))
+    features._save(side_dir / "episode_0000.npz", side)
+    config = tmp_path / "fine.yaml"
+    config.write_text(yaml.safe_dump({
+        "steps": 2, "warmup_steps": 1, "episodes_per_step": 1, "eval_every": 2, "log_every": 1,
+        "threads": 1, "train_features": str(main_dir), "val_features": str(main_dir),
+        "cell_stride": 8, "train_features8": str(side_dir), "val_features8": str(side_dir),
+        "model": {"object_tokens": 9}}))
+    train.main(["--config", str(config), "--out", str(tmp_path / "run")])
+    ck = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    mcfg = json.loads(ck["config"])["model"]
+    FineGridHead(MatchConfig(**mcfg)).load_state_dict(ck["head"])  # strict: the fine head's keys
+    val = json.loads(ck["val"])
+    assert 0 <= val["cell_ap_own_grid"] <= 1 and 0 <= val["cell_ap"] <= 1

@@ -74,6 +74,54 @@ def test_match_model_shapes_and_objects_are_scored_independently():
         torch.testing.assert_close(one[0], probs[2])
 
 
+def test_fine_grid_head_shapes_with_dynamic_k():
+    """The stride-8 cell grid (FineGridHead): [B, K, 2r, 2c] for any K, each object scored on
+    its own, its stride-8 input used, presence on the stride-16 grid as MatchHead's."""
+    torch = pytest.importorskip("torch")
+    from training.model.match import FineGridHead, MatchConfig
+
+    torch.manual_seed(0)
+    head = FineGridHead(MatchConfig(pretrained=False, object_tokens=5, token_dim=8)).eval()
+    feats, feats8 = torch.randn(2, 112, 6, 8), torch.randn(2, 40, 12, 16)
+    with torch.no_grad():
+        for k in (1, 3, 7):
+            objects = torch.nn.functional.normalize(torch.randn(2, k, 5, 8), dim=-1)
+            a, b = head(feats, objects, feats8)
+            assert a.shape == (2, k, 12, 16) and b.shape == (2, k)
+        one_a, one_b = head(feats, objects[:, 4:5], feats8)
+        torch.testing.assert_close(one_a[:, 0], a[:, 4])
+        torch.testing.assert_close(one_b[:, 0], b[:, 4])
+        changed, _ = head(feats, objects, feats8 + torch.randn_like(feats8))
+        assert not torch.allclose(changed, a)  # the stride-8 stage reaches the cells
+
+
+def test_small_instance_episodes(tmp_path, photo_free):
+    """--small-prob: the same objects and views as the default episode of that seed, its
+    pasted objects 20-60 px tall; the episode's instance map gives the cell rule at any stride."""
+    pytest.importorskip("pybullet")
+    from training.data import realbench
+    from training.data.episodes import cell_targets
+
+    cfg = realbench.RealConfig(split="train", data_dir=str(tmp_path), families_per_episode=1,
+                               stamps_per_episode=0, scenes_per_episode=3)
+    src = realbench.ObjectSource("train", str(tmp_path), with_stamps=False)
+    plain = realbench.make_episode(src, cfg, np.random.default_rng(5))
+    cfg.small_prob = 1.0
+    small = realbench.make_episode(src, cfg, np.random.default_rng(5))
+    assert np.array_equal(plain["views_alpha"], small["views_alpha"])
+    def heights(ep):
+        return (ep["boxes"][..., 3] - ep["boxes"][..., 1])[ep["present"]]
+
+    assert small["present"].any()
+    assert (heights(small) <= 61).all()  # occlusion only shrinks a visible box
+    assert (heights(plain) > 61).any()
+    for s, inst in enumerate(small["instances"]):
+        t16, visible = cell_targets(inst, small["present"].shape[1], 16, cfg.cell_positive_coverage,
+                                    cfg.min_visible_pixels)
+        assert np.array_equal(t16, small["targets"][s])
+        assert np.array_equal(visible, small["visible_pixels"][s])
+
+
 def test_real_benchmark_labels(tmp_path, photo_free):
     pytest.importorskip("pybullet")
     from training.data import products, realbench

@@ -12,6 +12,14 @@ training view is the runtime's view pixel for pixel.
 One npz per episode: scene [S, 112, 30, 40] fp16; for each view size s: views_<s> [C, N, 2, 112,
 s/16, s/16] fp16 (variant 0 = alpha cut-out, 1 = photo with background) and mask_<s> [C, N, 2,
 s/16, s/16]; targets, present, visible_pixels. Resumable: existing files are skipped.
+
+Experiments (models/<name>/decisions.json says what they measured):
+  --small-prob P   episodes where a share P of the pasted objects is 20-60 px tall
+  --stride8 DIR    a side file per episode in DIR: scene8 [S, 40, 60, 80] fp16 (the stride-8 stage)
+                   and targets8 [S, C, 60, 80] (the cell rule at stride 8), for a finer grid.
+                   Episodes are regenerated from their seed; an existing main file must agree.
+  --benchmark-config  the benchmark's episode settings (to regenerate val: --split val --episodes
+                   30 --seed 20261201 --benchmark-config) instead of the training ones
 """
 from __future__ import annotations
 
@@ -24,8 +32,9 @@ import numpy as np
 import torch
 
 from training.data import realbench
+from training.data.episodes import cell_targets
 from training.model.match import PAD_VALUE, PATCH, MatchConfig
-from training.model.backbone import FrozenLite0
+from training.model.backbone import BLOCK16, LITE0_STAGE_ENDS, FrozenLite0
 from yolz_ros.runtime.foreground import view_alpha
 from yolz_ros.runtime.geometry import prepare_view
 from yolz_ros.runtime.object_tokens import token_mask
@@ -45,12 +54,12 @@ class OrtBackbone:
     """The frozen backbone through ONNX Runtime (5-10x faster than eager torch on this CPU):
     exported once to data/cache, checked against torch, then float32 NCHW in -> features out."""
 
-    def __init__(self, data_dir: str = "data", threads: int = 1):
+    def __init__(self, data_dir: str = "data", threads: int = 1, last_block: int = BLOCK16):
         import onnxruntime as ort
 
-        path = Path(data_dir) / "cache" / "lite0_blocks0-10.onnx"
+        path = Path(data_dir) / "cache" / f"lite0_blocks0-{last_block}.onnx"
         if not path.is_file():
-            model = FrozenLite0(pretrained=True)
+            model = FrozenLite0(pretrained=True, last_block=last_block)
             x = torch.rand(2, 3, 128, 128) * 255
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -89,6 +98,19 @@ def episode_features(backbone, ep: dict, cfg: MatchConfig) -> dict:
     return out
 
 
+STRIDE8 = 8
+
+
+def stride8_features(backbone8, ep: dict, rcfg: realbench.RealConfig) -> dict:
+    """The stride-8 stage of every scene and the cell rule's targets on its 60 x 80 grid."""
+    scenes = ep["scenes"].transpose(0, 3, 1, 2).astype(np.float32)
+    c = ep["present"].shape[1]
+    targets = [cell_targets(inst, c, STRIDE8, rcfg.cell_positive_coverage,
+                            rcfg.min_visible_pixels)[0] for inst in ep["instances"]]
+    return {"scene8": backbone8(scenes).astype(np.float16),
+            "targets8": np.stack(targets).astype(np.uint8)}
+
+
 def _save(path: Path, arrays: dict) -> None:
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)
@@ -105,6 +127,9 @@ def main(argv=None):
     ap.add_argument("--data-dir", default="data")
     ap.add_argument("--seed", type=int, default=realbench.BENCH_SEED["train"])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--small-prob", type=float, default=0.0)
+    ap.add_argument("--stride8", type=Path)
+    ap.add_argument("--benchmark-config", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = MatchConfig()
@@ -119,15 +144,30 @@ def main(argv=None):
         print(f"featurized {args.from_bench} -> {args.out} in {time.time() - t0:.0f} s")
         return
     # Training episodes: more clutter and some synthetic backgrounds; never the benchmark's seeds.
-    rcfg = realbench.RealConfig(split=args.split, data_dir=args.data_dir,
-                                procedural_background_prob=0.1, max_distractors=4)
+    rcfg = realbench.RealConfig(split=args.split, data_dir=args.data_dir) if args.benchmark_config \
+        else realbench.RealConfig(split=args.split, data_dir=args.data_dir,
+                                  procedural_background_prob=0.1, max_distractors=4,
+                                  small_prob=args.small_prob)
     src = realbench.ObjectSource(args.split, args.data_dir, rcfg.stamps_per_episode > 0)
+    backbone8 = OrtBackbone(args.data_dir, args.threads, LITE0_STAGE_ENDS[STRIDE8][0]) \
+        if args.stride8 else None
+    if args.stride8:
+        args.stride8.mkdir(parents=True, exist_ok=True)
     for i in range(args.start, args.episodes):
         path = args.out / f"episode_{i:04d}.npz"
-        if path.is_file():
+        side = args.stride8 / path.name if args.stride8 else None
+        if path.is_file() and (side is None or side.is_file()):
             continue
         ep = realbench.make_episode(src, rcfg, np.random.default_rng([args.seed, i]))
-        _save(path, episode_features(backbone, ep, cfg))
+        if path.is_file():  # only the side file is missing: it must describe the same episode
+            with np.load(path) as z:
+                if not np.array_equal(z["targets"], ep["targets"].astype(np.uint8)):
+                    raise SystemExit(f"{path} is not episode {i} of seed {args.seed} as "
+                                     "generated now: regenerate it or drop --stride8")
+        else:
+            _save(path, episode_features(backbone, ep, cfg))
+        if side is not None:
+            _save(side, stride8_features(backbone8, ep, rcfg))
         if (i + 1) % 20 == 0:
             print(f"{i + 1}/{args.episodes} episodes, {time.time() - t0:.0f} s", flush=True)
     print(f"done: {args.out} in {time.time() - t0:.0f} s")

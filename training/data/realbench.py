@@ -54,6 +54,10 @@ class RealConfig:
     scenes_per_episode: int = 4
     min_height: float = 0.03           # object height / image height, uniform in between
     max_height: float = 0.35
+    # Training with many small objects: this share of pasted objects takes a height in
+    # small_height instead (20-60 px of 480; the benchmark keeps 0: its sizes stay uniform).
+    small_prob: float = 0.0
+    small_height: tuple = (20 / 480, 60 / 480)
     max_present: int = 4               # episode objects pasted per scene (at least 1)
     max_distractors: int = 3           # non-episode objects per scene
     overlap_prob: float = 0.2
@@ -156,7 +160,8 @@ def paste_scene(src: ObjectSource, cfg: RealConfig, members, distractors, rng):
         angle = rng.uniform(80, 100) * rng.choice([-1, 1]) if rng.random() < cfg.lying_prob \
             else rng.uniform(-cfg.max_tilt, cfg.max_tilt)
         cut = _rotate(cut, angle)
-        frac = rng.uniform(cfg.min_height, cfg.max_height)
+        small = cfg.small_prob > 0 and rng.random() < cfg.small_prob  # no draw at 0: reproducible
+        frac = rng.uniform(*cfg.small_height) if small else rng.uniform(cfg.min_height, cfg.max_height)
         scale = frac * h / cut.shape[0]
         if cut.shape[1] * scale > 0.6 * w:  # very wide cut-outs: keep them inside the frame
             scale = 0.6 * w / cut.shape[1]
@@ -216,6 +221,7 @@ def make_episode(src: ObjectSource, cfg: RealConfig, rng: np.random.Generator) -
     visible = np.zeros((S, C), np.int32)
     visible_fraction = np.full((S, C), np.nan, np.float32)
     boxes = np.full((S, C, 4), np.nan, np.float32)  # visible box x0, y0, x1, y1 (pixel edges)
+    instances = np.full((S,) + SCENE_SIZE, -1, np.int16)  # visible object index per pixel
     others = [o for o in src.products if o not in set(objects)]
     for s in range(S):
         k = int(rng.integers(1, min(cfg.max_present, C - 1) + 1))
@@ -230,7 +236,7 @@ def make_episode(src: ObjectSource, cfg: RealConfig, rng: np.random.Generator) -
         n_d = int(rng.integers(0, cfg.max_distractors + 1))
         distractors = [others[i] for i in rng.choice(len(others), n_d, replace=False)] if n_d else []
         img, inst, painted = paste_scene(src, cfg, members, distractors, rng)
-        scenes[s] = img
+        scenes[s], instances[s] = img, inst
         targets[s], visible[s] = cell_targets(inst, C, STRIDE, cfg.cell_positive_coverage,
                                               cfg.min_visible_pixels)
         for c, n in painted.items():
@@ -247,6 +253,7 @@ def make_episode(src: ObjectSource, cfg: RealConfig, rng: np.random.Generator) -
         "visible_pixels": visible,
         "visible_fraction": visible_fraction,
         "boxes": boxes,
+        "instances": instances,  # labels at any other stride (training.data.features --stride8)
         "object_names": np.array([src.name(o) for o in objects]),
         "object_kinds": np.array([src.kind(o) for o in objects]),
     }
@@ -298,6 +305,7 @@ def build(split: str, episodes: int, cfg: RealConfig | None = None, seed: int | 
             continue
         ep = make_episode(src, cfg, np.random.default_rng([seed, i]))
         ep.pop("views_a")
+        ep.pop("instances")  # the targets and boxes carry what the benchmark scores
         tmp = path.with_suffix(".tmp.npz")
         np.savez_compressed(tmp, **ep)
         tmp.replace(path)

@@ -28,13 +28,14 @@ def lite0_backbone(pretrained: bool):
 
 
 class FrozenLite0(nn.Module):
-    """Lite0 stem + blocks 0..10, ImageNet weights, never trained: RGB 0..255 -> [B, 112, H/16, W/16]."""
+    """Lite0 stem + blocks 0..10, ImageNet weights, never trained: RGB 0..255 -> [B, 112, H/16, W/16]
+    (last_block=4: the stride-8 stage, [B, 40, H/8, W/8])."""
 
-    def __init__(self, pretrained: bool = True):
+    def __init__(self, pretrained: bool = True, last_block: int = BLOCK16):
         super().__init__()
         net = lite0_backbone(pretrained)
         self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
-        self.blocks = net._blocks[:BLOCK16 + 1]
+        self.blocks = net._blocks[:last_block + 1]
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0,
                              persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0,

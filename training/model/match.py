@@ -83,8 +83,8 @@ class MatchHead(nn.Module):
         # a broadcast MatMul, not an einsum: ONNX Runtime runs it as one GEMM (2x faster at K=64)
         return torch.matmul(objects, cells[:, None])
 
-    def decide(self, feats, sim):
-        """-> cell logits a [B, K, r, c], presence logits b [B, K]."""
+    def decide(self, feats, sim, feats8=None):
+        """-> cell logits a [B, K, r, c] (FineGridHead: [B, K, 2r, 2c]), presence logits b [B, K]."""
         b, _, r, c = feats.shape
         k, t = sim.shape[1:3]
         local = sim[:, :, 1:]
@@ -92,10 +92,11 @@ class MatchHead(nn.Module):
         mean_tok = sim[:, :, 0]
         match = torch.stack([best, mean_tok], dim=2)  # [B, K, 2, R]
         match = match * self.match_scale[:, None] + self.match_shift[:, None]
-        ctx = self.context(feats).flatten(2)[:, None].expand(b, k, -1, -1)  # [B, K, C, R]
-        x = torch.cat([match, ctx], dim=2).reshape(b * k, -1, r, c)
-        # residual on the scaled best-token match: the head starts as the probe and learns changes
-        a = (self.cell(x) + match[:, :, 0].reshape(b * k, 1, r, c)).reshape(b, k, r * c)
+        a_out = self.cells(match.reshape(b, k, 2, r, c), feats, feats8)
+        # presence reads the cell logits on the stride-16 grid of the match
+        a = a_out if a_out.shape[-2:] == (r, c) else \
+            F.adaptive_max_pool2d(a_out.flatten(0, 1), (r, c)).reshape(b, k, r, c)
+        a = a.reshape(b, k, r * c)
         # Presence statistics, each [B, K]
         coverage = local.max(dim=3).values  # [B, K, T-1]: how well each token is found anywhere
         near = self.near_peak(local, a.argmax(dim=2), r, c)  # [B, K, T-1]: ... near the peak
@@ -108,7 +109,15 @@ class MatchHead(nn.Module):
             a.topk(n5, dim=2).values.mean(dim=2) / 10, near.mean(dim=2),
             near.topk(half, dim=2).values.mean(dim=2), (coverage - near).mean(dim=2)], dim=2)
         presence = self.presence(stats).squeeze(-1)
-        return a.reshape(b, k, r, c), presence
+        return a_out, presence
+
+    def cells(self, match, feats, feats8=None):
+        """Scaled match [B, K, 2, r, c] + scene context -> cell logits [B, K, r, c]."""
+        b, k, _, r, c = match.shape
+        ctx = self.context(feats)[:, None].expand(b, k, -1, -1, -1)  # [B, K, C, r, c]
+        x = torch.cat([match, ctx], dim=2).reshape(b * k, -1, r, c)
+        # residual on the scaled best-token match: the head starts as the probe and learns changes
+        return (self.cell(x) + match[:, :, 0].reshape(b * k, 1, r, c)).reshape(b, k, r, c)
 
     @staticmethod
     def near_peak(local, peak, r, c, radius=2):
@@ -122,10 +131,39 @@ class MatchHead(nn.Module):
         idx = idx.flatten(2)[:, :, None, :].expand(-1, -1, local.shape[2], -1)
         return torch.gather(local, 3, idx).max(dim=3).values
 
-    def forward(self, feats, objects):
+    def forward(self, feats, objects, feats8=None):
         """feats [B, 112, r, c] (frozen backbone), objects [B, K, T, D] unit tokens
         -> cell logits a [B, K, r, c], presence logits b [B, K]."""
-        return self.decide(feats, self.similarity(feats, objects))
+        return self.decide(feats, self.similarity(feats, objects), feats8)
+
+
+class FineGridHead(MatchHead):
+    """A stride-8 cell grid (an experiment for small objects; decisions.json has its numbers):
+    the stride-16 match and context upsampled 2x and fused with a projection of the frozen
+    backbone's stride-8 stage (Lite0 block 4, 40 channels), which still sees a 20 px object's
+    outline. Tokens, matching and presence are MatchHead's: only the cell head is finer.
+
+      feats8 [B, 40, 2r, 2c] -> 1x1 conv to fine_dim; cell head on (match 2, context C,
+      fine fine_dim) at 2r x 2c; presence on the cell logits max-pooled back to r x c.
+    """
+
+    def __init__(self, cfg: MatchConfig, width8: int = 40, fine_dim: int = 8):
+        super().__init__(cfg)
+        self.fine = nn.Conv2d(width8, fine_dim, 1)
+        self.cell = nn.Sequential(
+            nn.Conv2d(2 + cfg.context_dim + fine_dim, cfg.head_dim, 3, padding=1),
+            nn.ReLU(inplace=True), nn.Conv2d(cfg.head_dim, 1, 3, padding=1))
+
+    def cells(self, match, feats, feats8=None):
+        b, k, _, r, c = match.shape
+        up = match.reshape(b * k, 2, r, c)
+        up = F.interpolate(up, scale_factor=2, mode="bilinear", align_corners=False)
+        ctx = F.interpolate(self.context(feats), scale_factor=2, mode="bilinear",
+                            align_corners=False)  # [B, C, 2r, 2c]
+        side = torch.cat([ctx, self.fine(feats8)], dim=1)[:, None].expand(b, k, -1, -1, -1)
+        x = torch.cat([up.reshape(b, k, 2, 2 * r, 2 * c), side], dim=2)
+        x = x.reshape(b * k, -1, 2 * r, 2 * c)
+        return (self.cell(x) + up[:, :1]).reshape(b, k, 2 * r, 2 * c)
 
 
 class MatchModel(nn.Module):
