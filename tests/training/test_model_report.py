@@ -27,3 +27,29 @@ def test_report_tables_variants_from_their_files(tmp_path):
     shipped = real["alpha"]["by_n"]["8"]["overall"]["presence_auroc"]
     assert rows[1].startswith(f"| one pass (shipped) | {shipped:.3f} |")
     assert rows[2].startswith("| + 2x tiles | 0.912 |")
+
+
+def test_report_tables_the_ablations_from_their_file(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("model.json", "evaluation_real.json"):
+        shutil.copy(SHIPPED / name, model / name)
+    assert "v3 ablations" not in model_report.build(model)
+    run = {"name": "small", "change": "+ small ones", "best_step": 400, "steps": 500,
+           "val": {"presence_auroc": 0.8512, "presence_auroc < 40 px": 0.7111},
+           "test": {"presence_auroc": 0.8423, "cell_ap": 0.5012}}
+    layout = {"run": "runs/x", "step": 500, "features": "f", "layout_auroc": 0.6312,
+              "layout_mean_present": 0.3, "layout_mean_absent": 0.2, "weights_chosen": [0.1, 0.2],
+              "by_height": {"all": {"positives": 9, "presence_auroc": 0.81,
+                                    "presence_auroc_with_layout": 0.8234, "fpr_at_95_tpr": 0.5,
+                                    "fpr_at_95_tpr_with_layout": 0.4}}}
+    sizes = {"train": {"instances": 7, "< 40 px": 0.17, "40-60 px": 0.2, ">= 60 px": 0.63,
+                       "< 20 px": 0.01, "median px": 88.0}}
+    (model / "ablation_v3.json").write_text(json.dumps(
+        {"machine": "m", "runs": [run], "sizes": sizes, "layout": layout}))
+    text = model_report.build(model)
+    section = text[text.index("## v3 ablations"):]
+    assert "| small | + small ones | val | 400 / 500 | 0.851 |" in section
+    assert "|  |  | test | 400 / 500 | 0.842 |" in section and "0.501" in section
+    assert "0.711" in section and "AUROC 0.631" in section and "0.823" in section
+    assert "| train | 7 | 0.170 | 0.200 | 0.630 |" in section

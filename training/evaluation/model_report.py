@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from training.evaluation.evaluate import fmt
+from training.evaluation.evaluate import HEIGHT_BUCKETS, fmt
 from yolz_ros.runtime.atomic_file import write_bytes_atomic
 
 METRICS = ("cell_ap", "presence_auroc", "fpr_at_95_tpr", "pointing_accuracy", "cell_ece")
@@ -21,6 +21,7 @@ TARGETS = {"presence_auroc": (">=", 0.93), "fpr_at_95_tpr": ("<=", 0.30),
 SMALL = "small (<1% of image)"
 SMALL_TARGET = 0.90  # presence AUROC of objects under 1% of the image
 PHOTO_GAP = 0.05  # phone-photo views' cell AP within this of alpha views
+HEIGHT_LABELS = [name for name, _, _ in HEIGHT_BUCKETS]
 
 
 def _table(header, rows):
@@ -225,7 +226,56 @@ def build(model: Path, comparison: Path | None = None) -> str:
                               r.get("presence_auroc"), r.get("note", "")] for r in v3["rows"]])
             if v3.get("outro"):
                 lines += ["", v3["outro"]]
+    ablation = model / "ablation_v3.json"
+    if ablation.is_file():
+        lines += ablation_section(json.loads(ablation.read_text()),
+                                  dec.get("ablation_v3", "") if dec_path.is_file() else "")
     return "\n".join(lines) + "\n"
+
+
+def ablation_section(ab: dict, verdict: str) -> list[str]:
+    """ablation_v3.json (python -m training.evaluation.ablation) as tables."""
+    lines = ["", "## v3 ablations: small objects, more episodes, stride-8 cells, presence by "
+             "layout", "", "Each run is one config of training/configs/v3_ablation on the same "
+             "schedule, scored by the trainer's validation (N = 8, alpha views; best checkpoint "
+             "by val) on val and on the featurized test split. These compare runs with each "
+             f"other, not with the shipped model's evaluation above. Machine: {ab['machine']}.",
+             ""]
+    lo = HEIGHT_LABELS[0]
+    rows = []
+    for r in ab["runs"]:
+        for split in ("val", "test"):
+            m = r.get(split)
+            if m:
+                rows.append([r["name"] if split == "val" else "", r["change"] if split == "val"
+                             else "", split, f"{r['best_step']} / {r['steps']}",
+                             m.get("presence_auroc"), m.get("fpr_at_95_tpr"),
+                             m.get("pointing_accuracy"), m.get("cell_ap"),
+                             m.get(f"presence_auroc {lo}"), m.get(f"pointing_accuracy {lo}"),
+                             m.get(f"presence_auroc {HEIGHT_LABELS[1]}")])
+    lines += _table(["run", "change", "split", "best / steps", "AUROC", "FPR@95", "pointing",
+                     "cell AP", f"AUROC {lo}", f"pointing {lo}",
+                     f"AUROC {HEIGHT_LABELS[1]}"], rows)
+    lines += ["", "Visible heights of the present instances (share of instances):", ""]
+    lines += _table(["episodes", "instances", *HEIGHT_LABELS, "< 20 px", "median px"],
+                    [[folder, d["instances"], *[d[h] for h in HEIGHT_LABELS], d["< 20 px"],
+                      d["median px"]] for folder, d in ab["sizes"].items()])
+    lay = ab.get("layout")
+    if lay:
+        lines += ["", f"Presence by layout (training/evaluation/presence_layout.py; {lay['run']} "
+                  f"step {lay['step']}, {lay['features']}): the layout score alone has AUROC "
+                  f"{fmt(lay['layout_auroc'])} (mean {fmt(lay['layout_mean_present'])} present, "
+                  f"{fmt(lay['layout_mean_absent'])} absent); added to the presence score with "
+                  f"a weight fitted on the other half of the episodes "
+                  f"({', '.join(fmt(w) for w in lay['weights_chosen'])}):", ""]
+        lines += _table(["positives", "count", "AUROC", "AUROC with layout", "FPR@95",
+                         "FPR@95 with layout"],
+                        [[name, d["positives"], d["presence_auroc"],
+                          d["presence_auroc_with_layout"], d["fpr_at_95_tpr"],
+                          d["fpr_at_95_tpr_with_layout"]] for name, d in lay["by_height"].items()])
+    if verdict:
+        lines += ["", verdict]
+    return lines
 
 
 def main(argv=None):

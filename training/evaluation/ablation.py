@@ -1,0 +1,104 @@
+"""The v3 ablations in one file: each training/configs/v3_ablation run scored by the trainer's own
+validation (N = 8, alpha views, by visible height) on val and on test features, the training
+episodes' size distribution, and the presence-by-layout test.
+
+    python -m training.evaluation.ablation --runs runs/v3_ablation \
+        --layout runs/v3_ablation/layout_val.json --out models/yolz_tokens/ablation_v3.json
+
+Val chooses; test (featurized test benchmark, more small objects) is reported beside it. Both
+are the trainer's validate(): the same queries for every run, but not the runtime's ONNX path,
+so they compare runs with each other, not with the shipped model's evaluation_real.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.evaluation.evaluate import HEIGHT_BUCKETS
+from training.model.match import MatchConfig
+
+RUNS = {  # config name -> what it changes (training/configs/v3_ablation/<name>.yaml)
+    "base": "control: training episodes 0-399, stride-16 cells",
+    "more": "+ episodes 400-799 (more episodes, same generator)",
+    "small": "+ episodes 400-799 with half the objects 20-60 px tall (same objects and views "
+             "as more's)",
+    "fine": "stride-8 cells (FineGridHead) on the control's episodes",
+}
+KEYS = ("presence_auroc", "fpr_at_95_tpr", "pointing_accuracy", "cell_ap")
+
+
+def size_distribution(folders):
+    """Share of present instances by visible height, per feature folder."""
+    out = {}
+    for folder in folders:
+        heights = []
+        for p in sorted(Path(folder).glob("episode_*.npz")):
+            if ".tmp" in p.name:
+                continue
+            with np.load(p) as z:
+                boxes, present = z["boxes"], z["present"]
+            heights.append((boxes[..., 3] - boxes[..., 1])[present])
+        if not heights:
+            continue
+        h = np.concatenate(heights)
+        out[str(folder)] = {"instances": int(len(h)), **{
+            name: round(float(((h >= lo) & (h < hi)).mean()), 3) for name, lo, hi in HEIGHT_BUCKETS},
+            "< 20 px": round(float((h < 20).mean()), 3),
+            "median px": round(float(np.median(h)), 1)}
+    return out
+
+
+def _rounded(d):
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+def score_run(run: Path, test_features: str | None, test_features8: str | None):
+    from training.train import head_for, load_features, validate
+
+    best = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
+    last = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    cfg = json.loads(best["config"])
+    row = {"run": str(run), "best_step": int(best["step"]), "steps": int(last["step"]),
+           "train_seconds": round(float(last["elapsed_s"])), "val": _rounded(json.loads(best["val"]))}
+    if test_features and Path(test_features).is_dir():
+        mcfg = MatchConfig(**cfg["model"])
+        head = head_for(cfg, mcfg).eval()
+        head.load_state_dict(best["head"])
+        side = test_features8 if cfg.get("cell_stride", 16) == 8 else None
+        row["test"] = _rounded(validate(head, load_features(test_features, cfg=mcfg, side=side),
+                                        mcfg))
+    return row
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Collect the v3 ablation runs into one JSON.")
+    ap.add_argument("--runs", type=Path, default=Path("runs/v3_ablation"))
+    ap.add_argument("--test-features", default="data/features/test")
+    ap.add_argument("--test-features8", default="data/features8/test")
+    ap.add_argument("--layout", type=Path, help="presence_layout.py's output")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    rows = []
+    for name, change in RUNS.items():
+        if (args.runs / name / "best.pt").is_file():
+            rows.append({"name": name, "change": change, **score_run(
+                args.runs / name, args.test_features, args.test_features8)})
+            print(json.dumps(rows[-1]), flush=True)
+    res = {"machine": f"{platform.processor() or platform.machine()}, "
+                      f"{torch.get_num_threads()} threads",
+           "runs": rows,
+           "sizes": size_distribution(["data/features/train", "data/features/train_small",
+                                       "data/features/val", "data/features/test"]),
+           "layout": json.loads(args.layout.read_text()) if args.layout else None}
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(res, indent=2) + "\n")
+    tmp.replace(args.out)
+
+
+if __name__ == "__main__":
+    main()
