@@ -12,7 +12,7 @@ MODEL ?= models/yolz_tokens
 TRAIN_EPISODES ?= 600
 
 .PHONY: setup lint test demo soak realbench data train export train-boxes export-boxes \
-	evaluate compare \
+	evaluate compare ablation \
 	benchmark depth-scene evaluate-depth clean test-fast test-unit test-ros test-training \
 	test-system colcon-test
 setup:
@@ -91,6 +91,31 @@ train-boxes: setup
 export-boxes: setup
 	@$(ENV) python -m training.model.box_export --model $(MODEL) --boxes $(BOX_RUN) \
 	  --out $(MODEL) --no-alpha grabcut
+
+# v3's ablations (training/configs/v3_ablation; the report's "v3 ablations" section): more
+# episodes, small instances, stride-8 cells, presence by layout. Resumable; ~1.5 h on 2 cores.
+ABLATION := training/configs/v3_ablation
+ablation: data
+	@$(ENV) F="python -m training.data.features" && \
+	  $$F --split val --episodes 30 --seed 20261201 --benchmark-config --out data/features/val \
+	    --stride8 data/features8/val && \
+	  $$F --split train --episodes 400 --out data/features/train --stride8 data/features8/train && \
+	  $$F --split train --start 400 --episodes 800 --out data/features/train && \
+	  $$F --split train --start 400 --episodes 800 --small-prob 0.5 --out data/features/train_small && \
+	  $$F --split test --from-bench data/realbench/test --out data/features/test && \
+	  $$F --split test --episodes 50 --seed 20261202 --benchmark-config --out data/features/test \
+	    --stride8 data/features8/test && \
+	  for run in base more small fine; do \
+	    python -m training.train --config $(ABLATION)/$$run.yaml --out runs/v3_ablation/$$run \
+	      --resume || exit 1; done && \
+	  for split in val test; do \
+	    python -m training.evaluation.presence_layout --run runs/v3_ablation/base \
+	      --features data/features/$$split --out runs/v3_ablation/layout_$$split.json \
+	      || exit 1; done && \
+	  python -m training.evaluation.ablation --runs runs/v3_ablation \
+	    --layout runs/v3_ablation/layout_val.json runs/v3_ablation/layout_test.json \
+	    --out $(MODEL)/ablation_v3.json && \
+	  python -m training.evaluation.model_report --model $(MODEL) > /dev/null
 
 # The real-object benchmark (test split) -> $(MODEL)/evaluation_real.{json,md,png}.
 evaluate: setup

@@ -46,7 +46,7 @@ def test_report_tables_the_ablations_from_their_file(tmp_path):
     sizes = {"train": {"instances": 7, "< 40 px": 0.17, "40-60 px": 0.2, ">= 60 px": 0.63,
                        "< 20 px": 0.01, "median px": 88.0}}
     (model / "ablation_v3.json").write_text(json.dumps(
-        {"machine": "m", "runs": [run], "sizes": sizes, "layout": layout}))
+        {"machine": "m", "runs": [run], "sizes": sizes, "layout": [layout]}))
     text = model_report.build(model)
     section = text[text.index("## v3 ablations"):]
     assert "| small | + small ones | val | 400 / 500 | 0.851 |" in section

@@ -3,7 +3,7 @@ validation (N = 8, alpha views, by visible height) on val and on test features, 
 episodes' size distribution, and the presence-by-layout test.
 
     python -m training.evaluation.ablation --runs runs/v3_ablation \
-        --layout runs/v3_ablation/layout_val.json --out models/yolz_tokens/ablation_v3.json
+        --layout runs/v3_ablation/layout_{val,test}.json --out models/yolz_tokens/ablation_v3.json
 
 Val chooses; test (featurized test benchmark, more small objects) is reported beside it. Both
 are the trainer's validate(): the same queries for every run, but not the runtime's ONNX path,
@@ -80,7 +80,8 @@ def main(argv=None):
     ap.add_argument("--runs", type=Path, default=Path("runs/v3_ablation"))
     ap.add_argument("--test-features", default="data/features/test")
     ap.add_argument("--test-features8", default="data/features8/test")
-    ap.add_argument("--layout", type=Path, help="presence_layout.py's output")
+    ap.add_argument("--layout", type=Path, nargs="*", default=[],
+                    help="presence_layout.py's outputs (val, then test)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     rows = []
@@ -94,7 +95,7 @@ def main(argv=None):
            "runs": rows,
            "sizes": size_distribution(["data/features/train", "data/features/train_small",
                                        "data/features/val", "data/features/test"]),
-           "layout": json.loads(args.layout.read_text()) if args.layout else None}
+           "layout": [json.loads(p.read_text()) for p in args.layout]}
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(res, indent=2) + "\n")
     tmp.replace(args.out)

@@ -260,8 +260,7 @@ def ablation_section(ab: dict, verdict: str) -> list[str]:
     lines += _table(["episodes", "instances", *HEIGHT_LABELS, "< 20 px", "median px"],
                     [[folder, d["instances"], *[d[h] for h in HEIGHT_LABELS], d["< 20 px"],
                       d["median px"]] for folder, d in ab["sizes"].items()])
-    lay = ab.get("layout")
-    if lay:
+    for lay in ab.get("layout") or []:
         lines += ["", f"Presence by layout (training/evaluation/presence_layout.py; {lay['run']} "
                   f"step {lay['step']}, {lay['features']}): the layout score alone has AUROC "
                   f"{fmt(lay['layout_auroc'])} (mean {fmt(lay['layout_mean_present'])} present, "
