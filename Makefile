@@ -93,7 +93,8 @@ export-boxes: setup
 	  --out $(MODEL) --no-alpha grabcut
 
 # v3's ablations (training/configs/v3_ablation; the report's "v3 ablations" section): more
-# episodes, small instances, stride-8 cells, presence by layout. Resumable; ~1.5 h on 2 cores.
+# episodes, small instances, stride-8 cells, presence by layout, and a full-schedule candidate
+# on all that data. Resumable; ~2 h on 2 cores (features ~1 h, runs 7-20 min each).
 ABLATION := training/configs/v3_ablation
 ablation: data
 	@$(ENV) F="python -m training.data.features" && \
@@ -108,11 +109,13 @@ ablation: data
 	  for run in base more small fine; do \
 	    python -m training.train --config $(ABLATION)/$$run.yaml --out runs/v3_ablation/$$run \
 	      --resume || exit 1; done && \
+	  python -m training.train --config training/configs/match_small_cpu.yaml \
+	    --out runs/match_small_cpu --resume && \
 	  for split in val test; do \
 	    python -m training.evaluation.presence_layout --run runs/v3_ablation/base \
 	      --features data/features/$$split --out runs/v3_ablation/layout_$$split.json \
 	      || exit 1; done && \
-	  python -m training.evaluation.ablation --runs runs/v3_ablation \
+	  python -m training.evaluation.ablation --runs runs/v3_ablation --candidate runs/match_small_cpu \
 	    --layout runs/v3_ablation/layout_val.json runs/v3_ablation/layout_test.json \
 	    --out $(MODEL)/ablation_v3.json && \
 	  python -m training.evaluation.model_report --model $(MODEL) > /dev/null

@@ -18,6 +18,8 @@ the newest (for --resume). Each step takes `episodes_per_step` episodes; per epi
   nce       InfoNCE between two disjoint 4-view mean embeddings (slot 0) of the batch's objects
             (only with train_projection: true; by default the projection stays the PCA of the
             frozen features, so no gradient flows through the [S, K, T, R] similarity — 4x faster).
+Experiments (training/configs/v3_ablation, `make ablation`): `train_features` as a list of folders
+(e.g. + small-object episodes), `cell_stride: 8` (FineGridHead on the stride-8 side files).
 """
 from __future__ import annotations
 

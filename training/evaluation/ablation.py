@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import torch
 
 from training.evaluation.evaluate import HEIGHT_BUCKETS
 from training.model.match import MatchConfig
+from yolz_ros.runtime.machine import cpu_model
 
 RUNS = {  # config name -> what it changes (training/configs/v3_ablation/<name>.yaml)
     "base": "control: training episodes 0-399, stride-16 cells",
@@ -49,7 +51,7 @@ def size_distribution(folders):
         out[str(folder)] = {"instances": int(len(h)), **{
             name: round(float(((h >= lo) & (h < hi)).mean()), 3) for name, lo, hi in HEIGHT_BUCKETS},
             "< 20 px": round(float((h < 20).mean()), 3),
-            "median px": round(float(np.median(h)), 1)}
+            "median px": int(round(float(np.median(h))))}
     return out
 
 
@@ -80,6 +82,9 @@ def main(argv=None):
     ap.add_argument("--runs", type=Path, default=Path("runs/v3_ablation"))
     ap.add_argument("--test-features", default="data/features/test")
     ap.add_argument("--test-features8", default="data/features8/test")
+    ap.add_argument("--candidate", type=Path, help="a full-schedule run to list beside them")
+    ap.add_argument("--model", type=Path, default=Path("models/yolz_tokens"),
+                    help="the shipped model: its head's validation (model.json) is the reference")
     ap.add_argument("--layout", type=Path, nargs="*", default=[],
                     help="presence_layout.py's outputs (val, then test)")
     ap.add_argument("--out", type=Path, required=True)
@@ -90,8 +95,19 @@ def main(argv=None):
             rows.append({"name": name, "change": change, **score_run(
                 args.runs / name, args.test_features, args.test_features8)})
             print(json.dumps(rows[-1]), flush=True)
-    res = {"machine": f"{platform.processor() or platform.machine()}, "
-                      f"{torch.get_num_threads()} threads",
+    if args.candidate:
+        cfg = json.loads(torch.load(args.candidate / "best.pt", map_location="cpu",
+                                    weights_only=True)["config"])
+        rows.append({"name": "candidate", "change": "v2's full schedule on all of the above "
+                     f"data ({cfg['steps']} steps; training/configs/match_small_cpu.yaml)",
+                     **score_run(args.candidate, args.test_features, args.test_features8)})
+    shipped = json.loads((args.model / "model.json").read_text())["training"]
+    rows.append({"name": "shipped", "change": f"the shipped head ({shipped['data'].split(' (')[0]}"
+                 f", {shipped['steps']} of {shipped['config']['steps']} steps)",
+                 "best_step": shipped["steps"], "steps": shipped["config"]["steps"],
+                 "val": _rounded(shipped["val"])})
+    res = {"machine": f"{cpu_model()}, {os.cpu_count()} cores, {platform.platform()}; runs "
+                      "on 1 thread each (candidate: 2), up to four jobs sharing the CPU",
            "runs": rows,
            "sizes": size_distribution(["data/features/train", "data/features/train_small",
                                        "data/features/val", "data/features/test"]),

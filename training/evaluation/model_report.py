@@ -237,9 +237,10 @@ def ablation_section(ab: dict, verdict: str) -> list[str]:
     """ablation_v3.json (python -m training.evaluation.ablation) as tables."""
     lines = ["", "## v3 ablations: small objects, more episodes, stride-8 cells, presence by "
              "layout", "", "Each run is one config of training/configs/v3_ablation on the same "
-             "schedule, scored by the trainer's validation (N = 8, alpha views; best checkpoint "
-             "by val) on val and on the featurized test split. These compare runs with each "
-             f"other, not with the shipped model's evaluation above. Machine: {ab['machine']}.",
+             "500-step schedule (the candidate and the shipped head: full schedules, for reference), "
+             "scored by the trainer's validation (N = 8, alpha views; best checkpoint by val) on "
+             "val and on the featurized test split. These compare runs with each other, not with "
+             f"the shipped model's evaluation above. Machine: {ab['machine']}.",
              ""]
     lo = HEIGHT_LABELS[0]
     rows = []
