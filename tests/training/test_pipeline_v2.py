@@ -38,8 +38,8 @@ def toy_v2(tmp_path_factory, toy_bench):
     config = root / "toy.yaml"
     config.write_text(yaml.safe_dump({
         "steps": 3, "warmup_steps": 1, "episodes_per_step": 1, "eval_every": 3, "ckpt_every": 3,
-        "log_every": 1, "threads": 1, "train_features": str(feats), "val_features": str(feats),
-        "model": {"object_tokens": 9}}))
+        "log_every": 1, "threads": 1, "train_features": [str(feats)],  # a list of folders
+        "val_features": str(feats), "model": {"object_tokens": 9}}))
     run = root / "run"
     train.main(["--config", str(config), "--out", str(run)])
     model = root / "model"
@@ -82,6 +82,8 @@ def test_export_evaluate_and_dynamic_k(toy_v2):
     assert info["grid"] == {"rows": 30, "cols": 40, "stride": 16}
     assert info["embedding_dim"] == 9 * info["object_tokens"]["dim"]
     assert max(info["training"]["parity"].values()) < 2e-2
+    assert info["training"]["data"].startswith("2 training episodes of the train split")
+    assert str(toy_v2["feats"]) in info["training"]["data"]
 
     det = Detector(model, backend="onnxruntime", device="cpu")
     ep = realbench.load("val", str(toy_v2["data"]))[0]
@@ -169,3 +171,5 @@ def test_stride8_features_train_a_fine_grid(toy_v2, tmp_path, photo_free):
     FineGridHead(MatchConfig(**mcfg)).load_state_dict(ck["head"])  # strict: the fine head's keys
     val = json.loads(ck["val"])
     assert 0 <= val["cell_ap_own_grid"] <= 1 and 0 <= val["cell_ap"] <= 1
+    with pytest.raises(SystemExit, match="cell_stride 8"):  # an experiment: it does not export
+        export.main(["--run", str(tmp_path / "run"), "--out", str(tmp_path / "model")])

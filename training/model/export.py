@@ -69,6 +69,9 @@ def load_run(run_dir: Path, checkpoint: str = "best"):
     path = run_dir / f"{checkpoint}.pt"
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     cfg = json.loads(ckpt["config"])
+    if cfg.get("cell_stride", 16) != 16:
+        raise SystemExit(f"{path}: a cell_stride {cfg['cell_stride']} run is an experiment "
+                         "(training/configs/v3_ablation); only stride-16 runs export")
     mcfg = MatchConfig(**{**cfg["model"], "pretrained": True})  # the frozen ImageNet backbone
     model = MatchModel(mcfg)
     model.head.load_state_dict(ckpt["head"])
@@ -175,12 +178,15 @@ def main(argv=None):
         print(f"FP16-stored weights: max abs diff to FP32 torch {worst}")
         if max(worst.values()) > FP16_TOL:
             raise SystemExit("FP16 weight storage changed the outputs too much: use --fp32-weights")
-    n_train = len(list(Path(cfg["train_features"]).glob("episode_*.npz")))
+    folders = cfg["train_features"] if isinstance(cfg["train_features"], list) \
+        else [cfg["train_features"]]
+    n_train = sum(min(cfg.get("max_train_episodes") or 10**9,
+                      len(list(Path(f).glob("episode_*.npz")))) for f in folders)
     training = {"config": cfg, "code_sha": code_sha(), "steps": int(ckpt["step"]),
                 "machine": f"{cpu_model()}, {os.cpu_count()} cores, {platform.platform()}",
                 "data": f"{n_train} training episodes of the train split (training/data/"
                         "realbench.py, 10 objects x 4 scenes each; features in "
-                        f"{cfg['train_features']}); validation: {cfg['val_features']}",
+                        f"{', '.join(folders)}); validation: {cfg['val_features']}",
                 "checkpoint": args.checkpoint, "train_seconds": round(float(ckpt["elapsed_s"]), 1),
                 "val": json.loads(ckpt["val"] or "{}"), "parity": worst,
                 "backbone": "EfficientNet-Lite0 blocks 0-10, ImageNet weights "
