@@ -115,8 +115,19 @@ ablation: data
 	    python -m training.evaluation.presence_layout --run runs/v3_ablation/base \
 	      --features data/features/$$split --out runs/v3_ablation/layout_$$split.json \
 	      || exit 1; done && \
+	  for size in "480 640" "720 960"; do \
+	    tag=$${size/ /x}; cand=out/candidate/$$tag; \
+	    python -m training.model.export --run runs/match_small_cpu --out $$cand --name yolz_candidate \
+	      --scene-size $$size && \
+	    python -m training.model.box_export --model $$cand --boxes $(BOX_RUN) --out $$cand \
+	      --no-alpha grabcut && \
+	    python -m training.evaluation.evaluate --model $$cand --split test --threads 1 \
+	      --out docs/ablation_v3/candidate_$$tag || exit 1; done && \
 	  python -m training.evaluation.ablation --runs runs/v3_ablation --candidate runs/match_small_cpu \
 	    --layout runs/v3_ablation/layout_val.json runs/v3_ablation/layout_test.json \
+	    --runtime "shipped=$(MODEL)/evaluation_real.json" \
+	      "candidate 480x640=docs/ablation_v3/candidate_480x640/evaluation_real.json" \
+	      "candidate 720x960=docs/ablation_v3/candidate_720x960/evaluation_real.json" \
 	    --out $(MODEL)/ablation_v3.json && \
 	  python -m training.evaluation.model_report --model $(MODEL) > /dev/null
 

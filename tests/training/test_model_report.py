@@ -45,11 +45,17 @@ def test_report_tables_the_ablations_from_their_file(tmp_path):
                                     "fpr_at_95_tpr_with_layout": 0.4}}}
     sizes = {"train": {"instances": 7, "< 40 px": 0.17, "40-60 px": 0.2, ">= 60 px": 0.63,
                        "< 20 px": 0.01, "median px": 88.0}}
+    runtime = {"label": "candidate 720x960", "method": "yolz (c720@1)", "frame_ms_p50": 140.2,
+               "overall": {"presence_auroc": 0.9012, "cell_ap": 0.6},
+               "by_height": {"< 40 px": {"presence_auroc": 0.7543}}}
     (model / "ablation_v3.json").write_text(json.dumps(
-        {"machine": "m", "runs": [run], "sizes": sizes, "layout": [layout]}))
+        {"machine": "m", "runs": [run], "sizes": sizes, "layout": [layout],
+         "runtime": [runtime]}))
     text = model_report.build(model)
     section = text[text.index("## v3 ablations"):]
     assert "| small | + small ones | val | 400 / 500 | 0.851 |" in section
     assert "|  |  | test | 400 / 500 | 0.842 |" in section and "0.501" in section
     assert "0.711" in section and "AUROC 0.631" in section and "0.823" in section
     assert "| train | 7 | 0.170 | 0.200 | 0.630 |" in section
+    assert "| candidate 720x960 (yolz (c720@1)) | 0.901 | – |" in section
+    assert "| 0.754 | – | – | 140.200 |" in section

@@ -77,6 +77,18 @@ def score_run(run: Path, test_features: str | None, test_features8: str | None):
     return row
 
 
+def runtime_row(label: str, path: str, n: str = "8") -> dict:
+    """N = 8 alpha-view results of one evaluate.py run: overall, by height, p50 latency."""
+    res = json.loads(Path(path).read_text())
+    entry = res["alpha"]["by_n"][n]
+    keys = KEYS + ("box_ap",)
+    return {"label": label, "method": res["meta"]["method"], "file": str(path),
+            "frame_ms_p50": res["alpha"].get("frame_ms_p50"),
+            "overall": {k: entry["overall"].get(k) for k in keys},
+            "by_height": {h: {k: m.get(k) for k in ("presence_auroc", "pointing_accuracy")}
+                          for h, m in entry["by_height"].items()}}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Collect the v3 ablation runs into one JSON.")
     ap.add_argument("--runs", type=Path, default=Path("runs/v3_ablation"))
@@ -85,6 +97,9 @@ def main(argv=None):
     ap.add_argument("--candidate", type=Path, help="a full-schedule run to list beside them")
     ap.add_argument("--model", type=Path, default=Path("models/yolz_tokens"),
                     help="the shipped model: its head's validation (model.json) is the reference")
+    ap.add_argument("--runtime", nargs="*", default=[], metavar="LABEL=EVALUATION_JSON",
+                    help="evaluate.py results (test, through the runtime) to list, e.g. the "
+                         "candidate exported at two input sizes")
     ap.add_argument("--layout", type=Path, nargs="*", default=[],
                     help="presence_layout.py's outputs (val, then test)")
     ap.add_argument("--out", type=Path, required=True)
@@ -111,7 +126,8 @@ def main(argv=None):
            "runs": rows,
            "sizes": size_distribution(["data/features/train", "data/features/train_small",
                                        "data/features/val", "data/features/test"]),
-           "layout": [json.loads(p.read_text()) for p in args.layout]}
+           "layout": [json.loads(p.read_text()) for p in args.layout],
+           "runtime": [runtime_row(*item.split("=", 1)) for item in args.runtime]}
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(res, indent=2) + "\n")
     tmp.replace(args.out)

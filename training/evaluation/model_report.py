@@ -257,6 +257,17 @@ def ablation_section(ab: dict, verdict: str) -> list[str]:
     lines += _table(["run", "change", "split", "best / steps", "AUROC", "FPR@95", "pointing",
                      "cell AP", f"AUROC {lo}", f"pointing {lo}",
                      f"AUROC {HEIGHT_LABELS[1]}"], rows)
+    if ab.get("runtime"):
+        lines += ["", "Through the runtime (python -m training.evaluation.evaluate, test split, N = 8, "
+                  "alpha views; p50 as each evaluation measured it: the two candidate exports side by side "
+                  "on 1 thread each with other jobs on the CPU):", ""]
+        lines += _table(["model", "AUROC", "FPR@95", "pointing", "cell AP", "box AP",
+                         *[f"AUROC {h}" for h in HEIGHT_LABELS], "p50 ms"],
+                        [[f"{r['label']} ({r['method']})", *[r["overall"].get(k) for k in (
+                            "presence_auroc", "fpr_at_95_tpr", "pointing_accuracy", "cell_ap",
+                            "box_ap")], *[r["by_height"].get(h, {}).get("presence_auroc")
+                                          for h in HEIGHT_LABELS], r.get("frame_ms_p50")]
+                         for r in ab["runtime"]])
     lines += ["", "Visible heights of the present instances (share of instances):", ""]
     lines += _table(["episodes", "instances", *HEIGHT_LABELS, "< 20 px", "median px"],
                     [[folder, d["instances"], *[d[h] for h in HEIGHT_LABELS], d["< 20 px"],
