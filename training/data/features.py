@@ -13,7 +13,7 @@ One npz per episode: scene [S, 112, 30, 40] fp16; for each view size s: views_<s
 s/16, s/16] fp16 (variant 0 = alpha cut-out, 1 = photo with background) and mask_<s> [C, N, 2,
 s/16, s/16]; targets, present, visible_pixels. Resumable: existing files are skipped.
 
-Experiments (models/<name>/decisions.json says what they measured):
+Experiments (`make ablation`; models/yolz_tokens/ablation_v3.json has what they measured):
   --small-prob P   episodes where a share P of the pasted objects is 20-60 px tall
   --stride8 DIR    a side file per episode in DIR: scene8 [S, 40, 60, 80] fp16 (the stride-8 stage)
                    and targets8 [S, C, 60, 80] (the cell rule at stride 8), for a finer grid.
@@ -127,9 +127,11 @@ def main(argv=None):
     ap.add_argument("--data-dir", default="data")
     ap.add_argument("--seed", type=int, default=realbench.BENCH_SEED["train"])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--small-prob", type=float, default=0.0)
-    ap.add_argument("--stride8", type=Path)
-    ap.add_argument("--benchmark-config", action="store_true")
+    ap.add_argument("--small-prob", type=float, default=0.0,
+                    help="share of pasted objects 20-60 px tall (training episodes)")
+    ap.add_argument("--stride8", type=Path, help="also write stride-8 side files into this folder")
+    ap.add_argument("--benchmark-config", action="store_true",
+                    help="the benchmark's episode settings instead of the training ones")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = MatchConfig()
