@@ -138,7 +138,7 @@ class MatchHead(nn.Module):
 
 
 class FineGridHead(MatchHead):
-    """A stride-8 cell grid (an experiment for small objects; decisions.json has its numbers):
+    """A stride-8 cell grid (an experiment for small objects; ablation_v3.json has its numbers):
     the stride-16 match and context upsampled 2x and fused with a projection of the frozen
     backbone's stride-8 stage (Lite0 block 4, 40 channels), which still sees a 20 px object's
     outline. Tokens, matching and presence are MatchHead's: only the cell head is finer.
