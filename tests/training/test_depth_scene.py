@@ -255,9 +255,8 @@ def _rgbd_folder(root: Path, n=3, size=(24, 32)):
 class _Listener:
     """The test's own rclpy context with subscriptions to image, depth and camera_info."""
 
-    def __init__(self, ns):
+    def __init__(self, ns, topics=("image", "depth", "camera_info")):
         import rclpy
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image
         self.rclpy = rclpy
         self.context = rclpy.Context()
@@ -266,10 +265,15 @@ class _Listener:
         self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.got = {"image": [], "depth": [], "camera_info": []}
+        self.ns, self.kinds = ns, {"image": Image, "depth": Image, "camera_info": CameraInfo}
+        for topic in topics:
+            self.subscribe(topic)
+
+    def subscribe(self, topic):
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        for topic, kind in (("image", Image), ("depth", Image), ("camera_info", CameraInfo)):
-            self.node.create_subscription(kind, f"{ns}/{topic}",
-                                          lambda msg, t=topic: self.got[t].append(msg), qos)
+        self.node.create_subscription(self.kinds[topic], f"{self.ns}/{topic}",
+                                      lambda msg, t=topic: self.got[t].append(msg), qos)
 
     def spin_until(self, done, timeout):
         from node_harness import spin_until
@@ -297,7 +301,6 @@ def test_camera_player_publishes_rgbd(tmp_path, encoding):
         try:
             ok = listener.spin_until(lambda: all(len(v) >= 3 for v in listener.got.values()),
                                      40.0)
-            # the player waits only for the colour subscriber: spin a little for the rest
             listener.spin_until(lambda: player.poll() is not None, 10.0)
         finally:
             if player.poll() is None:
@@ -366,3 +369,31 @@ def test_evaluate_depth_scores_a_scene(scene_dir, tmp_path):
         assert r["visible_frames"] == visible - skipped
         assert 0 <= r["found"] <= r["visible_frames"] and r["points"] <= r["found"]
         assert r["within_2cm"] <= r["points"]
+
+
+def test_camera_player_waits_for_a_subscriber_on_every_topic(tmp_path):
+    """A subscriber that comes late to one topic (here camera_info, 2 s after the others) still
+    gets every frame's message: the player waits for all its topics, not only the colour one."""
+    pytest.importorskip("rclpy")
+    _rgbd_folder(tmp_path)
+    ns = f"/dscene_{os.getpid()}_late"
+    listener = _Listener(ns, topics=("image", "depth"))
+    try:
+        player = subprocess.Popen(
+            [sys.executable, "-m", "yolz_ros.cli.camera_player", str(tmp_path / "color"),
+             "--depth", str(tmp_path / "depth"), "--camera-info", str(tmp_path / "info.yaml"),
+             "--rate", "20", "--reliable", "--wait", "30", "--ros-args", "-r", f"__ns:={ns}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            listener.spin_until(lambda: False, 2.0)
+            assert not listener.got["image"], "published before every topic had a subscriber"
+            listener.subscribe("camera_info")
+            ok = listener.spin_until(lambda: all(len(v) >= 3 for v in listener.got.values()),
+                                     40.0)
+        finally:
+            if player.poll() is None:
+                player.kill()
+            output = player.communicate(timeout=10)[0]
+        assert ok, (output, {k: len(v) for k, v in listener.got.items()})
+    finally:
+        listener.close()

@@ -185,7 +185,8 @@ def main(argv=None):
     parser.add_argument("--reliable", action="store_true",
                         help="reliable QoS instead of sensor-data (best effort)")
     parser.add_argument("--wait", type=float, default=5.0,
-                        help="seconds to wait for a subscriber before the first frame (0 = none)")
+                        help="seconds to wait for a subscriber on each topic (colour, depth, "
+                             "camera_info) before the first frame (0 = none)")
     parser.add_argument("--depth", type=Path, default=None, metavar="DIR",
                         help="folder of 16-bit depth PNGs (mm, 0 = no data), one per colour "
                              "frame by sorted name, registered to the colour image")
@@ -226,8 +227,11 @@ def main(argv=None):
         info_pub = node.create_publisher(CameraInfo, args.info_topic, qos)
     sent = 0
     try:
+        # Wait for a subscriber on every topic: a message published before its subscriber is
+        # matched is lost even when reliable, and an RGB-D consumer needs the whole set.
         deadline = time.monotonic() + args.wait
-        while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+        pubs = [p for p in (pub, depth_pub, info_pub) if p is not None]
+        while any(p.get_subscription_count() == 0 for p in pubs) and time.monotonic() < deadline:
             time.sleep(0.05)
         pacer = Pacer(args.rate, catch_up=False)
         while rclpy.ok():  # SIGINT/SIGTERM shut the context down: stop publishing
