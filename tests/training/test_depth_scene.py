@@ -285,6 +285,22 @@ class _Listener:
         self.rclpy.try_shutdown(context=self.context)
 
 
+def _play(folder, ns, *extra):
+    """camera_player on _rgbd_folder's colour, depth and camera_info: 20 Hz, reliable, in ns."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "yolz_ros.cli.camera_player", str(folder / "color"),
+         "--depth", str(folder / "depth"), "--camera-info", str(folder / "info.yaml"),
+         "--rate", "20", "--reliable", *extra, "--ros-args", "-r", f"__ns:={ns}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _stop(player) -> str:
+    """The player's output, after killing it if it still runs."""
+    if player.poll() is None:
+        player.kill()
+    return player.communicate(timeout=10)[0]
+
+
 @pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])
 def test_camera_player_publishes_rgbd(tmp_path, encoding):
     pytest.importorskip("rclpy")
@@ -292,20 +308,14 @@ def test_camera_player_publishes_rgbd(tmp_path, encoding):
     ns = f"/dscene_{os.getpid()}_{encoding.lower()}"
     listener = _Listener(ns)
     try:
-        player = subprocess.Popen(
-            [sys.executable, "-m", "yolz_ros.cli.camera_player", str(tmp_path / "color"),
-             "--depth", str(tmp_path / "depth"), "--depth-encoding", encoding,
-             "--camera-info", str(tmp_path / "info.yaml"), "--frame-id", "rgbd_optical",
-             "--rate", "20", "--reliable", "--wait", "20", "--ros-args", "-r", f"__ns:={ns}"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        player = _play(tmp_path, ns, "--depth-encoding", encoding, "--frame-id", "rgbd_optical",
+                       "--wait", "20")
         try:
             ok = listener.spin_until(lambda: all(len(v) >= 3 for v in listener.got.values()),
                                      40.0)
             listener.spin_until(lambda: player.poll() is not None, 10.0)
         finally:
-            if player.poll() is None:
-                player.kill()
-            output = player.communicate(timeout=10)[0]
+            output = _stop(player)
         assert ok, (output, {k: len(v) for k, v in listener.got.items()})
     finally:
         got = listener.got
@@ -379,11 +389,7 @@ def test_camera_player_waits_for_a_subscriber_on_every_topic(tmp_path):
     ns = f"/dscene_{os.getpid()}_late"
     listener = _Listener(ns, topics=("image", "depth"))
     try:
-        player = subprocess.Popen(
-            [sys.executable, "-m", "yolz_ros.cli.camera_player", str(tmp_path / "color"),
-             "--depth", str(tmp_path / "depth"), "--camera-info", str(tmp_path / "info.yaml"),
-             "--rate", "20", "--reliable", "--wait", "30", "--ros-args", "-r", f"__ns:={ns}"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        player = _play(tmp_path, ns, "--wait", "30")
         try:
             listener.spin_until(lambda: False, 2.0)
             assert not listener.got["image"], "published before every topic had a subscriber"
@@ -391,9 +397,7 @@ def test_camera_player_waits_for_a_subscriber_on_every_topic(tmp_path):
             ok = listener.spin_until(lambda: all(len(v) >= 3 for v in listener.got.values()),
                                      40.0)
         finally:
-            if player.poll() is None:
-                player.kill()
-            output = player.communicate(timeout=10)[0]
+            output = _stop(player)
         assert ok, (output, {k: len(v) for k, v in listener.got.items()})
     finally:
         listener.close()
