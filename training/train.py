@@ -71,26 +71,32 @@ def _photo_masks(ep, cfg):
     return ep
 
 
-def load_features(folders, limit=0, cfg: MatchConfig | None = None, side=None):
-    """Feature episodes of one folder or a list of them (`limit` per folder); `side`: a folder of
-    features.py --stride8 side files (scene8, targets8) for the first folder's episodes."""
-    eps = []
+def feature_paths(folders, limit=0):
+    """[(folder index, episode file)] of one feature folder or a list of them, `limit` per folder
+    (0 = all): the episodes a config trains on."""
+    out = []
     for n, folder in enumerate([folders] if isinstance(folders, (str, Path)) else folders):
         paths = sorted(p for p in Path(folder).glob("episode_*.npz") if ".tmp" not in p.name)
-        if limit:
-            paths = paths[:limit]
         if not paths:
             raise SystemExit(f"no feature episodes in {folder}: run python -m training.data.features")
-        for p in paths:
-            with np.load(p, allow_pickle=False) as z:
-                ep = {k: z[k] for k in z.files}
-            if side and n == 0:
-                extra = Path(side) / p.name
-                if not extra.is_file():
-                    raise SystemExit(f"no {extra}: run training.data.features --stride8 {side}")
-                with np.load(extra, allow_pickle=False) as z:
-                    ep.update({k: z[k] for k in z.files})
-            eps.append(_photo_masks(ep, cfg or MatchConfig()))
+        out += [(n, p) for p in (paths[:limit] if limit else paths)]
+    return out
+
+
+def load_features(folders, limit=0, cfg: MatchConfig | None = None, side=None):
+    """Feature episodes of feature_paths(folders, limit); `side`: a folder of features.py
+    --stride8 side files (scene8, targets8) for the first folder's episodes."""
+    eps = []
+    for n, p in feature_paths(folders, limit):
+        with np.load(p, allow_pickle=False) as z:
+            ep = {k: z[k] for k in z.files}
+        if side and n == 0:
+            extra = Path(side) / p.name
+            if not extra.is_file():
+                raise SystemExit(f"no {extra}: run training.data.features --stride8 {side}")
+            with np.load(extra, allow_pickle=False) as z:
+                ep.update({k: z[k] for k in z.files})
+        eps.append(_photo_masks(ep, cfg or MatchConfig()))
     return eps
 
 
@@ -135,11 +141,15 @@ def object_slots(tokens, count):
     return torch.cat([mean[None], tokens[torch.from_numpy(idx).to(tokens.device)]])
 
 
+def reference_views(ep, mcfg, rng, n):
+    """Sorted indices of n random reference views of an episode's objects."""
+    return np.sort(rng.choice(ep[f"views_{mcfg.view_sizes[0]}"].shape[1], n, replace=False))
+
+
 def episode_objects(tokens, ep, mcfg, rng, n, variants):
     """[C, T, D] object tokens from n random reference views (variant per object)."""
     c = ep["present"].shape[1]
-    n_max = ep[f"views_{mcfg.view_sizes[0]}"].shape[1]
-    views = np.sort(rng.choice(n_max, n, replace=False))
+    views = reference_views(ep, mcfg, rng, n)
     return torch.stack([object_slots(pooled(tokens, i, views, int(variants[i])),
                                      mcfg.object_tokens) for i in range(c)])
 

@@ -62,13 +62,13 @@ def layout_score(view_xy, cell_xy, sims):
 @torch.no_grad()
 def query_scores(head: MatchHead, eps, mcfg: MatchConfig, n=8, radius=3):
     """Per query: presence score (max probability), layout score, present, height, episode."""
-    from training.train import episode_tokens, pooled
+    from training.train import episode_tokens, pooled, reference_views
 
     rows = []
     for e, ep in enumerate(eps):
         c = ep["present"].shape[1]
         tokens = episode_tokens(head, ep, mcfg.view_sizes)
-        views = np.sort(np.random.default_rng(0).choice(ep["mask_64"].shape[1], n, replace=False))
+        views = reference_views(ep, mcfg, np.random.default_rng(0), n)  # as train.validate
         objects, positions = [], []
         for i in range(c):
             pool = pooled(tokens, i, views, 0)

@@ -178,10 +178,11 @@ def main(argv=None):
         print(f"FP16-stored weights: max abs diff to FP32 torch {worst}")
         if max(worst.values()) > FP16_TOL:
             raise SystemExit("FP16 weight storage changed the outputs too much: use --fp32-weights")
+    from training.train import feature_paths
+
     folders = cfg["train_features"] if isinstance(cfg["train_features"], list) \
         else [cfg["train_features"]]
-    n_train = sum(min(cfg.get("max_train_episodes") or 10**9,
-                      len(list(Path(f).glob("episode_*.npz")))) for f in folders)
+    n_train = len(feature_paths(folders, cfg.get("max_train_episodes", 0)))
     training = {"config": cfg, "code_sha": code_sha(), "steps": int(ckpt["step"]),
                 "machine": f"{cpu_model()}, {os.cpu_count()} cores, {platform.platform()}",
                 "data": f"{n_train} training episodes of the train split (training/data/"
