@@ -43,12 +43,14 @@ def load_detector(cfg: StartConfig, logger: logging.Logger):
 
 def open_library(cfg: StartConfig, detector, logger):
     """The object library of ``cfg``, loaded (objects of another model re-embedded)."""
-    from yolz_ros.runtime.library import ObjectLibrary
+    from yolz_ros.runtime.library import LibraryError, ObjectLibrary
     directory = Path(cfg.library_dir).expanduser() if cfg.library_dir else default_library_dir()
     try:
         library = ObjectLibrary(directory, detector.model_id, logger=logger,
                                 embedding_dim=detector.info.embedding_dim)
         library.load(embed_fn=detector.embed_views)
+    except LibraryError as exc:  # a library of another format: refused, left as it is
+        raise StartupError(str(exc)) from exc
     except OSError as exc:
         raise StartupError(f"cannot use the object library folder {directory}: {exc}; set the "
                            "parameter library_dir to a writable folder") from exc

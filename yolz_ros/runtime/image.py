@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import struct
-import zlib
 
 import cv2
 import numpy as np
@@ -161,29 +160,3 @@ def check_encoded_size(data, max_pixels: int, max_side: int = 0) -> Tuple[int, i
         raise ImageError(f"{kind} header declares {width}x{height}: each side must be at most "
                          f"{max_side} pixels; refused before decoding")
     return width, height, kind
-
-
-def png_problem(data: bytes) -> Optional[str]:
-    """None if ``data`` is a structurally sound PNG (signature, IHDR first, every chunk's CRC,
-    IEND last, nothing after it), else what is wrong. Cheap: no pixels are decoded."""
-    if data[:8] != PNG_SIGNATURE:
-        return "not a PNG (bad signature)"
-    i, n, first = 8, len(data), True
-    while True:
-        if i + 12 > n:
-            return "truncated PNG (no IEND chunk)"
-        length, kind = struct.unpack(">I4s", data[i:i + 8])
-        end = i + 12 + length
-        if end > n:
-            return f"truncated PNG (chunk {kind!r} runs past the end)"
-        if first and kind != b"IHDR":
-            return "PNG does not start with IHDR"
-        first = False
-        crc = struct.unpack(">I", data[end - 4:end])[0]
-        if zlib.crc32(data[i + 4:end - 4]) & 0xFFFFFFFF != crc:
-            return f"PNG chunk {kind.decode('latin-1')!r} at byte {i} has a bad CRC"
-        if kind == b"IEND":
-            return None if end == n else "bytes after the PNG's IEND chunk"
-        i = end
-
-

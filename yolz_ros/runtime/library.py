@@ -4,8 +4,7 @@ Plain Python (no ROS). Layout of ``directory``::
 
     library.json                 index: {"format", "objects": [{name, folder, num_views,
                                  model_id, created}]} -- the commit point of every change
-    objects/o-<id>-<name>/       one folder per stored version of an object (folders written
-                                 by older code are called <name>.<id>; both load)
+    objects/o-<id>-<name>/       one folder per stored version of an object
         meta.json                {name, num_views, model_id, created, embedding_dim,
                                  view_sha256}
         view_000.png ...         the reference views as received (RGB or RGBA, lossless)
@@ -29,7 +28,10 @@ Every path taken from the index must name a plain folder directly inside ``objec
 If the index is unreadable, it is rebuilt from the folders: only folders carrying the
 ``committed`` mark count (a mark is written after the index commit that acknowledged the folder,
 and taken away before the commit that retires it), so an interrupted, never-acknowledged write is
-never preferred; folders of libraries written before marks existed fall back to the newest.
+never preferred.
+
+An index of another format than INDEX_FORMAT is refused (LibraryError, nothing read further,
+nothing written): this code cannot tell what a different layout keeps, so it must not rewrite it.
 """
 from __future__ import annotations
 
@@ -48,7 +50,6 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from yolz_ros.runtime.atomic_file import TMP_PREFIX, write_bytes_atomic
-from yolz_ros.runtime.image import png_problem
 from yolz_ros.runtime.view_png import decode_view_png, encode_view_png
 
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -157,6 +158,9 @@ def _check_folder_name(folder) -> str:
     if not isinstance(folder, str) or folder in ("", ".", "..") or len(folder) > 255 \
             or any(c in folder for c in "/\\\x00"):
         raise ValueError(f"bad folder {folder!r} (must be a plain folder name inside objects/)")
+    if folder.startswith(TMP_PREFIX):
+        raise ValueError(f"folder {folder!r}: names starting with {TMP_PREFIX!r} are the "
+                         "library's temporaries, never an object's")
     return folder
 
 
@@ -235,19 +239,18 @@ class ObjectLibrary:
         ``embed_fn(views)`` (views: list of HxWx3/HxWx4 uint8 arrays) when it is given;
         unreadable entries are skipped with a warning and left on disk."""
         with self._lock:
+            entries, rebuilt = self._read_index()  # refuses another format before any write
             self._ensure_dirs()
             self._objects.clear()
             self._skipped.clear()
             self.skipped_reasons.clear()
             self.reembedded = []
-            entries, rebuilt = self._read_index()
             referenced = set()
             for entry in entries:
                 folder = entry.get("folder") if isinstance(entry, dict) else None
                 if isinstance(folder, str):
                     referenced.add(folder)
             self._clean_temporaries(keep=referenced)
-            dirty = rebuilt
             for entry in entries:
                 name = entry.get("name") if isinstance(entry, dict) else None
                 folder = entry.get("folder") if isinstance(entry, dict) else None
@@ -265,19 +268,9 @@ class ObjectLibrary:
                     self._skipped[name] = entry
                     self.skipped_reasons[name] = reason
                     continue
-                if obj.folder.startswith(TMP_PREFIX):  # written by code before the o- names
-                    obj, dirty = self._migrate_folder(obj), True
-                    referenced.add(obj.folder)
                 self._objects[name] = obj
-            if dirty:
+            if rebuilt:
                 self._write_index()
-            for obj in self._objects.values():  # libraries from before the marks: add them
-                if not (self.objects_dir / obj.folder / COMMIT_MARK).exists():
-                    try:
-                        self._set_mark(obj.folder, True)
-                    except OSError as exc:
-                        self.log.warning(f"object {obj.name!r}: cannot write its commit mark "
-                                         f"({exc})")
             self._quarantine_orphans(referenced)
             stale = [o for o in self._objects.values() if o.model_id != self.model_id]
             for obj in stale:
@@ -286,26 +279,14 @@ class ObjectLibrary:
             return self
 
     def _clean_temporaries(self, keep=()) -> None:
-        """Delete leftovers of interrupted writes (names starting with TMP_PREFIX), except
-        folders the index names (objects called '.tmp-...' by code before the o- names)."""
+        """Delete leftovers of interrupted writes (names starting with TMP_PREFIX). A folder the
+        index names is kept even so: its entry is refused at load (_check_folder_name), and
+        what an index names is never deleted behind the user's back."""
         for path in list(self.objects_dir.iterdir()) + list(self.directory.iterdir()):
             if path.name.startswith(TMP_PREFIX) and not (path.parent == self.objects_dir
                                                          and path.name in keep):
                 self.log.info(f"object library: removing incomplete write {path}")
                 _remove_path(path)
-
-    def _migrate_folder(self, obj: StoredObject) -> StoredObject:
-        """Rename a legacy folder that starts with TMP_PREFIX to an o- name (the index is
-        rewritten by the caller); if the rename fails the object keeps its folder."""
-        new = self._new_folder_name(obj.name)
-        try:
-            os.replace(self._folder_path(obj.folder), self.objects_dir / new)
-        except OSError as exc:
-            self.log.warning(f"object {obj.name!r}: cannot rename {obj.folder} ({exc})")
-            return obj
-        self.log.info(f"object library: folder {obj.folder} renamed to {new} (names starting "
-                      f"with {TMP_PREFIX!r} are reserved for temporaries)")
-        return StoredObject(obj.name, new, obj.num_views, obj.model_id, obj.created, obj.vector)
 
     def _quarantine_orphans(self, referenced) -> None:
         """Move folders no index entry names (interrupted writes, never acknowledged) out of
@@ -332,9 +313,10 @@ class ObjectLibrary:
             _remove_path(path)
 
     def _read_index(self):
-        """(index entries, rebuilt?)."""
+        """(index entries, rebuilt?). Raises LibraryError for an index of another format."""
         if not self.index_path.exists():
-            if any(p for p in self.objects_dir.iterdir() if not p.name.startswith(TMP_PREFIX)):
+            if self.objects_dir.is_dir() and any(
+                    p for p in self.objects_dir.iterdir() if not p.name.startswith(TMP_PREFIX)):
                 self.log.warning(f"object library index {self.index_path} is missing; "
                                  "rebuilding it from the acknowledged object folders")
                 return self._scan_folders(), True
@@ -343,7 +325,6 @@ class ObjectLibrary:
             data = json.loads(self.index_path.read_text())
             if not isinstance(data, dict) or not isinstance(data.get("objects"), list):
                 raise ValueError("no 'objects' list")
-            return data["objects"], False
         except Exception as exc:  # noqa: BLE001
             self.quarantine_dir.mkdir(exist_ok=True)
             keep = self.quarantine_dir / f"{INDEX_FILE}.{time.strftime('%Y%m%dT%H%M%S')}.unreadable"
@@ -355,15 +336,22 @@ class ObjectLibrary:
                              "rebuilding it from the acknowledged object folders"
                              + (f" (the unreadable file is kept as {keep})" if keep else ""))
             return self._scan_folders(), True
+        if data.get("format") != INDEX_FORMAT:
+            raise LibraryError(
+                f"object library {self.directory}: library.json is of format "
+                f"{data.get('format')!r}; this version reads only {INDEX_FORMAT!r}. Nothing was "
+                "read or changed: use the version that wrote it, or set library_dir to another "
+                "folder")
+        return data["objects"], False
 
     def _scan_folders(self) -> list:
         """Index entries recovered from the folders' meta.json: per name, the newest folder
-        with the commit mark; a folder without one (never acknowledged, or retired) only if no
-        folder of the library has marks at all (a library from before the marks)."""
-        found: dict[str, tuple] = {}
-        any_marks = False
+        with the commit mark (one without was never acknowledged, or was retired)."""
+        found: dict[str, list] = {}
         for path in sorted(self.objects_dir.iterdir()):
             if path.is_symlink() or not path.is_dir() or path.name.startswith(TMP_PREFIX):
+                continue
+            if not (path / COMMIT_MARK).is_file():
                 continue
             try:
                 meta = json.loads((path / "meta.json").read_text())
@@ -371,15 +359,10 @@ class ObjectLibrary:
                 mtime = path.stat().st_mtime
             except Exception:  # noqa: BLE001
                 continue
-            marked = (path / COMMIT_MARK).is_file()
-            any_marks |= marked
-            found.setdefault(name, []).append((marked, mtime, path.name, meta))
+            found.setdefault(name, []).append((mtime, path.name, meta))
         entries = []
         for name, candidates in found.items():
-            pool = [c for c in candidates if c[0]] if any_marks else candidates
-            if not pool:
-                continue
-            _, _, folder, meta = max(pool, key=lambda c: c[1])
+            _, folder, meta = max(candidates, key=lambda c: c[0])
             entries.append({"name": name, "folder": folder,
                             "num_views": meta.get("num_views", 0),
                             "model_id": meta.get("model_id", ""),
@@ -395,21 +378,15 @@ class ObjectLibrary:
             raise ValueError(f"meta.json names {meta.get('name')!r}")
         num_views = int(meta["num_views"])
         hashes = meta.get("view_sha256")
-        if hashes is not None and (not isinstance(hashes, list) or len(hashes) != num_views):
+        if not isinstance(hashes, list) or len(hashes) != num_views:
             raise ValueError("meta.json view_sha256 does not list one checksum per view")
         for i in range(num_views):
             view = path / f"view_{i:03d}.png"
             if view.is_symlink() or not view.is_file():
                 raise ValueError(f"view_{i:03d}.png is missing")
-            data = view.read_bytes()
-            if hashes is not None:
-                if _sha256(data) != hashes[i]:
-                    raise ValueError(f"view_{i:03d}.png is corrupt (its sha256 does not match "
-                                     "meta.json)")
-            else:  # written before checksums: check the PNG's structure (every chunk's CRC)
-                problem = png_problem(data)
-                if problem:
-                    raise ValueError(f"view_{i:03d}.png is corrupt ({problem})")
+            if _sha256(view.read_bytes()) != hashes[i]:
+                raise ValueError(f"view_{i:03d}.png is corrupt (its sha256 does not match "
+                                 "meta.json)")
         with np.load(path / "embedding.npz", allow_pickle=False) as npz:
             vector = np.asarray(npz["vector"], np.float32)
         if vector.ndim != 1 or vector.size == 0 or not np.all(np.isfinite(vector)):
