@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from yolz_ros.cli.camera_player import Pacer  # noqa: E402
+from yolz_ros.runtime.pacer import Pacer  # noqa: E402
 from yolz_ros.ros.dds import current_profile, set_profile  # noqa: E402
 DEFAULT_PROFILE = ROOT / "config" / "fastdds_same_host.xml"
 

@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from yolz_ros.cli.camera_player import Pacer
+    from yolz_ros.runtime.pacer import Pacer
     w, h = (int(v) for v in args.size.lower().split("x"))
     rclpy.init()
     node = rclpy.create_node("lossy_camera")

@@ -377,12 +377,3 @@ def product_cache(spec: ProductSpec, n_views: int, n_instances: int, view_size: 
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)
     return arrays
-
-
-def cache_all(split: str, n_views: int, n_instances: int, view_size: int, instance_size: int,
-              data_dir: str = "data", ids=None) -> None:
-    """Render every product of a split (or `ids`); idempotent."""
-    for i in (product_ids(split) if ids is None else ids):
-        product_cache(product_spec(split, i), n_views, n_instances, view_size, instance_size,
-                      data_dir)
-

@@ -80,13 +80,6 @@ def grid_max(pixel_map: np.ndarray, stride: int = STRIDE) -> np.ndarray:
     return m.reshape(rows, stride, cols, stride).max(axis=(1, 3)).astype(np.float32)
 
 
-def grid_mean(pixel_map: np.ndarray, stride: int = STRIDE) -> np.ndarray:
-    h, w = pixel_map.shape
-    rows, cols = h // stride, w // stride
-    m = pixel_map[:rows * stride, :cols * stride]
-    return m.reshape(rows, stride, cols, stride).mean(axis=(1, 3)).astype(np.float32)
-
-
 def _outline(mask: np.ndarray) -> np.ndarray:
     """Corners float32 [4, 2] (x, y) of the foreground's bounding box (the whole view if none)."""
     ys, xs = np.nonzero(mask)

@@ -23,30 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from yolz_ros.runtime.depth import parse_camera_info
+from yolz_ros.runtime.pacer import Pacer
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-
-
-class Pacer:
-    """Fixed-rate publishing: ``wait()`` sleeps until the next tick of ``rate`` Hz. A tick that is
-    already past is not made up for when ``catch_up`` is False (the schedule restarts from now,
-    as a camera that fell behind drops frames rather than bursting them)."""
-
-    def __init__(self, rate: float, catch_up: bool = True):
-        self.period = 1.0 / rate
-        self.catch_up = catch_up
-        self.start = self.next = time.monotonic()
-
-    def wait(self) -> None:
-        self.next += self.period
-        delay = self.next - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        elif not self.catch_up:
-            self.next = time.monotonic()
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.start
 
 
 def image_files(folder: Path) -> list[Path]:
