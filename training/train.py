@@ -1,4 +1,5 @@
-"""Train the yolz v2 head on frozen-backbone features (training/data/features.py).
+"""Train the yolz detector — the adapted backbone tail, the match head and the box head — on
+cached backbone features (training/data/features.py). The one trainer of the project.
 
     python -m training.train --config training/configs/match_cpu.yaml --out runs/match --resume
     python -m training.train --config match.json --out runs/match --device cuda   # a lent GPU
@@ -18,8 +19,17 @@ the newest (for --resume). Each step takes `episodes_per_step` episodes; per epi
   nce       InfoNCE between two disjoint 4-view mean embeddings (slot 0) of the batch's objects
             (only with train_projection: true; by default the projection stays the PCA of the
             frozen features, so no gradient flows through the [S, K, T, R] similarity — 4x faster).
+  boxes     L1 + GIoU of the box head's distances on every object's cells (w_boxes > 0;
+            training/model/boxes.py), each instance weighted equally.
+Backbone (v4): a cache of Lite0 block B's features (features.py --block B; B = 7 for blocks 8-10,
+4 for 5-10) runs through Lite0Tail(B + 1), ImageNet weights to start, trained at `backbone_lr`
+(0 = frozen, the baseline) for scenes and reference views alike; a cache of block 10 (v2/v3) has
+no tail. Episodes are read from disk as each step needs them: a 12,000-episode cache is ~45 GB.
 Experiments (training/configs/v3_ablation, `make ablation`): `train_features` as a list of folders
 (e.g. + small-object episodes), `cell_stride: 8` (FineGridHead on the stride-8 side files).
+
+Checkpoint (one schema): head, backbone (the tail under FrozenLite0's names; {} without a tail),
+boxes ({} with w_boxes 0), optimizer, step, elapsed_s, config, val.
 """
 from __future__ import annotations
 
@@ -35,11 +45,14 @@ import torch
 import torch.nn.functional as F
 
 from training.config import load_config, lr_at, summary_writer
+from training.model.backbone import BLOCK16, WIDTH16, Lite0Tail
+from training.model.boxes import BoxConfig, BoxHead, box_targets, distances_to_boxes, giou_loss
 from training.model.losses import info_nce, sigmoid_focal_loss
 from training.model.match import PATCH, FineGridHead, MatchConfig, MatchHead
 from training.evaluation.evaluate import HEIGHT_BUCKETS
 from training.evaluation.metrics import average_precision, summarize
 from training.data import realbench
+from yolz_ros.runtime.geometry import box_iou
 from yolz_ros.runtime.object_tokens import object_tokens, token_mask
 
 DEFAULTS = {
@@ -55,6 +68,9 @@ DEFAULTS = {
     "cell_stride": 16, "train_features8": "data/features8/train",
     "val_features8": "data/features8/val", "model": {},
     "train_projection": False,  # False: the PCA projection stays; only the heads train
+    "backbone_lr": 0.0,  # the Lite0 tail after the cached block; 0 = frozen
+    "w_boxes": 0.0, "boxes": {},  # the box head (BoxConfig) and its loss weight; 0 = no box head
+    "w_l1": 1.0, "w_giou": 1.0,
 }
 
 
@@ -83,49 +99,107 @@ def feature_paths(folders, limit=0):
     return out
 
 
+def load_episode(path, cfg: MatchConfig, side=None) -> dict:
+    """One feature episode as arrays; `side`: its features.py --stride8 side file's folder."""
+    with np.load(path, allow_pickle=False) as z:
+        ep = {k: z[k] for k in z.files}
+    if side:
+        extra = Path(side) / Path(path).name
+        if not extra.is_file():
+            raise SystemExit(f"no {extra}: run training.data.features --stride8 {side}")
+        with np.load(extra, allow_pickle=False) as z:
+            ep.update({k: z[k] for k in z.files})
+    return _photo_masks(ep, cfg)
+
+
 def load_features(folders, limit=0, cfg: MatchConfig | None = None, side=None):
-    """Feature episodes of feature_paths(folders, limit); `side`: a folder of features.py
-    --stride8 side files (scene8, targets8) for the first folder's episodes."""
-    eps = []
-    for n, p in feature_paths(folders, limit):
-        with np.load(p, allow_pickle=False) as z:
-            ep = {k: z[k] for k in z.files}
-        if side and n == 0:
-            extra = Path(side) / p.name
-            if not extra.is_file():
-                raise SystemExit(f"no {extra}: run training.data.features --stride8 {side}")
-            with np.load(extra, allow_pickle=False) as z:
-                ep.update({k: z[k] for k in z.files})
-        eps.append(_photo_masks(ep, cfg or MatchConfig()))
-    return eps
+    """Feature episodes of feature_paths(folders, limit), in memory; `side`: a folder of
+    features.py --stride8 side files (scene8, targets8) for the first folder's episodes."""
+    return [load_episode(p, cfg or MatchConfig(), side if n == 0 else None)
+            for n, p in feature_paths(folders, limit)]
 
 
 def head_for(cfg, mcfg):
     return FineGridHead(mcfg) if cfg["cell_stride"] == 8 else MatchHead(mcfg)
 
 
-def scene_inputs(head, ep):
+def feature_block(path) -> int:
+    """The Lite0 block whose output a feature episode caches (10 for caches without the key)."""
+    with np.load(path, allow_pickle=False) as z:
+        return int(z["feature_block"]) if "feature_block" in z.files else BLOCK16
+
+
+class Trainable(torch.nn.Module):
+    """Everything that trains: the backbone tail after the cached block (Lite0Tail; empty for a
+    block-10 cache), the match head and, with w_boxes > 0, the box head."""
+
+    def __init__(self, cfg, mcfg, block: int, pretrained: bool = True):
+        super().__init__()
+        self.block = block
+        self.tail = Lite0Tail(block + 1, pretrained)
+        self.head = head_for(cfg, mcfg)
+        self.boxes = BoxHead(BoxConfig(**cfg["boxes"])) if cfg["w_boxes"] > 0 else None
+        self.tail.requires_grad_(cfg["backbone_lr"] > 0)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt):
+        cfg = json.loads(ckpt["config"])
+        mcfg = MatchConfig(**{**cfg["model"], "pretrained": False})
+        model = cls(cfg, mcfg, int(cfg.get("feature_block", BLOCK16)), pretrained=True)
+        model.load_checkpoint(ckpt)
+        return model.eval(), cfg, mcfg
+
+    def state(self) -> dict:
+        return {"head": self.head.state_dict(), "backbone": self.tail.backbone_state(),
+                "boxes": self.boxes.state_dict() if self.boxes is not None else {}}
+
+    def load_checkpoint(self, ckpt):
+        self.head.load_state_dict(ckpt["head"])
+        prefix = {f"blocks.{self.tail.first + i}.": f"blocks.{i}." for i in range(len(self.tail.blocks))}
+        tail = {}
+        for k, v in ckpt.get("backbone", {}).items():
+            head_k = ".".join(k.split(".")[:2]) + "."
+            tail[prefix[head_k] + k[len(head_k):]] = v
+        if tail:
+            self.tail.load_state_dict(tail)
+        if self.boxes is not None:
+            self.boxes.load_state_dict(ckpt["boxes"])
+
+    def features(self, cached):  # cached block features [B, C_in, h, w] -> [B, 112, h, w]
+        return self.tail(cached)
+
+
+def scene_inputs(model, ep):
     """(stride-16 features, stride-8 features or None, cell targets at the head's grid)."""
-    fine = isinstance(head, FineGridHead)
-    return (on(head, ep["scene"]), on(head, ep["scene8"]) if fine else None,
-            on(head, ep["targets8" if fine else "targets"]))
+    fine = isinstance(model.head, FineGridHead)
+    return (model.features(on(model, ep["scene"])), on(model, ep["scene8"]) if fine else None,
+            on(model, ep["targets8" if fine else "targets"]))
 
 
-def on(head, array):
-    """A numpy array as a float tensor on the head's device."""
-    return torch.from_numpy(array).to(head.proj.weight.device, torch.float32)
+def on(model, array):
+    """A numpy array as a float tensor on the model's device."""
+    return torch.from_numpy(np.ascontiguousarray(array)).to(model.head.proj.weight.device,
+                                                            torch.float32)
 
 
-def episode_tokens(head, ep, sizes):
-    """Projected unit tokens of every view of an episode, per view size:
-    {s: ([C, N, 2, g*g, D] tokens, [C, N, 2, g*g] masks)} (variant 0 alpha, 1 photo)."""
+def episode_tokens(model, ep, sizes, objects=None, variants=(0, 1)):
+    """Projected unit tokens of the views of an episode, per view size:
+    {s: ([C', N, 2, g*g, D] tokens, [C', N, 2, g*g] masks)} (variant 0 alpha, 1 photo) of the
+    episode's objects `objects` (default all). Only the `variants` asked for run through the
+    backbone tail; the others' tokens are zeros (a tail's views cost as much as scenes)."""
+    c = ep["present"].shape[1]
+    objects = np.arange(c) if objects is None else np.asarray(objects)
     out = {}
     for s in sizes:
-        f = on(head, ep[f"views_{s}"])  # [C, N, 2, 112, g, g]
-        c, n, v = f.shape[:3]
-        tok = head.tokens(f.flatten(0, 2)).flatten(2).transpose(1, 2)  # [C*N*2, g*g, D]
-        out[s] = (tok.reshape(c, n, v, *tok.shape[1:]),
-                  on(head, ep[f"mask_{s}"]).bool().reshape(c, n, v, -1))
+        views = ep[f"views_{s}"][objects]  # [C', N, 2, C_in, g, g]
+        cc, n = views.shape[:2]
+        g = views.shape[-1]
+        tok = torch.zeros(cc, n, 2, g * g, model.head.cfg.token_dim,
+                          device=model.head.proj.weight.device)
+        for v in variants:
+            f = model.features(on(model, views[:, :, v]).flatten(0, 1))
+            tok[:, :, v] = model.head.tokens(f).flatten(2).transpose(1, 2).reshape(cc, n, g * g, -1)
+        out[s] = (tok, on(model, ep[f"mask_{s}"][objects]).bool().reshape(cc, n, 2, -1))
     return out
 
 
@@ -154,22 +228,42 @@ def episode_objects(tokens, ep, mcfg, rng, n, variants):
                                      mcfg.object_tokens) for i in range(c)])
 
 
-def step_loss(head, eps, cfg, mcfg, rng):
-    losses = {"presence": 0.0, "cells": 0.0, "final": 0.0}
+def box_loss(model, feats, ep, cfg):
+    """(L1, GIoU) sums of the box head over every present object's cells, and the instance count."""
+    pred = distances_to_boxes(model.boxes(feats))  # [S, r, c, 4] in cells
+    l1 = giou = feats.new_zeros(())
+    for s in range(feats.shape[0]):
+        tgt, w = box_targets(torch.from_numpy(ep["targets"][s].astype(np.float32)),
+                             torch.from_numpy(ep["boxes"][s]), PATCH)
+        on_ = w > 0
+        if not on_.any():
+            continue
+        tgt, w = tgt.to(feats.device)[on_], w.to(feats.device)[on_]
+        l1 = l1 + ((pred[s][on_] - tgt).abs().sum(dim=1) * w).sum()
+        giou = giou + (giou_loss(pred[s][on_], tgt) * w).sum()
+    return l1, giou, int(np.isfinite(ep["boxes"]).all(axis=2).sum())
+
+
+def step_loss(model, eps, cfg, mcfg, rng):
+    head = model.head
+    losses = {"presence": 0.0, "cells": 0.0, "final": 0.0, "l1": 0.0, "giou": 0.0}
     anchors, positives = [], []
+    boxes_n = 0
+    # A frozen projection and tail need no gradient through the big [S, K, T, R] similarity.
+    view_grad = cfg["train_projection"] or cfg["backbone_lr"] > 0
     for ep in eps:
         c = ep["present"].shape[1]
-        feats, feats8, targets = scene_inputs(head, ep)  # [S, 112, r, c], ..., [S, C, r', c']
+        feats, feats8, targets = scene_inputs(model, ep)  # [S, 112, r, c], ..., [S, C, r', c']
         s = feats.shape[0]
         n = int(rng.integers(1, 9))
         variants = (rng.random(c) < cfg["photo_view_prob"]).astype(int)
-        # A frozen projection needs no gradient through the big [S, K, T, R] similarity.
-        with torch.set_grad_enabled(cfg["train_projection"]):
-            tokens = episode_tokens(head, ep, mcfg.view_sizes)
+        with torch.set_grad_enabled(view_grad):
+            needed = (0, 1) if variants.any() else (0,)
+            tokens = episode_tokens(model, ep, mcfg.view_sizes, variants=needed)
             objects = episode_objects(tokens, ep, mcfg, rng, n, variants)
             sim = head.similarity(feats, objects[None].expand(s, -1, -1, -1))
         a, b = head.decide(feats, sim, feats8)
-        present = on(head, ep["present"])
+        present = on(model, ep["present"])
         losses["presence"] += F.binary_cross_entropy_with_logits(b, present)
         sel = present.bool()
         if sel.any():
@@ -182,7 +276,12 @@ def step_loss(head, eps, cfg, mcfg, rng):
         p_t = p * targets + (1 - p) * (1 - targets)
         w = cfg["focal_alpha"] * targets + (1 - cfg["focal_alpha"]) * (1 - targets)
         losses["final"] += (w * ce * (1 - p_t) ** cfg["focal_gamma"]).sum() / targets.sum().clamp(min=1)
-        if not cfg["train_projection"]:
+        if model.boxes is not None:
+            l1, giou, count = box_loss(model, feats, ep, cfg)
+            losses["l1"] += l1
+            losses["giou"] += giou
+            boxes_n += count
+        if not view_grad:
             continue
         # two disjoint 4-view sets of the alpha views for the contrastive term
         first, second = np.arange(4), np.arange(4, 8)
@@ -190,29 +289,51 @@ def step_loss(head, eps, cfg, mcfg, rng):
             anchors.append(F.normalize(pooled(tokens, i, first, 0).mean(0), dim=0))
             positives.append(F.normalize(pooled(tokens, i, second, 0).mean(0), dim=0))
     k = len(eps)
-    stats = {name: float(v.detach()) / k for name, v in losses.items()}
+    boxes_n = max(1, boxes_n)
+    stats = {name: float(v.detach() if torch.is_tensor(v) else v) / (boxes_n if name in ("l1", "giou") else k)
+             for name, v in losses.items()}
     nce = info_nce(torch.stack(anchors), torch.stack(positives), cfg["temperature"]) \
         if anchors else torch.zeros((), device=head.proj.weight.device)
     stats["nce"] = float(nce.detach())
     loss = (cfg["w_presence"] * losses["presence"] + cfg["w_cells"] * losses["cells"]
             + cfg["w_final"] * losses["final"]) / k + cfg["w_nce"] * nce
+    if model.boxes is not None:
+        loss = loss + cfg["w_boxes"] * (cfg["w_l1"] * losses["l1"] + cfg["w_giou"] * losses["giou"]) / boxes_n
     stats["loss"] = float(loss.detach())
     return loss, stats
 
 
+def box_validation(model, ep, feats, out):
+    """IoU of the box read at each present object's centre cell, appended to out."""
+    pred = distances_to_boxes(model.boxes(feats)).cpu().numpy() * PATCH
+    for s in range(len(pred)):
+        for c in range(ep["boxes"].shape[1]):
+            box, targets = ep["boxes"][s, c], ep["targets"][s, c]
+            if not np.isfinite(box).all() or targets.max() <= 0.5:
+                continue
+            cells = np.argwhere(targets > 0.5)
+            gx, gy = (box[0] + box[2]) / 2 / PATCH, (box[1] + box[3]) / 2 / PATCH
+            r, cc = cells[np.argmin((cells[:, 0] + 0.5 - gy) ** 2 + (cells[:, 1] + 0.5 - gx) ** 2)]
+            out.append(box_iou(pred[s, r, cc], box))
+
+
 @torch.no_grad()
-def validate(head, eps, mcfg, n=8, variant=0):
+def validate(model, eps, mcfg, n=8, variant=0):
     """Benchmark metrics (training.evaluation.metrics.summarize) on featurized val episodes,
-    overall and by the visible box's height (every absent query a negative in each bin). A
-    stride-8 grid is scored max-pooled onto the benchmark's stride-16 cells (and at its own grid
-    as cell_ap_own_grid), so every head is judged on the same cells."""
-    records, own = [], []
+    overall and by the visible box's height (every absent query a negative in each bin), and
+    with a box head the centre cell's box IoU (median, share >= 0.5). A stride-8 grid is
+    scored max-pooled onto the benchmark's stride-16 cells (and at its own grid as
+    cell_ap_own_grid), so every head is judged on the same cells."""
+    head = model.head
+    records, own, ious = [], [], []
     for ep in eps:
         c = ep["present"].shape[1]
-        objects = episode_objects(episode_tokens(head, ep, mcfg.view_sizes), ep, mcfg,
-                                  np.random.default_rng(0), n, np.full(c, variant))
-        feats, feats8, targets = scene_inputs(head, ep)
+        objects = episode_objects(episode_tokens(model, ep, mcfg.view_sizes, variants=(variant,)),
+                                  ep, mcfg, np.random.default_rng(0), n, np.full(c, variant))
+        feats, feats8, targets = scene_inputs(model, ep)
         a, b = head(feats, objects[None].expand(feats.shape[0], -1, -1, -1), feats8)
+        if model.boxes is not None:
+            box_validation(model, ep, feats, ious)
         probs = torch.sigmoid(a) * torch.sigmoid(b)[..., None, None]
         if feats8 is not None:
             own += [(probs.cpu().numpy(), targets.cpu().numpy())]
@@ -229,6 +350,9 @@ def validate(head, eps, mcfg, n=8, variant=0):
     if own:
         out["cell_ap_own_grid"] = average_precision(
             np.concatenate([p.ravel() for p, _ in own]), np.concatenate([t.ravel() for _, t in own]))
+    if ious:
+        out["box_centre_iou_median"] = float(np.median(ious))
+        out["box_centre_iou50"] = float((np.array(ious) >= 0.5).mean())
     negatives = [r for r in records if not r["present"]]
     for name, lo, hi in HEIGHT_BUCKETS:
         pos = [r for r in records if r["present"] and lo <= r["height"] < hi]
@@ -239,25 +363,41 @@ def validate(head, eps, mcfg, n=8, variant=0):
     return out
 
 
-def init_projection(head, eps, dim):
+@torch.no_grad()
+def init_projection(model, eps, dim):
     """PCA (uncentred) of scene tokens: the projection starts as the best rank-D cosine keeper."""
-    x = np.concatenate([e["scene"].transpose(0, 2, 3, 1).reshape(-1, e["scene"].shape[1])
-                        for e in eps[:50]]).astype(np.float32)
+    x = np.concatenate([model.features(on(model, e["scene"])).cpu().numpy()
+                        .transpose(0, 2, 3, 1).reshape(-1, WIDTH16) for e in eps]).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-6
     _, _, vt = np.linalg.svd(x[::7], full_matrices=False)
-    with torch.no_grad():
-        head.proj.weight.copy_(torch.from_numpy(vt[:dim]).view(dim, -1, 1, 1))
+    model.head.proj.weight.copy_(torch.from_numpy(vt[:dim]).view(dim, -1, 1, 1))
 
 
-def save(path, head, opt, step, elapsed, cfg, val):
+def save(path, model, opt, step, elapsed, cfg, val):
     tmp = path.with_suffix(".tmp")
-    torch.save({"head": head.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                "elapsed_s": elapsed, "config": json.dumps(cfg), "val": json.dumps(val)}, tmp)
+    state = {k: {n: t.cpu() for n, t in v.items()} for k, v in model.state().items()}
+    torch.save({**state, "optimizer": opt.state_dict(), "step": step, "elapsed_s": elapsed,
+                "config": json.dumps(cfg), "val": json.dumps(val)}, tmp)
     os.replace(tmp, path)  # atomic
 
 
+class Episodes:
+    """Training episodes read from disk when a step draws them (the cache outgrows memory)."""
+
+    def __init__(self, folders, limit, mcfg, side=None):
+        self.paths = feature_paths(folders, limit)
+        self.mcfg, self.side = mcfg, side
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        n, p = self.paths[i]
+        return load_episode(p, self.mcfg, self.side if n == 0 else None)
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Train the yolz v2 match head.")
+    ap = argparse.ArgumentParser(description="Train the yolz detector on cached backbone features.")
     ap.add_argument("--config", required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
@@ -273,45 +413,59 @@ def main(argv=None):
     torch.manual_seed(cfg["seed"])
     mcfg = MatchConfig(**{**cfg["model"], "pretrained": False})
     cfg["model"] = dataclasses.asdict(mcfg)
-    head = head_for(cfg, mcfg).to(args.device)
+    cfg["boxes"] = dataclasses.asdict(BoxConfig(**cfg["boxes"])) if cfg["w_boxes"] > 0 else {}
     fine = cfg["cell_stride"] == 8
-    train_eps = load_features(cfg["train_features"], cfg["max_train_episodes"], mcfg,
-                              cfg["train_features8"] if fine else None)
+    train_eps = Episodes(cfg["train_features"], cfg["max_train_episodes"], mcfg,
+                         cfg["train_features8"] if fine else None)
     val_eps = load_features(cfg["val_features"], cfg=mcfg,
                             side=cfg["val_features8"] if fine else None)
-    head.proj.weight.requires_grad_(cfg["train_projection"])
-    opt = torch.optim.AdamW([p for p in head.parameters() if p.requires_grad], lr=cfg["lr"],
-                            weight_decay=cfg["weight_decay"])
+    block = feature_block(train_eps.paths[0][1])
+    if feature_block(feature_paths(cfg["val_features"])[0][1]) != block:
+        raise SystemExit(f"{cfg['val_features']} caches another Lite0 block than the training "
+                         f"features (block {block}): featurize both with --block {block}")
+    cfg["feature_block"] = block
+    model = Trainable(cfg, mcfg, block).to(args.device)
+    model.head.proj.weight.requires_grad_(cfg["train_projection"])
+    groups = [{"params": [p for p in model.head.parameters() if p.requires_grad], "lr_scale": 1.0}]
+    if model.boxes is not None:
+        groups.append({"params": list(model.boxes.parameters()), "lr_scale": 1.0})
+    if cfg["backbone_lr"] > 0 and len(model.tail.blocks):
+        groups.append({"params": list(model.tail.parameters()),
+                       "lr_scale": cfg["backbone_lr"] / cfg["lr"]})
+    opt = torch.optim.AdamW(groups, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    trained = [p for g in groups for p in g["params"]]
     step, elapsed, best = 0, 0.0, -1.0
     args.out.mkdir(parents=True, exist_ok=True)
     last = args.out / "last.pt"
     if args.resume and last.is_file():
         ckpt = torch.load(last, map_location=args.device, weights_only=True)
-        head.load_state_dict(ckpt["head"])
+        model.load_checkpoint(ckpt)
         opt.load_state_dict(ckpt["optimizer"])
         step, elapsed = int(ckpt["step"]), float(ckpt["elapsed_s"])
         if (args.out / "best.pt").is_file():
             bv = json.loads(torch.load(args.out / "best.pt", map_location="cpu",
-                                         weights_only=True)["val"])
+                                       weights_only=True)["val"])
             best = bv.get("score", -1.0)
         print(f"resumed at step {step}")
     else:
-        init_projection(head, train_eps, mcfg.token_dim)
-        val = validate(head, val_eps, mcfg)
-        print("val at init (PCA projection, untrained heads):", json.dumps(val))
+        init_projection(model, [train_eps[i] for i in range(min(50, len(train_eps)))],
+                        mcfg.token_dim)
+        val = validate(model.eval(), val_eps, mcfg)
+        print("val at init (PCA projection, untrained heads):", json.dumps(val), flush=True)
     (args.out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     writer = summary_writer(args.out / "tb")
     rng = np.random.default_rng([cfg["seed"], step])  # fresh draws after a resume
     started, run_steps = time.time(), 0
     while step < cfg["steps"]:
+        model.train()
         for g in opt.param_groups:
-            g["lr"] = cfg["lr"] * lr_at(step, cfg)
-        batch = [train_eps[i] for i in rng.choice(len(train_eps), cfg["episodes_per_step"],
-                                                  replace=False)]
-        loss, stats = step_loss(head, batch, cfg, mcfg, rng)
+            g["lr"] = cfg["lr"] * g["lr_scale"] * lr_at(step, cfg)
+        batch = [train_eps[int(i)] for i in rng.choice(len(train_eps), cfg["episodes_per_step"],
+                                                       replace=False)]
+        loss, stats = step_loss(model, batch, cfg, mcfg, rng)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(head.parameters(), cfg["grad_clip"])
+        torch.nn.utils.clip_grad_norm_(trained, cfg["grad_clip"])
         opt.step()
         step += 1
         run_steps += 1
@@ -323,7 +477,7 @@ def main(argv=None):
                 writer.add_scalar(f"train/{k}", v, step)
         done = step == cfg["steps"] or (args.stop_after and run_steps >= args.stop_after)
         if step % cfg["eval_every"] == 0 or done:
-            val = validate(head, val_eps, mcfg)
+            val = validate(model.eval(), val_eps, mcfg)
             val["score"] = val["presence_auroc"] + val["cell_ap"]
             print(f"val step {step}: " + json.dumps({k: round(v, 4) for k, v in val.items()}),
                   flush=True)
@@ -331,10 +485,10 @@ def main(argv=None):
                 writer.add_scalar(f"val/{k}", v, step)
             if val["score"] > best:
                 best = val["score"]
-                save(args.out / "best.pt", head, opt, step, now, cfg, val)
-            save(last, head, opt, step, now, cfg, val)
+                save(args.out / "best.pt", model, opt, step, now, cfg, val)
+            save(last, model, opt, step, now, cfg, val)
         elif step % cfg["ckpt_every"] == 0:
-            save(last, head, opt, step, now, cfg, {})
+            save(last, model, opt, step, now, cfg, {})
         if done:
             break
     writer.close()

@@ -103,7 +103,7 @@ def test_export_evaluate_and_dynamic_k(toy_v2):
 def test_runtime_sees_the_training_views_pixel_for_pixel(toy_v2):
     """A view goes through the runtime (Detector.embed_views) exactly as training prepared it:
     the same pixels at every view size, and the same object tokens."""
-    from training.model.match import MatchConfig, MatchHead
+    from training.model.match import MatchConfig
     from yolz_ros.runtime.detector import Detector
 
     det = Detector(toy_v2["model"], backend="onnxruntime", device="cpu")
@@ -122,13 +122,11 @@ def test_runtime_sees_the_training_views_pixel_for_pixel(toy_v2):
             img, _ = features.prepared_views(view, s, rule)
             assert np.array_equal(pixels.transpose(1, 2, 0), img.astype(np.float32))
 
-    ckpt = torch.load(toy_v2["run"] / "best.pt", weights_only=True)
-    mcfg = MatchConfig(**{**json.loads(ckpt["config"])["model"], "pretrained": False})
-    head = MatchHead(mcfg)
-    head.load_state_dict(ckpt["head"])
+    model, _, mcfg = train.Trainable.from_checkpoint(
+        torch.load(toy_v2["run"] / "best.pt", weights_only=True))
     feats = train.load_features(toy_v2["feats"])[0]
     with torch.no_grad():
-        tokens = train.episode_tokens(head, feats, mcfg.view_sizes)
+        tokens = train.episode_tokens(model, feats, mcfg.view_sizes)
         slots = train.object_slots(train.pooled(tokens, 0, torch.arange(3), 0),
                                          mcfg.object_tokens).numpy()
     runtime = got.vector.reshape(spec.count, spec.dim)

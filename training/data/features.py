@@ -57,6 +57,7 @@ class OrtBackbone:
     def __init__(self, data_dir: str = "data", threads: int = 1, last_block: int = BLOCK16):
         import onnxruntime as ort
 
+        self.last_block = last_block
         path = Path(data_dir) / "cache" / f"lite0_blocks0-{last_block}.onnx"
         if not path.is_file():
             model = FrozenLite0(pretrained=True, last_block=last_block)
@@ -81,7 +82,8 @@ class OrtBackbone:
 def episode_features(backbone, ep: dict, cfg: MatchConfig) -> dict:
     """`backbone`: float32 [N, 3, H, W] RGB 0..255 -> [N, 112, H/16, W/16] (OrtBackbone)."""
     scenes = ep["scenes"].transpose(0, 3, 1, 2).astype(np.float32)
-    out = {"scene": backbone(scenes).astype(np.float16), "targets": ep["targets"].astype(np.uint8),
+    out = {"scene": backbone(scenes).astype(np.float16), "feature_block": np.int16(backbone.last_block),
+           "targets": ep["targets"].astype(np.uint8),
            "present": ep["present"], "visible_pixels": ep["visible_pixels"],
            "boxes": ep["boxes"]}  # visible box per (scene, object), pixels: the box head's labels
     c, n = ep["views_alpha"].shape[:2]
@@ -132,10 +134,13 @@ def main(argv=None):
     ap.add_argument("--stride8", type=Path, help="also write stride-8 side files into this folder")
     ap.add_argument("--benchmark-config", action="store_true",
                     help="the benchmark's episode settings instead of the training ones")
+    ap.add_argument("--block", type=int, default=BLOCK16,
+                    help="the last Lite0 block cached (10: the frozen tokens' input; 7 or 4: the "
+                         "input of trainable blocks 8-10 or 5-10)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = MatchConfig()
-    backbone = OrtBackbone(args.data_dir, args.threads)
+    backbone = OrtBackbone(args.data_dir, args.threads, args.block)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     if args.from_bench:

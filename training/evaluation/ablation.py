@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from training.evaluation.evaluate import HEIGHT_BUCKETS
-from training.model.match import MatchConfig
 from yolz_ros.runtime.machine import cpu_model
 
 RUNS = {  # config name -> what it changes (training/configs/v3_ablation/<name>.yaml)
@@ -60,7 +59,7 @@ def _rounded(d):
 
 
 def score_run(run: Path, test_features: str | None, test_features8: str | None):
-    from training.train import head_for, load_features, validate
+    from training.train import Trainable, load_features, validate
 
     best = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
     last = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
@@ -68,11 +67,9 @@ def score_run(run: Path, test_features: str | None, test_features8: str | None):
     row = {"run": str(run), "best_step": int(best["step"]), "steps": int(last["step"]),
            "train_seconds": round(float(last["elapsed_s"])), "val": _rounded(json.loads(best["val"]))}
     if test_features and Path(test_features).is_dir():
-        mcfg = MatchConfig(**cfg["model"])
-        head = head_for(cfg, mcfg).eval()
-        head.load_state_dict(best["head"])
+        model, cfg, mcfg = Trainable.from_checkpoint(best)
         side = test_features8 if cfg.get("cell_stride", 16) == 8 else None
-        row["test"] = _rounded(validate(head, load_features(test_features, cfg=mcfg, side=side),
+        row["test"] = _rounded(validate(model, load_features(test_features, cfg=mcfg, side=side),
                                         mcfg))
     return row
 

@@ -28,7 +28,7 @@ import torch
 
 from training.evaluation.evaluate import HEIGHT_BUCKETS
 from training.evaluation.metrics import auroc, fpr_at_tpr
-from training.model.match import MatchConfig, MatchHead
+from training.model.match import MatchConfig
 from yolz_ros.runtime.object_tokens import object_tokens
 
 
@@ -60,14 +60,16 @@ def layout_score(view_xy, cell_xy, sims):
 
 
 @torch.no_grad()
-def query_scores(head: MatchHead, eps, mcfg: MatchConfig, n=8, radius=3):
-    """Per query: presence score (max probability), layout score, present, height, episode."""
+def query_scores(model, eps, mcfg: MatchConfig, n=8, radius=3):
+    """Per query of a training.train.Trainable: presence score (max probability), layout score,
+    present, height, episode."""
     from training.train import episode_tokens, pooled, reference_views
 
+    head = model.head
     rows = []
     for e, ep in enumerate(eps):
         c = ep["present"].shape[1]
-        tokens = episode_tokens(head, ep, mcfg.view_sizes)
+        tokens = episode_tokens(model, ep, mcfg.view_sizes)
         views = reference_views(ep, mcfg, np.random.default_rng(0), n)  # as train.validate
         objects, positions = [], []
         for i in range(c):
@@ -75,7 +77,7 @@ def query_scores(head: MatchHead, eps, mcfg: MatchConfig, n=8, radius=3):
             slots, idx = object_tokens(pool.numpy(), mcfg.object_tokens)
             objects.append(torch.from_numpy(slots))
             positions.append(view_positions(ep, i, views, 0, mcfg.view_sizes)[idx])
-        feats = torch.from_numpy(ep["scene"].astype(np.float32))
+        feats = model.features(torch.from_numpy(ep["scene"].astype(np.float32)))
         objects = torch.stack(objects)[None].expand(feats.shape[0], -1, -1, -1)
         sim = head.similarity(feats, objects)  # [S, K, T, R]
         a, b = head.decide(feats, sim)
@@ -141,7 +143,7 @@ def summary(rows):
 
 
 def main(argv=None):
-    from training.train import load_features
+    from training.train import Trainable, load_features
 
     ap = argparse.ArgumentParser(description="Presence verification by token layout (experiment).")
     ap.add_argument("--run", type=Path, required=True, help="a training.train output (best.pt)")
@@ -149,15 +151,12 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     ckpt = torch.load(args.run / "best.pt", map_location="cpu", weights_only=True)
-    cfg = json.loads(ckpt["config"])
-    if cfg.get("cell_stride", 16) != 16:
+    if json.loads(ckpt["config"]).get("cell_stride", 16) != 16:
         raise SystemExit("the layout test reads a stride-16 head's peak")
-    mcfg = MatchConfig(**cfg["model"])
-    head = MatchHead(mcfg).eval()
-    head.load_state_dict(ckpt["head"])
+    model, cfg, mcfg = Trainable.from_checkpoint(ckpt)
     folder = args.features or cfg["val_features"]
     res = {"run": str(args.run), "step": int(ckpt["step"]), "features": str(folder),
-           **summary(query_scores(head, load_features(folder, cfg=mcfg), mcfg))}
+           **summary(query_scores(model, load_features(folder, cfg=mcfg), mcfg))}
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(res, indent=2) + "\n")
     tmp.replace(args.out)

