@@ -38,7 +38,7 @@ import numpy as np
 
 from training.data import realbench
 from training.evaluation.evaluate import SIZE_BUCKETS, evaluate, fmt, report
-from training.evaluation.metrics import roc_curve, summarize
+from training.evaluation.metrics import pr_curve, roc_curve, summarize
 from yolz_ros.runtime.machine import cpu_model
 
 METHODS = ("yolz", "probe", "sift", "template", "histogram", "xfeat")
@@ -289,15 +289,6 @@ def markdown(results, meta, examples, keypoints=None, frozen=None):
         for ex in examples:
             lines += [f"- `{ex['file']}`: {ex['why']}", f"  ![]({ex['file']})"]
     return "\n".join(lines) + "\n"
-
-
-def pr_curve(scores, labels):
-    scores, labels = np.asarray(scores, np.float64), np.asarray(labels, bool)
-    order = np.argsort(-scores, kind="mergesort")
-    scores, labels = scores[order], labels[order]
-    last = np.r_[np.diff(scores) != 0, True]
-    tp, fp = np.cumsum(labels)[last], np.cumsum(~labels)[last]
-    return tp / max(1, labels.sum()), tp / np.maximum(1, tp + fp)
 
 
 def plots(results, all_records, out_dir):

@@ -8,30 +8,36 @@ import numpy as np
 from yolz_ros.runtime.geometry import box_iou
 
 
-def average_precision(scores, labels):
-    """Area under the precision-recall curve as a step sum (sklearn's definition). NaN if no positives."""
+def tie_counts(scores, labels):
+    """(true positives, false positives) counted down the ranking, one point per distinct score:
+    tied scores are ranked together, so no order among them can flatter a metric. Also the number
+    of positives."""
     scores, labels = np.asarray(scores, np.float64), np.asarray(labels, bool)
-    n_pos = labels.sum()
-    if n_pos == 0:
-        return float("nan")
     order = np.argsort(-scores, kind="mergesort")
     scores, labels = scores[order], labels[order]
-    # one point per distinct score: ties are ranked together
     last_of_tie = np.r_[np.diff(scores) != 0, True]
-    tp = np.cumsum(labels)[last_of_tie]
-    fp = np.cumsum(~labels)[last_of_tie]
+    return np.cumsum(labels)[last_of_tie], np.cumsum(~labels)[last_of_tie], int(labels.sum())
+
+
+def average_precision(scores, labels):
+    """Area under the precision-recall curve as a step sum (sklearn's definition). NaN if no positives."""
+    tp, fp, n_pos = tie_counts(scores, labels)
+    if n_pos == 0:
+        return float("nan")
     precision = tp / (tp + fp)
     recall = tp / n_pos
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
+def pr_curve(scores, labels):
+    """(recall, precision), one point per distinct score."""
+    tp, fp, n_pos = tie_counts(scores, labels)
+    return tp / max(1, n_pos), tp / np.maximum(1, tp + fp)
+
+
 def roc_curve(scores, labels):
-    scores, labels = np.asarray(scores, np.float64), np.asarray(labels, bool)
-    order = np.argsort(-scores, kind="mergesort")
-    scores, labels = scores[order], labels[order]
-    last_of_tie = np.r_[np.diff(scores) != 0, True]
-    tps = np.r_[0, np.cumsum(labels)[last_of_tie]]
-    fps = np.r_[0, np.cumsum(~labels)[last_of_tie]]
+    tp, fp, _ = tie_counts(scores, labels)
+    tps, fps = np.r_[0, tp], np.r_[0, fp]
     return fps / max(1, fps[-1]), tps / max(1, tps[-1])
 
 
