@@ -155,13 +155,8 @@ class Trainable(torch.nn.Module):
 
     def load_checkpoint(self, ckpt):
         self.head.load_state_dict(ckpt["head"])
-        prefix = {f"blocks.{self.tail.first + i}.": f"blocks.{i}." for i in range(len(self.tail.blocks))}
-        tail = {}
-        for k, v in ckpt.get("backbone", {}).items():
-            head_k = ".".join(k.split(".")[:2]) + "."
-            tail[prefix[head_k] + k[len(head_k):]] = v
-        if tail:
-            self.tail.load_state_dict(tail)
+        if ckpt.get("backbone"):
+            self.tail.load_backbone_state(ckpt["backbone"])
         if self.boxes is not None:
             self.boxes.load_state_dict(ckpt["boxes"])
 
@@ -182,16 +177,14 @@ def on(model, array):
                                                             torch.float32)
 
 
-def episode_tokens(model, ep, sizes, objects=None, variants=(0, 1)):
-    """Projected unit tokens of the views of an episode, per view size:
-    {s: ([C', N, 2, g*g, D] tokens, [C', N, 2, g*g] masks)} (variant 0 alpha, 1 photo) of the
-    episode's objects `objects` (default all). Only the `variants` asked for run through the
-    backbone tail; the others' tokens are zeros (a tail's views cost as much as scenes)."""
-    c = ep["present"].shape[1]
-    objects = np.arange(c) if objects is None else np.asarray(objects)
+def episode_tokens(model, ep, sizes, variants=(0, 1)):
+    """Projected unit tokens of every view of an episode, per view size:
+    {s: ([C, N, 2, g*g, D] tokens, [C, N, 2, g*g] masks)} (variant 0 alpha, 1 photo). Only the
+    `variants` asked for run through the backbone tail; the others' tokens are zeros (a tail's
+    views cost more than its scenes)."""
     out = {}
     for s in sizes:
-        views = ep[f"views_{s}"][objects]  # [C', N, 2, C_in, g, g]
+        views = ep[f"views_{s}"]  # [C, N, 2, C_in, g, g]
         cc, n = views.shape[:2]
         g = views.shape[-1]
         tok = torch.zeros(cc, n, 2, g * g, model.head.cfg.token_dim,
@@ -199,7 +192,7 @@ def episode_tokens(model, ep, sizes, objects=None, variants=(0, 1)):
         for v in variants:
             f = model.features(on(model, views[:, :, v]).flatten(0, 1))
             tok[:, :, v] = model.head.tokens(f).flatten(2).transpose(1, 2).reshape(cc, n, g * g, -1)
-        out[s] = (tok, on(model, ep[f"mask_{s}"][objects]).bool().reshape(cc, n, 2, -1))
+        out[s] = (tok, on(model, ep[f"mask_{s}"]).bool().reshape(cc, n, 2, -1))
     return out
 
 
@@ -228,7 +221,7 @@ def episode_objects(tokens, ep, mcfg, rng, n, variants):
                                      mcfg.object_tokens) for i in range(c)])
 
 
-def box_loss(model, feats, ep, cfg):
+def box_loss(model, feats, ep):
     """(L1, GIoU) sums of the box head over every present object's cells, and the instance count."""
     pred = distances_to_boxes(model.boxes(feats))  # [S, r, c, 4] in cells
     l1 = giou = feats.new_zeros(())
@@ -277,7 +270,7 @@ def step_loss(model, eps, cfg, mcfg, rng):
         w = cfg["focal_alpha"] * targets + (1 - cfg["focal_alpha"]) * (1 - targets)
         losses["final"] += (w * ce * (1 - p_t) ** cfg["focal_gamma"]).sum() / targets.sum().clamp(min=1)
         if model.boxes is not None:
-            l1, giou, count = box_loss(model, feats, ep, cfg)
+            l1, giou, count = box_loss(model, feats, ep)
             losses["l1"] += l1
             losses["giou"] += giou
             boxes_n += count

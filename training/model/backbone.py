@@ -82,3 +82,8 @@ class Lite0Tail(nn.Module):
         """The weights under FrozenLite0's names (blocks.<absolute index>...), for export."""
         return {f"blocks.{self.first + int(k.split('.')[1])}.{k.split('.', 2)[2]}": v
                 for k, v in self.state_dict().items()}
+
+    def load_backbone_state(self, state: dict) -> None:
+        """backbone_state's inverse (strict: every tail weight, nothing else)."""
+        self.load_state_dict({f"blocks.{int(k.split('.')[1]) - self.first}.{k.split('.', 2)[2]}": v
+                              for k, v in state.items()})
