@@ -74,8 +74,7 @@ def run_camera(ros, node, profile, drop=0.0):
     flowing = [s for s in run if int(s[3].get("frames_in_window", "0")) > 0]
     start = flowing[0][0] if flowing else ended
     steady = [s for s in run if start + 5.5 <= s[0] <= ended]
-    assert len(steady) >= 3, (len(run), len(steady))
-    return report, received, steady
+    return report, received, steady  # no steady part: no frame reached the node
 
 
 def lost(samples):
@@ -88,12 +87,13 @@ def test_lossy_camera_is_warned_with_the_fix(ros, node):
     stamps, its status turns WARN and says what to do, and the log says it too."""
     report, received, steady = run_camera(ros, node, profile=False)
     delivered = received / max(report["sent"], 1)
-    # FastDDS's defaults delivered here, or lost so much (98% seen in CI) that no 5 s window
-    # holds enough frames for an estimate: simulate the loss instead
+    # FastDDS's defaults delivered here, or lost so much (98% and 100% seen in CI) that no 5 s
+    # window holds enough frames for an estimate: simulate the loss instead
     if delivered >= 0.6 or np.isnan(lost(steady)):
         print(f"FastDDS defaults delivered {delivered:.0%} here; simulating 50% loss")
         # over the same-host profile, so that the transport itself loses nothing more
         report, received, steady = run_camera(ros, node, profile=delivered < 0.6, drop=0.5)
+        assert len(steady) >= 3, len(steady)
         true_loss = report["skipped"] / (report["sent"] + report["skipped"])
         true_loss = 1 - (1 - true_loss) * received / max(report["sent"], 1)
     else:
@@ -118,6 +118,7 @@ def test_lossy_camera_is_warned_with_the_fix(ros, node):
 
 def test_camera_on_the_profile_is_ok(ros, node):
     report, received, steady = run_camera(ros, node, profile=True)
+    assert len(steady) >= 3, len(steady)
     delivered = received / max(report["sent"], 1)
     estimate = lost(steady)
     print(f"with the profile: delivered {delivered:.2f}, estimated loss {estimate:.2f}")
