@@ -61,6 +61,7 @@ DEFAULTS = {
     "w_presence": 1.0, "w_cells": 1.0, "w_final": 1.0, "w_nce": 0.2,
     "focal_alpha": 0.25, "focal_gamma": 2.0, "eval_every": 250, "ckpt_every": 250,
     "log_every": 25, "threads": 2,
+    "view_sample": 8,  # reference views per object through the tail per step (of N)
     "train_features": "data/features/train",  # a folder, or a list of folders (e.g. + small)
     "val_features": "data/features/val",
     "max_train_episodes": 0,  # per folder; 0 = all
@@ -177,22 +178,23 @@ def on(model, array):
                                                             torch.float32)
 
 
-def episode_tokens(model, ep, sizes, variants=(0, 1)):
-    """Projected unit tokens of every view of an episode, per view size:
+def episode_tokens(model, ep, sizes, variants=(0, 1), views=None):
+    """Projected unit tokens of an episode's views (all N, or the indices `views`), per view size:
     {s: ([C, N, 2, g*g, D] tokens, [C, N, 2, g*g] masks)} (variant 0 alpha, 1 photo). Only the
     `variants` asked for run through the backbone tail; the others' tokens are zeros (a tail's
     views cost more than its scenes)."""
+    pick = slice(None) if views is None else views
     out = {}
     for s in sizes:
-        views = ep[f"views_{s}"]  # [C, N, 2, C_in, g, g]
-        cc, n = views.shape[:2]
-        g = views.shape[-1]
+        views_s = ep[f"views_{s}"][:, pick]  # [C, N, 2, C_in, g, g]
+        cc, n = views_s.shape[:2]
+        g = views_s.shape[-1]
         tok = torch.zeros(cc, n, 2, g * g, model.head.cfg.token_dim,
                           device=model.head.proj.weight.device)
         for v in variants:
-            f = model.features(on(model, views[:, :, v]).flatten(0, 1))
+            f = model.features(on(model, views_s[:, :, v]).flatten(0, 1))
             tok[:, :, v] = model.head.tokens(f).flatten(2).transpose(1, 2).reshape(cc, n, g * g, -1)
-        out[s] = (tok, on(model, ep[f"mask_{s}"]).bool().reshape(cc, n, 2, -1))
+        out[s] = (tok, on(model, ep[f"mask_{s}"][:, pick]).bool().reshape(cc, n, 2, -1))
     return out
 
 
@@ -214,9 +216,9 @@ def reference_views(ep, mcfg, rng, n):
 
 
 def episode_objects(tokens, ep, mcfg, rng, n, variants):
-    """[C, T, D] object tokens from n random reference views (variant per object)."""
+    """[C, T, D] object tokens from n random views among those in `tokens` (variant per object)."""
     c = ep["present"].shape[1]
-    views = reference_views(ep, mcfg, rng, n)
+    views = np.sort(rng.choice(next(iter(tokens.values()))[0].shape[1], n, replace=False))
     return torch.stack([object_slots(pooled(tokens, i, views, int(variants[i])),
                                      mcfg.object_tokens) for i in range(c)])
 
@@ -248,11 +250,16 @@ def step_loss(model, eps, cfg, mcfg, rng):
         c = ep["present"].shape[1]
         feats, feats8, targets = scene_inputs(model, ep)  # [S, 112, r, c], ..., [S, C, r', c']
         s = feats.shape[0]
-        n = int(rng.integers(1, 9))
+        # Only `view_sample` of the N reference views go through the tail per step: the views,
+        # not the scenes, dominate a step's cost (10 objects x 8 views x 3 sizes ~ 2x the tokens
+        # of 4 scenes).
+        total = ep[f"views_{mcfg.view_sizes[0]}"].shape[1]
+        picked = np.sort(rng.choice(total, min(cfg["view_sample"], total), replace=False))
+        n = int(rng.integers(1, len(picked) + 1))
         variants = (rng.random(c) < cfg["photo_view_prob"]).astype(int)
         with torch.set_grad_enabled(view_grad):
             needed = (0, 1) if variants.any() else (0,)
-            tokens = episode_tokens(model, ep, mcfg.view_sizes, variants=needed)
+            tokens = episode_tokens(model, ep, mcfg.view_sizes, variants=needed, views=picked)
             objects = episode_objects(tokens, ep, mcfg, rng, n, variants)
             sim = head.similarity(feats, objects[None].expand(s, -1, -1, -1))
         a, b = head.decide(feats, sim, feats8)
@@ -274,10 +281,11 @@ def step_loss(model, eps, cfg, mcfg, rng):
             losses["l1"] += l1
             losses["giou"] += giou
             boxes_n += count
-        if not view_grad:
+        # two disjoint halves of the picked alpha views for the contrastive term
+        half = len(picked) // 2
+        if not view_grad or half == 0:
             continue
-        # two disjoint 4-view sets of the alpha views for the contrastive term
-        first, second = np.arange(4), np.arange(4, 8)
+        first, second = np.arange(half), np.arange(half, 2 * half)
         for i in range(c):
             anchors.append(F.normalize(pooled(tokens, i, first, 0).mean(0), dim=0))
             positives.append(F.normalize(pooled(tokens, i, second, 0).mean(0), dim=0))

@@ -34,7 +34,8 @@ def toy_v4(tmp_path_factory, toy_bench):
     base = {"steps": 2, "warmup_steps": 1, "episodes_per_step": 1, "eval_every": 2,
             "ckpt_every": 1, "log_every": 1, "threads": 1, "train_features": str(feats),
             "val_features": str(feats), "train_projection": True, "backbone_lr": 1e-3,
-            "w_boxes": 1.0, "boxes": {"width": 8}, "model": {"object_tokens": 9}}
+            "w_boxes": 1.0, "boxes": {"width": 8}, "model": {"object_tokens": 9},
+            "view_sample": 2}
     config.write_text(yaml.safe_dump(base))
     run = root / "run"
     train.main(["--config", str(config), "--out", str(run)])
@@ -49,6 +50,21 @@ def test_cache_holds_block_7(toy_v4):
         assert int(z["feature_block"]) == 7
         assert z["scene"].shape[1:] == (80, 30, 40)  # block 7: 80 channels, stride 16
         assert z["views_128"].shape[3:] == (80, 8, 8)
+
+
+def test_a_view_sample_gives_the_same_tokens_as_all_views(toy_v4):
+    """A step's view sample runs only those views through the tail, with the same tokens."""
+    trained, cfg, mcfg = train.Trainable.from_checkpoint(
+        torch.load(toy_v4["run"] / "last.pt", weights_only=True))
+    ep = train.load_episode(sorted(toy_v4["feats"].glob("episode_*.npz"))[0], mcfg)
+    picked = np.array([1, 3])
+    with torch.no_grad():
+        every = train.episode_tokens(trained.eval(), ep, mcfg.view_sizes)
+        some = train.episode_tokens(trained, ep, mcfg.view_sizes, views=picked)
+    for s in mcfg.view_sizes:
+        assert some[s][0].shape[1] == 2
+        torch.testing.assert_close(some[s][0], every[s][0][:, picked], atol=1e-5, rtol=1e-4)
+        assert torch.equal(some[s][1], every[s][1][:, picked])
 
 
 def test_one_checkpoint_adapts_the_tail_and_trains_boxes(toy_v4):
