@@ -23,6 +23,7 @@ from yolz_ros.runtime.decode import Peak, decode_peaks, regressed_boxes, with_re
 from yolz_ros.runtime.foreground import box_mask, view_alpha
 from yolz_ros.runtime.geometry import ALPHA_VISIBLE, Letterbox, cell_boxes, letterbox, prepare_view
 from yolz_ros.runtime.model_info import ModelInfo
+from yolz_ros.runtime.negatives import stack_negatives, suppress
 from yolz_ros.runtime.object_tokens import object_tokens, token_mask
 from yolz_ros.runtime.zoom_pass import (MAX_ZOOM, MIN_ZOOM, frame_span, pool_tile, tile_warp,
                                         zoom_tiles)
@@ -110,11 +111,13 @@ class Detector:
                                agreement.astype(np.float32))
 
     # ------------------------------------------------------------------ detection
-    def detect(self, rgb: np.ndarray, embeddings: np.ndarray,
-               zoom: float = 1.0) -> DetectionResult:
+    def detect(self, rgb: np.ndarray, embeddings: np.ndarray, zoom: float = 1.0,
+               negatives: Optional[Sequence[Optional[np.ndarray]]] = None) -> DetectionResult:
         """Probabilities of K objects (embeddings float32 [K, E]) in an RGB uint8 HxWx3 image.
         ``zoom`` > 1 adds a second pass over tiles of the frame at that zoom (1.5: 4 more
-        network passes, 2: 9; runtime/zoom_pass.py): small objects found more often."""
+        network passes, 2: 9; runtime/zoom_pass.py): small objects found more often.
+        ``negatives``: per object None or the embeddings [M, E] of look-alikes it is not
+        (runtime/negatives.py); scored in the same call, K + M <= max_objects."""
         start = time.perf_counter()
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or 0 in rgb.shape:
@@ -123,9 +126,14 @@ class Detector:
         if not MIN_ZOOM <= float(zoom) <= MAX_ZOOM:
             raise ValueError(f"zoom must be between {MIN_ZOOM} (off) and {MAX_ZOOM}, got {zoom}")
         objects = _check_embeddings(embeddings, self.info.embedding_dim, self.max_objects)
+        k = len(objects)
+        objects, owners = stack_negatives(objects, negatives)
+        if len(objects) > self.max_objects:
+            raise ValueError(f"{k} objects and {len(owners)} negative views: more than "
+                             f"max_objects={self.max_objects} rows in one network call")
         rows, cols = self.info.rows, self.info.cols
         object_boxes = None
-        if len(objects) == 0:  # nothing registered: no need to run the network
+        if k == 0:  # nothing registered: no need to run the network
             lb = Letterbox.fit(rgb.shape[:2], self.info.input_size)
             probs = np.zeros((0, rows, cols), np.float32)
             boxes, _ = self._cell_boxes(lb)
@@ -141,6 +149,7 @@ class Detector:
                                                    self.info.stride, rgb.shape[:2])
                 if zoom > MIN_ZOOM:
                     self._zoom_pass(rgb, lb, objects, float(zoom), probs)
+            probs = suppress(probs[:k], probs[k:], owners)
             boxes, padding = self._cell_boxes(lb)
             probs[:, padding] = 0.0
         latency_ms = (time.perf_counter() - start) * 1e3
