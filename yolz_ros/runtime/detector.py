@@ -22,6 +22,7 @@ from yolz_ros.runtime.backends import create_backend
 from yolz_ros.runtime.decode import Peak, decode_peaks, regressed_boxes, with_regressed_boxes
 from yolz_ros.runtime.foreground import box_mask, view_alpha
 from yolz_ros.runtime.geometry import ALPHA_VISIBLE, Letterbox, cell_boxes, letterbox, prepare_view
+from yolz_ros.runtime.look_closer import LOOK_ZOOM, MAX_LOOK_CLOSER, choose_tiles, fuse_tile
 from yolz_ros.runtime.model_info import ModelInfo
 from yolz_ros.runtime.negatives import stack_negatives, suppress
 from yolz_ros.runtime.object_tokens import object_tokens, token_mask
@@ -66,6 +67,8 @@ class Detector:
         self._input = np.empty((1, 3, h, w), np.float32)
         self._lock = threading.Lock()
         self._cells: Tuple[Optional[Letterbox], Optional[tuple]] = (None, None)
+        self._scan_next = 0  # look_closer's scan over the 2x tiles goes on across frames
+        self.last_passes = 0  # network passes of the last detect()
 
     # ------------------------------------------------------------------ registration
     def embed_views(self, views: Sequence[np.ndarray]) -> ObjectEmbedding:
@@ -112,12 +115,15 @@ class Detector:
 
     # ------------------------------------------------------------------ detection
     def detect(self, rgb: np.ndarray, embeddings: np.ndarray, zoom: float = 1.0,
-               negatives: Optional[Sequence[Optional[np.ndarray]]] = None) -> DetectionResult:
+               negatives: Optional[Sequence[Optional[np.ndarray]]] = None,
+               look_closer: int = 0) -> DetectionResult:
         """Probabilities of K objects (embeddings float32 [K, E]) in an RGB uint8 HxWx3 image.
         ``zoom`` > 1 adds a second pass over tiles of the frame at that zoom (1.5: 4 more
         network passes, 2: 9; runtime/zoom_pass.py): small objects found more often.
         ``negatives``: per object None or the embeddings [M, E] of look-alikes it is not
-        (runtime/negatives.py); scored in the same call, K + M <= max_objects."""
+        (runtime/negatives.py); scored in the same call, K + M <= max_objects.
+        ``look_closer`` N > 0: up to N more passes, 2x tiles on the frame pass's most undecided
+        candidates (runtime/look_closer.py); 0 = off (instead of zoom, not with it)."""
         start = time.perf_counter()
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or 0 in rgb.shape:
@@ -125,6 +131,12 @@ class Detector:
                              " (see yolz_ros.runtime.image for conversions)")
         if not MIN_ZOOM <= float(zoom) <= MAX_ZOOM:
             raise ValueError(f"zoom must be between {MIN_ZOOM} (off) and {MAX_ZOOM}, got {zoom}")
+        look_closer = int(look_closer)
+        if not 0 <= look_closer <= MAX_LOOK_CLOSER:
+            raise ValueError(f"look_closer must be 0 (off) to {MAX_LOOK_CLOSER} tiles, got "
+                             f"{look_closer}")
+        if look_closer and zoom > MIN_ZOOM:
+            raise ValueError("look_closer and zoom are two ways to look closer: set one of them")
         objects = _check_embeddings(embeddings, self.info.embedding_dim, self.max_objects)
         k = len(objects)
         objects, owners = stack_negatives(objects, negatives)
@@ -133,6 +145,7 @@ class Detector:
                              f"max_objects={self.max_objects} rows in one network call")
         rows, cols = self.info.rows, self.info.cols
         object_boxes = None
+        self.last_passes = 0
         if k == 0:  # nothing registered: no need to run the network
             lb = Letterbox.fit(rgb.shape[:2], self.info.input_size)
             probs = np.zeros((0, rows, cols), np.float32)
@@ -147,8 +160,11 @@ class Detector:
                 if self.info.box_output is not None:
                     object_boxes = regressed_boxes(outputs[self.info.box_output], lb,
                                                    self.info.stride, rgb.shape[:2])
+                self.last_passes = 1
                 if zoom > MIN_ZOOM:
                     self._zoom_pass(rgb, lb, objects, float(zoom), probs)
+                elif look_closer:
+                    self._look_closer(rgb, lb, objects, k, look_closer, probs)
             probs = suppress(probs[:k], probs[k:], owners)
             boxes, padding = self._cell_boxes(lb)
             probs[:, padding] = 0.0
@@ -157,28 +173,43 @@ class Detector:
 
     def _zoom_pass(self, rgb, lb: Letterbox, objects, zoom: float, probs: np.ndarray) -> None:
         """The tiles' probabilities max-pooled into ``probs`` (caller holds the lock)."""
+        area = _image_area(lb)
+        for rect in zoom_tiles(self.info.input_size, zoom):
+            if _overlaps(rect, area):
+                pool_tile(probs, self._tile_pass(rgb, lb, objects, rect), rect, self.info.stride)
+
+    def _look_closer(self, rgb, lb: Letterbox, objects, k: int, budget: int,
+                     probs: np.ndarray) -> None:
+        """Up to ``budget`` 2x tiles where the frame pass is undecided, fused into ``probs``
+        (mean inside each tile: runtime/look_closer.py; caller holds the lock). Candidates
+        come from the objects' own maps (not their negatives')."""
+        area = _image_area(lb)
+        scan = [r for r in zoom_tiles(self.info.input_size, LOOK_ZOOM) if _overlaps(r, area)]
+        tiles, self._scan_next = choose_tiles(
+            probs[:k], self.info.default_threshold, budget, self.info.input_size, area,
+            self.info.stride, scan, self._scan_next)
+        for rect in tiles:
+            fuse_tile(probs, self._tile_pass(rgb, lb, objects, rect), rect, self.info.stride)
+
+    def _tile_pass(self, rgb, lb: Letterbox, objects, rect) -> np.ndarray:
+        """One network pass over the tile ``rect`` (model-input px) of the source frame:
+        probabilities [K, rows, cols] (a copy)."""
         h, w = self.info.input_size
-        image = (lb.offset_x, lb.offset_y, lb.offset_x + lb.resized_width,
-                 lb.offset_y + lb.resized_height)
         pad = self.info.pad_value
         rgb = np.ascontiguousarray(rgb)
-        for rect in zoom_tiles((h, w), zoom):
-            if rect[2] <= image[0] or rect[0] >= image[2] or rect[3] <= image[1] \
-                    or rect[1] >= image[3]:
-                continue  # padding only
-            warp = tile_warp(rect, lb, (h, w))
-            # the frame's edge pixels continue it (bilinear reads past them); where the tile
-            # shows the letterbox's bands, the pad value, as in the frame's own pass
-            cv2.warpAffine(rgb, warp, (w, h), dst=self._canvas, flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REPLICATE)
-            u0, v0, u1, v1 = frame_span(warp, rgb.shape[:2])
-            self._canvas[:max(v0, 0)] = pad
-            self._canvas[max(v1, 0):] = pad
-            self._canvas[:, :max(u0, 0)] = pad
-            self._canvas[:, max(u1, 0):] = pad
-            np.copyto(self._input[0], self._canvas.transpose(2, 0, 1))
-            tile = self.backend.detect(self._input, objects)["probabilities"]
-            pool_tile(probs, np.asarray(tile, np.float32), rect, self.info.stride)
+        warp = tile_warp(rect, lb, (h, w))
+        # the frame's edge pixels continue it (bilinear reads past them); where the tile
+        # shows the letterbox's bands, the pad value, as in the frame's own pass
+        cv2.warpAffine(rgb, warp, (w, h), dst=self._canvas, flags=cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
+        u0, v0, u1, v1 = frame_span(warp, rgb.shape[:2])
+        self._canvas[:max(v0, 0)] = pad
+        self._canvas[max(v1, 0):] = pad
+        self._canvas[:, :max(u0, 0)] = pad
+        self._canvas[:, max(u1, 0):] = pad
+        np.copyto(self._input[0], self._canvas.transpose(2, 0, 1))
+        self.last_passes += 1
+        return np.array(self.backend.detect(self._input, objects)["probabilities"], np.float32)
 
     def peaks(self, result: DetectionResult, threshold: Optional[float] = None
               ) -> List[List[Peak]]:
@@ -202,6 +233,16 @@ class Detector:
             cells = (boxes, padding)
             self._cells = (lb, cells)
         return cells
+
+
+def _image_area(lb: Letterbox):
+    """The letterboxed image inside the model input: (x0, y0, x1, y1) model-input px."""
+    return (lb.offset_x, lb.offset_y, lb.offset_x + lb.resized_width,
+            lb.offset_y + lb.resized_height)
+
+
+def _overlaps(rect, area) -> bool:
+    return rect[2] > area[0] and rect[0] < area[2] and rect[3] > area[1] and rect[1] < area[3]
 
 
 def _split_view(i: int, view) -> Tuple[np.ndarray, Optional[np.ndarray]]:

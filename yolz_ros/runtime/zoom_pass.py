@@ -58,14 +58,20 @@ def frame_span(warp: np.ndarray, frame_hw: Tuple[int, int]) -> Tuple[int, int, i
             int(round(v0 + warp[1, 1] * h)))
 
 
+def tile_cells(rect: Rect, tile_rc: Tuple[int, int], stride: int,
+               grid_rc: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) [r, c]: the grid cell that each tile cell's centre falls in."""
+    x0, y0, x1, y1 = rect
+    r, c = tile_rc
+    cy = y0 + (np.arange(r) + 0.5) * (y1 - y0) / r  # tile cell centres, in model-input pixels
+    cx = x0 + (np.arange(c) + 0.5) * (x1 - x0) / c
+    rows = np.clip((cy // stride).astype(int), 0, grid_rc[0] - 1)
+    cols = np.clip((cx // stride).astype(int), 0, grid_rc[1] - 1)
+    return np.meshgrid(rows, cols, indexing="ij")
+
+
 def pool_tile(grid: np.ndarray, tile: np.ndarray, rect: Rect, stride: int) -> None:
     """Max-pool a tile's probabilities [K, r, c] into ``grid`` [K, rows, cols] (in place): each
     tile cell into the grid cell that its centre falls in."""
-    x0, y0, x1, y1 = rect
-    r, c = tile.shape[1:]
-    cy = y0 + (np.arange(r) + 0.5) * (y1 - y0) / r  # tile cell centres, in model-input pixels
-    cx = x0 + (np.arange(c) + 0.5) * (x1 - x0) / c
-    rows = np.clip((cy // stride).astype(int), 0, grid.shape[1] - 1)
-    cols = np.clip((cx // stride).astype(int), 0, grid.shape[2] - 1)
-    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    rr, cc = tile_cells(rect, tile.shape[1:], stride, grid.shape[1:])
     np.maximum.at(grid, (slice(None), rr, cc), tile)  # every object at once
