@@ -362,7 +362,7 @@ def tree(directory):
             for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("index", [{"format": "yolz-library/2", "objects": []},
+@pytest.mark.parametrize("index", [{"format": "yolz-library/3", "objects": []},
                                    {"objects": []}])
 def test_index_of_another_format_is_refused_and_left_alone(tmp_path, index):
     lib = ObjectLibrary(tmp_path, "m@1").load()
@@ -371,7 +371,7 @@ def test_index_of_another_format_is_refused_and_left_alone(tmp_path, index):
     index["objects"] = index_entries(tmp_path)
     (tmp_path / "library.json").write_text(json.dumps(index))
     before = tree(tmp_path)
-    with pytest.raises(LibraryError, match="format .*yolz-library/1.*Nothing was read or changed"):
+    with pytest.raises(LibraryError, match="format .*yolz-library/2.*Nothing was read or changed"):
         ObjectLibrary(tmp_path, "other@2").load(embed_fn=pytest.fail)
     assert tree(tmp_path) == before
     assert (tmp_path / "objects" / ".tmp-leftover").is_dir()
@@ -423,3 +423,103 @@ def test_rebuild_ignores_folders_without_the_commit_mark(tmp_path):
     again = ObjectLibrary(tmp_path, "m@1").load(embed_fn=pytest.fail)
     assert again.names() == ["mug"]
     assert [e["name"] for e in index_entries(tmp_path)] == ["mug"]
+
+
+# -- negative views ("not that one") ---------------------------------------------------------
+def embed_one(view):
+    return fake_embed([view]).vector
+
+
+def no_check(arrays, vector, existing):
+    assert "vector" in arrays and "per_view" in arrays
+
+
+def test_negative_views_are_stored_reloaded_and_kept_across_changes(tmp_path):
+    lib = ObjectLibrary(tmp_path, "m@1").load()
+    lib.add("mug", views(2, seed=1), fake_embed(views(2, seed=1)))
+    lib.add("drill", views(1, seed=2), fake_embed(views(1, seed=2)))
+    assert lib.snapshot.negatives is None  # none anywhere: detect() runs as before
+    negs = views(2, seed=9, channels=4)
+    snap = lib.add_negatives("mug", negs, embed_one, no_check)
+    assert lib.counts() == [("mug", 2, 2), ("drill", 1, 0)]
+    assert snap.negatives[1] is None and snap.negatives[0].shape == (2, 8)
+    np.testing.assert_array_equal(snap.negatives[0][1], embed_one(negs[1]))
+    np.testing.assert_array_equal(snap.embeddings[0], fake_embed(views(2, seed=1)).vector)
+    folder = tmp_path / "objects" / index_entries(tmp_path)[0]["folder"]
+    assert (folder / "negative_001.png").is_file() and not (folder / "negative_002.png").exists()
+    assert json.loads((tmp_path / "library.json").read_text())["format"] == "yolz-library/2"
+    assert index_entries(tmp_path)[0]["num_negatives"] == 2
+
+    again = ObjectLibrary(tmp_path, "m@1").load(embed_fn=pytest.fail)  # a restart
+    assert again.counts() == [("mug", 2, 2), ("drill", 1, 0)]
+    np.testing.assert_array_equal(again.snapshot.negatives[0], snap.negatives[0])
+    for got, want in zip(again.negative_views("mug"), negs):
+        np.testing.assert_array_equal(got, want)
+    again.append_views("mug", views(1, seed=3), fake_embed, max_views=32)  # negatives kept
+    assert again.counts()[0] == ("mug", 3, 2)
+    np.testing.assert_array_equal(again.snapshot.negatives[0], snap.negatives[0])
+    again.add("mug", views(1, seed=4), unit(4), replace=True)  # a new object: none
+    assert again.counts()[0] == ("mug", 1, 0) and again.snapshot.negatives is None
+
+
+def test_a_refused_negative_stores_nothing(tmp_path):
+    lib = ObjectLibrary(tmp_path, "m@1").load()
+    lib.add("mug", views(2, seed=1), fake_embed(views(2, seed=1)))
+    lib.add_negatives("mug", views(1, seed=5), embed_one, no_check)
+    before = tree(tmp_path)
+
+    def refuse_second(arrays, vector, existing):
+        if existing >= 2:
+            raise ValueError("too many")
+
+    with pytest.raises(ValueError, match="too many"):  # the 2nd of this call is the 3rd
+        lib.add_negatives("mug", views(2, seed=6), embed_one, refuse_second)
+    assert tree(tmp_path) == before and lib.counts() == [("mug", 2, 1)]
+    with pytest.raises(LibraryError, match="no object named 'cup'"):
+        lib.add_negatives("cup", views(1, seed=6), embed_one, no_check)
+    with pytest.raises(LibraryError, match="at least one"):
+        lib.add_negatives("mug", [], embed_one, no_check)
+    assert tree(tmp_path) == before
+
+
+def test_a_corrupt_negative_view_skips_the_object_and_keeps_its_files(tmp_path):
+    lib = ObjectLibrary(tmp_path, "m@1").load()
+    lib.add("mug", views(2, seed=1), fake_embed(views(2, seed=1)))
+    lib.add_negatives("mug", views(1, seed=5), embed_one, no_check)
+    folder = tmp_path / "objects" / index_entries(tmp_path)[0]["folder"]
+    (folder / "negative_000.png").write_bytes(b"not a png")
+    again = ObjectLibrary(tmp_path, "m@1").load(embed_fn=pytest.fail)
+    assert again.names() == [] and again.skipped == ["mug"]
+    assert "negative_000.png is corrupt" in again.skipped_reasons["mug"]
+    assert (folder / "negative_000.png").read_bytes() == b"not a png"
+
+
+def test_negatives_are_re_embedded_with_the_object_for_another_model(tmp_path):
+    lib = ObjectLibrary(tmp_path, "m@1").load()
+    lib.add("mug", views(2, seed=1), fake_embed(views(2, seed=1)))
+    negs = views(1, seed=5)
+    lib.add_negatives("mug", negs, lambda v: unit(7), no_check)
+    again = ObjectLibrary(tmp_path, "m@2").load(embed_fn=fake_embed)
+    assert again.reembedded == ["mug"] and again.counts() == [("mug", 2, 1)]
+    np.testing.assert_allclose(again.snapshot.negatives[0][0], embed_one(negs[0]))
+
+
+def test_a_version_1_library_loads_without_negatives_and_upgrades_on_change(tmp_path):
+    """A library written before negative views: index format /1, no num_negatives anywhere."""
+    lib = ObjectLibrary(tmp_path, "m@1").load()
+    lib.add("mug", views(2, seed=1), fake_embed(views(2, seed=1)))
+    entries = index_entries(tmp_path)
+    for entry in entries:
+        del entry["num_negatives"]
+        meta_path = tmp_path / "objects" / entry["folder"] / "meta.json"
+        meta = json.loads(meta_path.read_text())
+        del meta["num_negatives"], meta["negative_sha256"]
+        meta_path.write_text(json.dumps(meta))
+    (tmp_path / "library.json").write_text(json.dumps({"format": "yolz-library/1",
+                                                       "objects": entries}))
+    old = ObjectLibrary(tmp_path, "m@1").load(embed_fn=pytest.fail)
+    assert old.counts() == [("mug", 2, 0)] and old.snapshot.negatives is None
+    assert json.loads((tmp_path / "library.json").read_text())["format"] == "yolz-library/1"
+    old.add_negatives("mug", views(1, seed=5), embed_one, no_check)
+    assert json.loads((tmp_path / "library.json").read_text())["format"] == "yolz-library/2"
+    assert ObjectLibrary(tmp_path, "m@1").load().counts() == [("mug", 2, 1)]

@@ -3,12 +3,15 @@
 Plain Python (no ROS). Layout of ``directory``::
 
     library.json                 index: {"format", "objects": [{name, folder, num_views,
-                                 model_id, created}]} -- the commit point of every change
+                                 num_negatives, model_id, created}]} -- the commit point of
+                                 every change
     objects/o-<id>-<name>/       one folder per stored version of an object
-        meta.json                {name, num_views, model_id, created, embedding_dim,
-                                 view_sha256}
+        meta.json                {name, num_views, num_negatives, model_id, created,
+                                 embedding_dim, view_sha256, negative_sha256}
         view_000.png ...         the reference views as received (RGB or RGBA, lossless)
-        embedding.npz            vector [E], per_view [N, E], agreement [N] (no pickles)
+        negative_000.png ...     negative views: look-alikes the object is not (same encoding)
+        embedding.npz            vector [E], per_view [N, E], agreement [N], negatives [M, E]
+                                 (each negative embedded alone; no pickles)
         committed                written once the index names this folder (see below)
     quarantine/                  folders no index entry names (interrupted writes), moved out
                                  of objects/ at start; the newest QUARANTINE_KEEP are kept
@@ -30,7 +33,9 @@ If the index is unreadable, it is rebuilt from the folders: only folders carryin
 and taken away before the commit that retires it), so an interrupted, never-acknowledged write is
 never preferred.
 
-An index of another format than INDEX_FORMAT is refused (LibraryError, nothing read further,
+Formats: ``yolz-library/2`` (INDEX_FORMAT) added negative views; a ``yolz-library/1`` library
+(written before them) loads as objects without negatives, and is rewritten as /2 by the next
+change. An index of another format than READ_FORMATS is refused (LibraryError, nothing read further,
 nothing written): this code cannot tell what a different layout keeps, so it must not rewrite it.
 """
 from __future__ import annotations
@@ -53,12 +58,15 @@ from yolz_ros.runtime.atomic_file import TMP_PREFIX, write_bytes_atomic
 from yolz_ros.runtime.view_png import decode_view_png, encode_view_png
 
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-INDEX_FORMAT = "yolz-library/1"
+INDEX_FORMAT = "yolz-library/2"
+READ_FORMATS = ("yolz-library/1", INDEX_FORMAT)  # /1: before negative views (none stored)
 INDEX_FILE = "library.json"
 OBJECTS_DIR = "objects"
 QUARANTINE_DIR = "quarantine"
 QUARANTINE_KEEP = 5  # quarantined folders kept (newest first); older ones are deleted
 COMMIT_MARK = "committed"
+VIEW_FILE = "view_{:03d}.png"
+NEGATIVE_FILE = "negative_{:03d}.png"
 FOLDER_PREFIX = "o-"  # new object folders: o-<12 hex>-<name>; never starts with "."
 
 log = logging.getLogger("yolz_ros.runtime.library")
@@ -96,6 +104,8 @@ class StoredObject:
     model_id: str
     created: str
     vector: np.ndarray = field(repr=False)
+    num_negatives: int = 0
+    negatives: Optional[np.ndarray] = field(default=None, repr=False)  # float32 [M, E] or None
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,9 @@ class Snapshot:
     names: tuple
     embeddings: np.ndarray  # float32 [K, E], read-only
     model_id: str
+    # per object None or float32 [M, E] (its negative views' embeddings); None when no object
+    # has any, so Detector.detect(negatives=None) runs exactly as without them
+    negatives: Optional[tuple] = None
 
 
 def _atomic_write_json(path: Path, obj) -> None:
@@ -182,6 +195,7 @@ class ObjectLibrary:
         self._snapshot = Snapshot((), np.zeros((0, self.embedding_dim), np.float32),
                                   self.model_id)
         self._entries: tuple = ()  # ((name, num_views), ...) swapped with the snapshot
+        self._counts: tuple = ()  # ((name, num_views, num_negatives), ...) likewise
         self._skipped_names: tuple = ()
 
     # -- paths -----------------------------------------------------------------------------
@@ -336,10 +350,10 @@ class ObjectLibrary:
                              "rebuilding it from the acknowledged object folders"
                              + (f" (the unreadable file is kept as {keep})" if keep else ""))
             return self._scan_folders(), True
-        if data.get("format") != INDEX_FORMAT:
+        if data.get("format") not in READ_FORMATS:
             raise LibraryError(
                 f"object library {self.directory}: library.json is of format "
-                f"{data.get('format')!r}; this version reads only {INDEX_FORMAT!r}. Nothing was "
+                f"{data.get('format')!r}; this version reads only {READ_FORMATS}. Nothing was "
                 "read or changed: use the version that wrote it, or set library_dir to another "
                 "folder")
         return data["objects"], False
@@ -365,6 +379,7 @@ class ObjectLibrary:
             _, folder, meta = max(candidates, key=lambda c: c[0])
             entries.append({"name": name, "folder": folder,
                             "num_views": meta.get("num_views", 0),
+                            "num_negatives": meta.get("num_negatives", 0),
                             "model_id": meta.get("model_id", ""),
                             "created": meta.get("created", "")})
         entries.sort(key=lambda e: str(e["created"]))
@@ -380,20 +395,32 @@ class ObjectLibrary:
         hashes = meta.get("view_sha256")
         if not isinstance(hashes, list) or len(hashes) != num_views:
             raise ValueError("meta.json view_sha256 does not list one checksum per view")
-        for i in range(num_views):
-            view = path / f"view_{i:03d}.png"
+        num_negatives = int(meta.get("num_negatives", 0))  # absent: written before negatives
+        neg_hashes = meta.get("negative_sha256", [])
+        if not isinstance(neg_hashes, list) or len(neg_hashes) != num_negatives:
+            raise ValueError("meta.json negative_sha256 does not list one checksum per negative")
+        files = [(VIEW_FILE.format(i), hashes[i]) for i in range(num_views)]
+        files += [(NEGATIVE_FILE.format(i), neg_hashes[i]) for i in range(num_negatives)]
+        for file, digest in files:
+            view = path / file
             if view.is_symlink() or not view.is_file():
-                raise ValueError(f"view_{i:03d}.png is missing")
-            if _sha256(view.read_bytes()) != hashes[i]:
-                raise ValueError(f"view_{i:03d}.png is corrupt (its sha256 does not match "
-                                 "meta.json)")
+                raise ValueError(f"{file} is missing")
+            if _sha256(view.read_bytes()) != digest:
+                raise ValueError(f"{file} is corrupt (its sha256 does not match meta.json)")
         with np.load(path / "embedding.npz", allow_pickle=False) as npz:
             vector = np.asarray(npz["vector"], np.float32)
+            negatives = (np.asarray(npz["negatives"], np.float32) if num_negatives else None)
         if vector.ndim != 1 or vector.size == 0 or not np.all(np.isfinite(vector)):
             raise ValueError(f"bad embedding vector, shape {vector.shape}")
+        if negatives is not None and (negatives.shape != (num_negatives, vector.size)
+                                      or not np.all(np.isfinite(negatives))):
+            raise ValueError(f"bad negative embeddings, shape {negatives.shape} (expected "
+                             f"{(num_negatives, vector.size)})")
         vector.setflags(write=False)
+        if negatives is not None:
+            negatives.setflags(write=False)
         return StoredObject(entry["name"], folder, num_views, str(meta.get("model_id", "")),
-                            str(meta.get("created", "")), vector)
+                            str(meta.get("created", "")), vector, num_negatives, negatives)
 
     def _reembed(self, obj: StoredObject, embed_fn) -> None:
         if embed_fn is None:
@@ -406,7 +433,11 @@ class ObjectLibrary:
         try:
             views = self.views(obj.name)
             embedding = embed_fn(views)
-            self._write_object(obj.name, views, embedding, created=obj.created)
+            negative_views = self.negative_views(obj.name)
+            negatives = (negative_views,
+                         [np.asarray(embed_fn([v]).vector, np.float32) for v in negative_views])
+            self._write_object(obj.name, views, embedding, created=obj.created,
+                               negatives=negatives)
             self.reembedded.append(obj.name)
         except Exception as exc:  # noqa: BLE001
             self.log.warning(f"re-embedding object {obj.name!r} failed ({exc}); skipped "
@@ -430,6 +461,10 @@ class ObjectLibrary:
         snapshot): a listing never waits behind a registration writing its files."""
         return list(self._entries)
 
+    def counts(self) -> list:
+        """[(name, num_views, num_negatives)] in grid order, lock-free, from one state."""
+        return list(self._counts)
+
     def views(self, name: str) -> list:
         """The stored reference views of an object (RGB or RGBA uint8 arrays)."""
         with self._lock:
@@ -437,7 +472,26 @@ class ObjectLibrary:
             if obj is None:
                 raise LibraryError(f"no object named {name!r}")
             path = self._folder_path(obj.folder)
-            return [_decode_png(path / f"view_{i:03d}.png") for i in range(obj.num_views)]
+            return [_decode_png(path / VIEW_FILE.format(i)) for i in range(obj.num_views)]
+
+    def negative_views(self, name: str) -> list:
+        """The stored negative views of an object (look-alikes it is not), oldest first."""
+        with self._lock:
+            obj = self._objects.get(name)
+            if obj is None:
+                raise LibraryError(f"no object named {name!r}")
+            path = self._folder_path(obj.folder)
+            return [_decode_png(path / NEGATIVE_FILE.format(i))
+                    for i in range(obj.num_negatives)]
+
+    def embedding_arrays(self, name: str) -> dict:
+        """The stored embedding of an object: {"vector" [E], and where stored "per_view" [N, D],
+        "agreement" [N], "negatives" [M, E]} (float32 copies)."""
+        with self._lock:
+            obj = self.stored(name)
+            path = self._folder_path(obj.folder)
+            with np.load(path / "embedding.npz", allow_pickle=False) as npz:
+                return {key: np.asarray(npz[key], np.float32) for key in npz.files}
 
     @property
     def snapshot(self) -> Snapshot:
@@ -447,6 +501,13 @@ class ObjectLibrary:
     @property
     def skipped(self) -> list:
         return list(self._skipped_names)
+
+    def _kept_negatives(self, name: str):
+        """(views, vectors) of the stored object's negatives, to carry into its next folder."""
+        obj = self._objects[name]
+        if not obj.num_negatives:
+            return None
+        return self.negative_views(name), list(obj.negatives)
 
     # -- changes -------------------------------------------------------------------------
     def add(self, name: str, views: Sequence[np.ndarray], embedding, replace: bool = False):
@@ -487,9 +548,41 @@ class ObjectLibrary:
                                    f"{total}, over the limit of {max_views} per object")
             all_views = self.views(name) + list(views)
             embedding = embed_fn(all_views)
-            self._write_object(name, all_views, embedding, created=obj.created)
+            self._write_object(name, all_views, embedding, created=obj.created,
+                               negatives=self._kept_negatives(name))
             self._rebuild_snapshot()
             return self._snapshot, embedding
+
+    def add_negatives(self, name: str, views: Sequence[np.ndarray], embed_one: Callable,
+                      check: Callable):
+        """Store ``views`` as negative views of object ``name`` (look-alikes it is not). Each is
+        embedded alone (``embed_one(view)`` -> vector [E]) and passed to ``check(arrays,
+        vector, existing)`` (arrays: embedding_arrays(name); existing: negatives before it),
+        which raises to refuse it; nothing is stored unless every view passes. The object's
+        views and embedding are kept. Returns the new snapshot. LibraryError for an unknown
+        object; whatever ``check`` raises otherwise."""
+        if len(views) == 0:
+            raise LibraryError("at least one negative view is needed")
+        with self._lock:
+            obj = self._objects.get(name)
+            if obj is None:
+                known = ", ".join(self._objects) or "none"
+                raise LibraryError(f"no object named {name!r} (registered: {known}): register "
+                                   "the object first, then its negative views")
+            arrays = self.embedding_arrays(name)
+            old_views, old_vectors = self._kept_negatives(name) or ([], [])
+            vectors = []
+            for view in views:
+                vector = np.asarray(embed_one(view), np.float32).reshape(-1)
+                if vector.shape != obj.vector.shape or not np.all(np.isfinite(vector)):
+                    raise LibraryError(f"a negative view's embedding has shape {vector.shape}, "
+                                       f"the object's {obj.vector.shape}")
+                check(arrays, vector, len(old_vectors) + len(vectors))
+                vectors.append(vector)
+            self._write_object(name, self.views(name), arrays, created=obj.created,
+                               negatives=(old_views + list(views), old_vectors + vectors))
+            self._rebuild_snapshot()
+            return self._snapshot
 
     def stored(self, name: str) -> StoredObject:
         """The stored record of an object (name, folder, num_views, model_id, created)."""
@@ -521,31 +614,42 @@ class ObjectLibrary:
 
     def _entry(self, obj: StoredObject) -> dict:
         return {"name": obj.name, "folder": obj.folder, "num_views": obj.num_views,
-                "model_id": obj.model_id, "created": obj.created}
+                "num_negatives": obj.num_negatives, "model_id": obj.model_id,
+                "created": obj.created}
 
     def _write_index(self) -> None:
         entries = [self._entry(o) for o in self._objects.values()]
         entries += [e for n, e in self._skipped.items() if n not in self._objects]
         _atomic_write_json(self.index_path, {"format": INDEX_FORMAT, "objects": entries})
 
-    def _write_object(self, name: str, views: list, embedding, created: str = "") -> None:
-        """Write a new folder for ``name`` (temp name, then rename), then commit the index."""
+    def _write_object(self, name: str, views: list, embedding, created: str = "",
+                      negatives=None) -> None:
+        """Write a new folder for ``name`` (temp name, then rename), then commit the index.
+        ``negatives``: None or (negative views, their vectors [E] each)."""
         self._ensure_dirs()
-        arrays = embedding if isinstance(embedding, dict) else _embedding_arrays(embedding)
+        arrays = dict(embedding) if isinstance(embedding, dict) else _embedding_arrays(embedding)
+        negative_views, negative_vectors = negatives or ([], [])
+        if negative_vectors:
+            arrays["negatives"] = np.stack(negative_vectors).astype(np.float32)
+        else:
+            arrays.pop("negatives", None)
         created = created or _now_iso()
         folder = self._new_folder_name(name)
         tmp = self.objects_dir / f"{TMP_PREFIX}{folder}"
         tmp.mkdir()
         try:
-            hashes = []
-            for i, view in enumerate(views):
-                data = _encode_png(view)
-                (tmp / f"view_{i:03d}.png").write_bytes(data)
-                hashes.append(_sha256(data))
+            hashes, neg_hashes = [], []
+            for pattern, group, digests in ((VIEW_FILE, views, hashes),
+                                            (NEGATIVE_FILE, negative_views, neg_hashes)):
+                for i, view in enumerate(group):
+                    data = _encode_png(view)
+                    (tmp / pattern.format(i)).write_bytes(data)
+                    digests.append(_sha256(data))
             _write_npz(tmp / "embedding.npz", **arrays)
             meta = {"name": name, "num_views": len(views), "model_id": self.model_id,
                     "created": created, "embedding_dim": int(arrays["vector"].shape[0]),
-                    "view_sha256": hashes}
+                    "view_sha256": hashes, "num_negatives": len(negative_views),
+                    "negative_sha256": neg_hashes}
             _atomic_write_json(tmp / "meta.json", meta)
             os.replace(tmp, self.objects_dir / folder)
         except BaseException:
@@ -553,7 +657,12 @@ class ObjectLibrary:
             raise
         vector = arrays["vector"].copy()
         vector.setflags(write=False)
-        new = StoredObject(name, folder, len(views), self.model_id, created, vector)
+        negs = arrays.get("negatives")
+        if negs is not None:
+            negs = negs.copy()
+            negs.setflags(write=False)
+        new = StoredObject(name, folder, len(views), self.model_id, created, vector,
+                           len(negative_views), negs)
         old = self._objects.get(name)
         old_skipped = self._skipped.get(name)
         self._objects[name] = new
@@ -590,6 +699,10 @@ class ObjectLibrary:
         else:
             emb = np.zeros((0, self.embedding_dim), np.float32)
         emb.setflags(write=False)
-        self._entries = tuple((o.name, o.num_views) for o in self._objects.values())
+        objects = list(self._objects.values())
+        negatives = (tuple(o.negatives for o in objects)
+                     if any(o.num_negatives for o in objects) else None)
+        self._entries = tuple((o.name, o.num_views) for o in objects)
+        self._counts = tuple((o.name, o.num_views, o.num_negatives) for o in objects)
         self._skipped_names = tuple(self._skipped)
-        self._snapshot = Snapshot(names, emb, self.model_id)
+        self._snapshot = Snapshot(names, emb, self.model_id, negatives)
