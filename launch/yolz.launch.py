@@ -17,9 +17,20 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
-from launch.conditions import IfCondition, LaunchConfigurationNotEquals, UnlessCondition
+from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
+
+try:  # launch >= 1.1 (Iron and later); LaunchConfigurationNotEquals is deprecated there
+    from launch.substitutions import NotEqualsSubstitution
+
+    def if_not_empty(name):
+        return IfCondition(NotEqualsSubstitution(LaunchConfiguration(name), ""))
+except ImportError:  # Humble's launch 1.0
+    from launch.conditions import LaunchConfigurationNotEquals
+
+    def if_not_empty(name):
+        return LaunchConfigurationNotEquals(name, "")
 
 
 # Fast DDS 2.x (Humble, Iron, Jazzy) reads FASTRTPS_..., 3.x (Kilted and later) FASTDDS_...
@@ -74,7 +85,7 @@ def generate_launch_description():
             or os.path.join(share, "config", "fastdds_same_host.xml"),
             description="FastDDS profile XML for the node (and rviz); '' = FastDDS defaults"),
         SetEnvironmentVariable(PROFILE_VAR, LaunchConfiguration("dds_profile"),
-                               condition=LaunchConfigurationNotEquals("dds_profile", "")),
+                               condition=if_not_empty("dds_profile")),
         Node(**yolz, condition=UnlessCondition(managed)),
         LifecycleNode(**yolz, arguments=["--managed"], condition=IfCondition(managed)),
         Node(
