@@ -12,12 +12,15 @@ from yolz_ros.runtime.negatives import (MAX_NEGATIVES, NegativeError, check_nega
 def test_a_cell_that_matches_a_negative_better_is_lowered_the_rest_kept():
     probs = np.array([[[0.8, 0.4]], [[0.5, 0.5]]], np.float32)  # K = 2 objects, 1 x 2 cells
     neg = np.array([[[0.6, 0.8]], [[0.7, 0.1]], [[0.2, 0.7]]], np.float32)
-    out = suppress(probs, neg, np.array([0, 0, 1]))
+    out = suppress(probs, neg, np.array([0, 0, 1]), margin=1.0)
     # object 0: cell 0 beats its negatives (kept), cell 1 loses to 0.8 -> 0.4 * 0.4 / 0.8
     assert out[0, 0, 0] == pytest.approx(0.8) and out[0, 0, 1] == pytest.approx(0.2)
     # object 1: only cell 1 loses (0.7 > 0.5)
     assert out[1, 0, 0] == pytest.approx(0.5) and out[1, 0, 1] == pytest.approx(0.5 * 0.5 / 0.7)
     assert probs[0, 0, 1] == pytest.approx(0.4)  # the input is not changed
+    # a margin of 0.5: a negative counts from half the object's score (0.7 > 0.5 * 0.8)
+    half = suppress(probs, neg, np.array([0, 0, 1]), margin=0.5)
+    assert half[0, 0, 0] == pytest.approx(0.8 * 0.4 / 0.7)
     assert suppress(probs, neg[:0], np.zeros(0, int)) is probs
 
 

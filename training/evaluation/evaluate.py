@@ -34,25 +34,27 @@ class YolzMethod:
 
     calibrated = True
 
-    def __init__(self, model_dir, num_threads=0, box_threshold=None, zoom=1.0):
+    def __init__(self, model_dir, num_threads=0, box_threshold=None, zoom=1.0, look_closer=0):
         from yolz_ros.runtime.detector import Detector
 
         self.detector = Detector(model_dir, backend="onnxruntime", device="cpu",
                                  num_threads=num_threads)
-        self.zoom = float(zoom)
+        self.zoom, self.look_closer = float(zoom), int(look_closer)
         self.name = f"yolz ({self.detector.model_id})" + (
-            f" + {self.zoom:g}x tiles" if self.zoom > 1 else "")
+            f" + {self.zoom:g}x tiles" if self.zoom > 1 else "") + (
+            f" + look_closer {self.look_closer}" if self.look_closer else "")
         self.input_size = tuple(self.detector.info.input_size)
         self.box_threshold = box_threshold  # None: the model's default_threshold
 
     def embed(self, views):
         return self.detector.embed_views(list(views)).vector
 
-    def score(self, scene, objects):
+    def score(self, scene, objects, negatives=None):
         """Probabilities on the benchmark's grid (stride 16 over the scene as given): a model whose
         own grid differs (exported with another --scene-size) is read at each benchmark cell's
         centre, so every model and baseline is scored on the same cells."""
-        result = self.detector.detect(scene, np.stack(objects), zoom=self.zoom)
+        result = self.detector.detect(scene, np.stack(objects), zoom=self.zoom,
+                                      negatives=negatives, look_closer=self.look_closer)
         self._last = result
         rows, cols = scene.shape[0] // BENCH_STRIDE, scene.shape[1] // BENCH_STRIDE
         probs = result.probabilities
