@@ -61,6 +61,10 @@ PARAMS: Tuple[Param, ...] = (
           "objects more often (objects < 1% of the image: AUROC 0.757 -> 0.804 / 0.834) at 5 / "
           "10 network passes per frame: for a GPU with time to spare",
           range=(1.0, 3.0), live=True),
+    Param("look_closer", "integer", 0,
+          "0 = off; N: up to N more network passes per frame, 2x tiles centred where the frame "
+          "pass is least sure (docs/runtime.md); ignored while zoom > 1",
+          range=(0, 9), live=True),
     Param("max_objects", "integer", 64, "most objects registered at once", range=(1, 256)),
     Param("library_dir", "string", "",
           "object library folder; '' = $ROS_HOME/yolz_ros/library (ROS_HOME: ~/.ros)"),

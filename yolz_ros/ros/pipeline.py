@@ -55,7 +55,8 @@ def analyse(rgb, header, camera: str, detector, snapshot, settings: Settings) ->
     """One frame through the detector: probabilities of every registered object, its peaks at
     the threshold in ``settings``, the cell -> pixel mapping."""
     names = tuple(snapshot.names)
-    result = detector.detect(rgb, snapshot.embeddings, zoom=settings.zoom)
+    result = detector.detect(rgb, snapshot.embeddings, zoom=settings.zoom,
+                             look_closer=settings.look_closer if settings.zoom <= 1.0 else 0)
     threshold = detection_threshold(settings.threshold, detector.info.default_threshold)
     detections = object_detections(names, detector.peaks(result, threshold))
     lb = result.letterbox
