@@ -15,6 +15,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from yolz_ros.ros import cameras, mailbox, outputs, params, pipeline, registration
+from yolz_ros.ros.image_msgs import array_to_image_msg, rgb_to_image_msg
 from yolz_ros.runtime.decode import Peak
 from yolz_ros.msg import ObjectDetection
 from yolz_ros.runtime.overlay import render_overlay
@@ -31,12 +32,6 @@ def tiny_detector(tmp_path_factory):
     from yolz_ros.runtime.detector import Detector
     folder = make_tiny_model(tmp_path_factory.mktemp("tiny"), threshold=0.37)
     return Detector(model_dir=str(folder), backend="onnxruntime", device="cpu", max_objects=3)
-
-
-def image_msg(pixels, encoding="rgb8"):
-    pixels = np.ascontiguousarray(pixels)
-    return Image(height=pixels.shape[0], width=pixels.shape[1], encoding=encoding,
-                 is_bigendian=0, step=pixels.strides[0], data=pixels.tobytes())
 
 
 def views(n, seed):
@@ -62,7 +57,7 @@ def test_every_default_passes_its_own_checks():
 
 
 def test_start_only_rule_and_checks():
-    assert params.LIVE == ("threshold", "zoom", "max_rate", "camera_rate_hz", "depth_tolerance",
+    assert params.LIVE == ("threshold", "zoom", "look_closer", "max_rate", "camera_rate_hz", "depth_tolerance",
                            "depth_timeout", "publish_markers", "register_max_age",
                            "publish_overlay", "overlay_alpha", "draw_peaks")
     why = params.check_changes({"max_objects": 8}, configured=True)
@@ -134,6 +129,20 @@ def test_the_zoom_parameter_reaches_the_detector(tiny_detector):
     assert not np.array_equal(on.probabilities, off.probabilities)
 
 
+def test_the_look_closer_parameter_reaches_the_detector_and_yields_to_zoom(tiny_detector):
+    det = tiny_detector
+    emb = det.embed_views(views(3, 1)).vector
+    snapshot = type("S", (), {"names": ("a",), "embeddings": np.stack([emb])})()
+    rgb = np.random.default_rng(3).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    off = pipeline.analyse(rgb, Header(), "/image", det, snapshot, params.Settings())
+    closer = pipeline.analyse(rgb, Header(), "/image", det, snapshot,
+                              params.Settings(look_closer=2))
+    assert det.last_passes == 3 and not np.array_equal(closer.probabilities, off.probabilities)
+    pipeline.analyse(rgb, Header(), "/image", det, snapshot,
+                     params.Settings(look_closer=2, zoom=2.0))
+    assert det.last_passes > 3  # the zoom pass's tiles, not two
+
+
 # ------------------------------------------------------------------------------------------
 # registration
 def test_max_objects_is_the_most_registered_at_once(tiny_detector, tmp_path):
@@ -146,7 +155,7 @@ def test_max_objects_is_the_most_registered_at_once(tiny_detector, tmp_path):
 
     def reg(name, replace=False):
         request = RegisterObject.Request(name=name, replace=replace,
-                                         views=[image_msg(v) for v in views(2, len(name))])
+                                         views=[rgb_to_image_msg(v) for v in views(2, len(name))])
         response = RegisterObject.Response()
         snapshot = registration.register(request, response, lib, tiny_detector.embed_views, 2)
         return snapshot, response
@@ -169,14 +178,14 @@ def test_request_checks_and_view_feedback():
         registration.check_request("ok", 0, [], 4)
     with pytest.raises(registration.Refused, match="at most 32"):
         registration.check_request("ok", 33, [], 4)
-    good = image_msg(np.zeros((16, 16, 3), np.uint8))
-    small = image_msg(np.zeros((4, 16, 3), np.uint8))
+    good = rgb_to_image_msg(np.zeros((16, 16, 3), np.uint8))
+    small = rgb_to_image_msg(np.zeros((4, 16, 3), np.uint8))
     bad = Image(height=8, width=8, encoding="yuv422", step=16, data=bytes(128))
     with pytest.raises(registration.Refused) as info:
         registration.decode_views([good, small, bad])
     assert set(info.value.notes) == {1, 2} and "too small" in info.value.notes[1]
     assert "encoding" in info.value.notes[2] and "view 2" in info.value.message
-    rgba = registration.decode_view(image_msg(np.zeros((9, 9, 4), np.uint8), "rgba8"))
+    rgba = registration.decode_view(array_to_image_msg(np.zeros((9, 9, 4), np.uint8), "rgba8"))
     assert rgba.shape == (9, 9, 4)
     fb = registration.view_feedback(4, [0.95, 0.93, 0.96, 0.41])
     assert [f.used for f in fb] == [True] * 4 and fb[3].note == registration.DISAGREE_NOTE
@@ -347,7 +356,7 @@ def test_a_camera_view_is_held_to_the_view_limits(monkeypatch):
     from sensor_msgs.msg import Image, RegionOfInterest
 
     from yolz_ros.ros import registration
-    frame = image_msg(np.zeros((600, 800, 3), np.uint8))
+    frame = rgb_to_image_msg(np.zeros((600, 800, 3), np.uint8))
     camera = SimpleNamespace(newest=(frame, time.monotonic()), resolved="/image", topic="image")
     request = SimpleNamespace(box=RegionOfInterest(x_offset=0, y_offset=0, width=800,
                                                    height=600), mask=Image())
@@ -416,10 +425,10 @@ def test_a_camera_whose_depth_never_matches_does_not_slow_the_others(tiny_detect
         next_t = time.monotonic()
         for i in range(frames):
             stamp = t0 + i / rate
-            pipe.receive_depth(cams[0], _stamped(image_msg(depth, "32FC1"), stamp - 3.0))
-            pipe.receive_depth(cams[1], _stamped(image_msg(depth, "32FC1"), stamp))
+            pipe.receive_depth(cams[0], _stamped(array_to_image_msg(depth, "32FC1"), stamp - 3.0))
+            pipe.receive_depth(cams[1], _stamped(array_to_image_msg(depth, "32FC1"), stamp))
             for cam in cams:
-                pipe.receive(cam, _stamped(image_msg(rgb), stamp))
+                pipe.receive(cam, _stamped(rgb_to_image_msg(rgb), stamp))
             next_t += 1.0 / rate
             time.sleep(max(0.0, next_t - time.monotonic()))
         time.sleep(0.5)

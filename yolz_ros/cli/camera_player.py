@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from yolz_ros.ros.image_msgs import array_to_image_msg
 from yolz_ros.runtime.depth import parse_camera_info
 from yolz_ros.runtime.pacer import Pacer
 
@@ -119,26 +120,18 @@ def camera_info_msg(info: dict, header):
 
 def depth_msg(mm: np.ndarray, encoding: str, header):
     """uint16 millimetres -> Image: 16UC1 as is, or 32FC1 metres with no data (0) as NaN."""
-    from sensor_msgs.msg import Image
     if encoding == "32FC1":
         pixels = mm.astype(np.float32) / 1000.0
         pixels[mm == 0] = np.nan
     else:
         pixels = mm
-    pixels = np.ascontiguousarray(pixels)
-    msg = Image(height=pixels.shape[0], width=pixels.shape[1], encoding=encoding,
-                is_bigendian=0, step=pixels.strides[0], data=pixels.tobytes())
-    msg.header = header
-    return msg
+    return array_to_image_msg(pixels, encoding, header)
 
 
 def to_msg(bgr: np.ndarray, encoding: str, frame_id: str, stamp):
     import cv2
-    from sensor_msgs.msg import Image
     pixels = bgr if encoding == "bgr8" else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    pixels = np.ascontiguousarray(pixels)
-    msg = Image(height=pixels.shape[0], width=pixels.shape[1], encoding=encoding,
-                is_bigendian=0, step=pixels.shape[1] * 3, data=pixels.tobytes())
+    msg = array_to_image_msg(pixels, encoding)
     msg.header.frame_id = frame_id
     msg.header.stamp = stamp
     return msg

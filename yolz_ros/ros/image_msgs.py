@@ -89,38 +89,43 @@ def compressed_msg_to_rgb(msg, max_pixels: int = MAX_PIXELS) -> RgbAlpha:
     return to_rgb(pixels, encoding, max_pixels)
 
 
-def rgb_to_image_msg(rgb: np.ndarray, header=None):
-    """RGB uint8 HxWx3 -> sensor_msgs/Image (rgb8, no row padding)."""
+def array_to_image_msg(pixels: np.ndarray, encoding: str, header=None):
+    """HxW or HxWxC array -> sensor_msgs/Image of ``encoding`` as given (no row padding, the
+    array's byte order): the inverse of msg_pixels. No check that the encoding fits the array, so a
+    test or the soak can build a bad frame on purpose; rgb_to_image_msg and view_to_image_msg
+    check."""
     from sensor_msgs.msg import Image  # only the ROS side needs the message types
 
-    rgb = np.asarray(rgb)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ImageError(f"need an HxWx3 uint8 RGB array, got shape {rgb.shape} {rgb.dtype}")
+    pixels = np.ascontiguousarray(pixels)
     msg = Image()
     if header is not None:
         msg.header = header
-    msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
-    msg.encoding = "rgb8"
-    msg.is_bigendian = 0
-    msg.step = msg.width * 3
-    msg.data = np.ascontiguousarray(rgb).tobytes()
+    msg.height, msg.width = int(pixels.shape[0]), int(pixels.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = int(pixels.dtype.byteorder == ">")
+    msg.step = int(pixels.strides[0]) if pixels.size else 0
+    msg.data = pixels.tobytes()
     return msg
+
+
+def rgb_to_image_msg(rgb: np.ndarray, header=None):
+    """RGB uint8 HxWx3 -> sensor_msgs/Image (rgb8, no row padding)."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ImageError(f"need an HxWx3 uint8 RGB array, got shape {rgb.shape} {rgb.dtype}")
+    return array_to_image_msg(rgb, "rgb8", header)
 
 
 def view_to_image_msg(view: np.ndarray, header=None):
     """A reference view -> sensor_msgs/Image: HxWx3 RGB as rgb8, HxWx4 RGBA as rgba8 (alpha =
-    the object mask). The inverse of image_msg_to_array for views."""
+    the object mask). The inverse of image_msg_to_view."""
     view = np.asarray(view)
     if view.ndim == 3 and view.shape[2] == 3:
         return rgb_to_image_msg(view, header)
     if view.ndim != 3 or view.shape[2] != 4 or view.dtype != np.uint8:
         raise ImageError(f"need an HxWx3 or HxWx4 uint8 view, got shape {view.shape} "
                          f"{view.dtype}")
-    msg = rgb_to_image_msg(np.ascontiguousarray(view[:, :, :3]), header)
-    msg.encoding = "rgba8"
-    msg.step = msg.width * 4
-    msg.data = np.ascontiguousarray(view).tobytes()
-    return msg
+    return array_to_image_msg(view, "rgba8", header)
 
 
 def image_msg_to_view(msg, max_pixels: int = MAX_PIXELS) -> np.ndarray:
