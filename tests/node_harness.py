@@ -11,11 +11,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
+from yolz_ros.ros.client import RosTransport
+from yolz_ros.ros.image_msgs import array_to_image_msg
 from yolz_ros.runtime.model_info import DEFAULT_MODEL
 from yolz_ros.srv import ListObjects, RegisterObject, RemoveObject
 
@@ -29,10 +30,8 @@ NODE = f"{NS}/yolz"
 
 
 def image_msg(pixels, encoding, stamp_sec=0, frame_id="camera"):
-    pixels = np.ascontiguousarray(pixels)
-    msg = Image(height=pixels.shape[0], width=pixels.shape[1], encoding=encoding,
-                is_bigendian=0, step=pixels.strides[0] if pixels.size else 0,
-                data=pixels.tobytes())
+    """A frame as a camera sends it: stamped ``stamp_sec`` s, from ``frame_id``."""
+    msg = array_to_image_msg(pixels, encoding)
     msg.header.stamp.sec = int(stamp_sec)
     msg.header.frame_id = frame_id
     return msg
@@ -67,18 +66,18 @@ def spin_until(executor, done, timeout=10.0):
 
 
 class Ros:
-    """The test's own rclpy context, node and executor, plus a /diagnostics listener."""
+    """The test's own rclpy context, node and executor (those of a RosTransport of the node
+    under test, yolz_ros/ros/client.py: the one service client), plus a /diagnostics listener
+    and a frames publisher."""
 
     def __init__(self):
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("yolz_test_client", context=self.context)
-        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        # settle 0.5 s: we see the server's request reader before the server sees our response
+        # reader; an answer sent in between is dropped (rmw_fastrtps waits only 100 ms for it)
+        self.transport = RosTransport(NODE, "yolz_test_client", args=[], settle=0.5)
+        self.node, self.executor = self.transport.node, self.transport.executor
         self.diagnostics = []
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
         self.frames = self.node.create_publisher(Image, f"{NS}/image", qos_profile_sensor_data)
-        self._clients = {}
 
     def _on_diag(self, msg):
         for status in msg.status:
@@ -91,27 +90,21 @@ class Ros:
     def spin_for(self, seconds):
         self.spin_until(lambda: False, seconds)
 
+    def _ready(self, srv_type, name, timeout):
+        key = self.transport.add_service(srv_type, name)
+        try:
+            self.transport.wait_ready([key], timeout)
+        except TimeoutError:
+            raise AssertionError(f"{name} not available") from None
+        return key
+
     def client(self, srv_type, name, timeout=20.0):
         """A client of service ``name``, ready to call (created once)."""
-        key = (srv_type, name)
-        if key not in self._clients:
-            self._clients[key] = self.node.create_client(srv_type, name)
-            assert self.spin_until(self._clients[key].service_is_ready, timeout), \
-                f"{name} not available"
-            # We see the server's request reader before the server sees our response reader;
-            # an answer sent in between is dropped (rmw_fastrtps waits only 100 ms for it).
-            self.spin_for(0.5)
-        client = self._clients[key]
-        assert self.spin_until(client.service_is_ready, timeout), f"{name} not available"
-        return client
+        return self.transport.clients[self._ready(srv_type, name, timeout)]
 
     def try_call(self, srv_type, name, request, timeout=20.0):
         """The answer, or None if none came in ``timeout`` s (DDS can drop an answer)."""
-        future = self.client(srv_type, name, timeout).call_async(request)
-        if self.spin_until(future.done, timeout):
-            return future.result()
-        self.client(srv_type, name).remove_pending_request(future)
-        return None
+        return self.transport.call(self._ready(srv_type, name, timeout), request, timeout)
 
     def call(self, srv_type, name, request, timeout=20.0, idempotent=False):
         """The answer to ``request``; an idempotent request is sent again every 5 s until
@@ -144,9 +137,7 @@ class Ros:
                 self.spin_for(period)
 
     def close(self):
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
+        self.transport.close()
 
 
 def start_node(model_dir, library_dir, log_path, *params, remaps=(), managed=False):

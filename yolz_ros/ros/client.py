@@ -283,7 +283,9 @@ class YolzClient:
 # the ROS transport
 class RosTransport:
     """The yolz node's services from an rclpy context of this object's own. All clients are
-    created at once, so discovery announces them together."""
+    created at once, so discovery announces them together. ``add_service`` adds any other
+    service by its full name (a test asks the node's parameter and lifecycle services so);
+    ``node`` and ``spin_for`` serve subscriptions and publishers made beside the clients."""
 
     def __init__(self, node: str = "/yolz", client_name: str = "yolz_client", args=None,
                  settle: Optional[float] = None):
@@ -304,7 +306,15 @@ class RosTransport:
         self.unanswered: List[str] = []  # services whose answer did not come, in order
 
     def name(self, service: str) -> str:
-        return f"{self.prefix}/{service}"
+        """The full name of ``service``: one of the node's (SERVICES) or one added by its name."""
+        return service if service.startswith("/") else f"{self.prefix}/{service}"
+
+    def add_service(self, srv_type, name: str) -> str:
+        """A client of the service called ``name`` (absolute) as well, created once; its key for
+        wait_ready, call and send is ``name``."""
+        if name not in self.clients:
+            self.clients[name] = self.node.create_client(srv_type, name)
+        return name
 
     def spin_for(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -313,8 +323,10 @@ class RosTransport:
 
     def wait_ready(self, services: Sequence[str], timeout: float) -> None:
         """Wait until every one of ``services`` is ready; then, if one of them was not ready
-        before, ``settle`` seconds more. TimeoutError naming the one missing."""
-        waiting = [s for s in services if s not in self._ready]
+        before (a server that restarted counts as new), ``settle`` seconds more. TimeoutError
+        naming the one missing."""
+        waiting = [s for s in services
+                   if s not in self._ready or not self.clients[s].service_is_ready()]
         if not waiting:
             return
         deadline = time.monotonic() + timeout
@@ -333,13 +345,22 @@ class RosTransport:
         """The request on its way; the future of its answer (a test double drops answers here)."""
         return client.call_async(request)
 
+    def send(self, service: str, request, timeout: float):
+        """``request`` on its way once the service is ready; the future of its answer, for a
+        caller that spins (``spin_for``) while it waits. ``forget`` it if it stays undone."""
+        self.wait_ready([service], timeout)
+        return self._send(self.clients[service], request)
+
+    def forget(self, service: str, future) -> None:
+        """An answer no longer awaited: rclpy would keep its slot forever."""
+        if not future.done():
+            self.clients[service].remove_pending_request(future)
+
     def call(self, service: str, request, timeout: float,
              changed: Optional[Callable[[], bool]] = None):
         """The answer to ``request``, or None when none came within ``timeout`` s, or within
         GRACE_S of ``changed()`` (asked every POLL_S) becoming true."""
-        self.wait_ready([service], timeout)
-        client = self.clients[service]
-        future = self._send(client, request)
+        future = self.send(service, request, timeout)
         deadline = time.monotonic() + timeout
         next_poll = time.monotonic() + POLL_S
         seen = None
@@ -357,8 +378,7 @@ class RosTransport:
                 self.executor.spin_once(timeout_sec=0.05)
             return future.result()
         finally:
-            if not future.done():
-                client.remove_pending_request(future)
+            self.forget(service, future)
 
     def close(self) -> None:
         self.executor.shutdown()
