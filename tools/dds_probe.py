@@ -4,7 +4,8 @@
                                 [--profile config/fastdds_same_host.xml | --no-profile]
                                 [--json out.json]
 
-Runs a publisher process (sensor_msgs/Image rgb8 at --rate, best effort unless --reliable) and
+Runs a publisher process (the synthetic camera, yolz_ros/ros/synthetic_camera.py: rgb8 at
+--rate, best effort unless --reliable) and
 a subscriber in this process (sensor-data QoS, depth 5, a callback that only counts), both with
 the same FastDDS setting, and prints frames sent / received. No yolz node: this isolates the
 transport from inference. ``--profile`` points FastDDS at the profile for both sides
@@ -24,63 +25,30 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from yolz_ros.runtime.pacer import Pacer  # noqa: E402
 from yolz_ros.ros.dds import current_profile, set_profile  # noqa: E402
 DEFAULT_PROFILE = ROOT / "config" / "fastdds_same_host.xml"
-
-
-def publisher(args) -> int:
-    import numpy as np
-    import rclpy
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-    from sensor_msgs.msg import Image
-    w, h = args.width, args.height
-    rclpy.init()
-    node = rclpy.create_node("dds_probe_pub")
-    qos = (QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if args.reliable
-           else qos_profile_sensor_data)
-    pub = node.create_publisher(Image, args.topic, qos)
-    deadline = time.monotonic() + 15
-    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
-    rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8).tobytes() for _ in range(4)]
-    pacer, sent = Pacer(args.rate), 0
-    while pacer.elapsed() < args.seconds:
-        msg = Image(height=h, width=w, encoding="rgb8", step=w * 3, data=frames[sent % 4])
-        msg.header.stamp = node.get_clock().now().to_msg()
-        pub.publish(msg)
-        sent += 1
-        pacer.wait()
-    elapsed = pacer.elapsed()
-    print(json.dumps({"sent": sent, "seconds": elapsed}), flush=True)
-    time.sleep(1.0)  # let the last frames arrive
-    node.destroy_node()
-    rclpy.try_shutdown()
-    return 0
 
 
 def subscriber(args) -> dict:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
+
+    from yolz_ros.ros.synthetic_camera import camera_qos
     env = os.environ.copy()
     profile = current_profile()
     if args.profile_side == "sub":
         set_profile(env, None)
     elif args.profile_side == "pub":
         set_profile(os.environ, None)
-    cmd = [sys.executable, __file__, "--role", "pub", "--seconds", str(args.seconds),
+    cmd = [sys.executable, "-m", "yolz_ros.ros.synthetic_camera", "--seconds", str(args.seconds),
            "--rate", str(args.rate), "--size", f"{args.width}x{args.height}",
            "--topic", args.topic]
     if args.reliable:
         cmd.append("--reliable")
     rclpy.init()
     node = rclpy.create_node("dds_probe_sub")
-    qos = (QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if args.reliable
-           else qos_profile_sensor_data)
+    qos = camera_qos(args.reliable)
     received = [0]
 
     def on_image(msg):
@@ -88,7 +56,7 @@ def subscriber(args) -> dict:
     node.create_subscription(Image, args.topic, on_image, qos)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     try:
         while proc.poll() is None:
             executor.spin_once(timeout_sec=0.05)
@@ -114,7 +82,6 @@ def subscriber(args) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--role", choices=("sub", "pub"), default="sub", help=argparse.SUPPRESS)
     parser.add_argument("--topic", default=f"/dds_probe_{os.getpid()}/image",
                         help=argparse.SUPPRESS)  # this run's own: other runs may share the domain
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -128,8 +95,6 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     args.width, args.height = (int(v) for v in args.size.lower().split("x"))
-    if args.role == "pub":
-        return publisher(args)
     if args.no_profile:
         set_profile(os.environ, None)
     else:

@@ -1,7 +1,8 @@
-"""Transport health over real DDS (issue 20 item 3): a camera process publishing 640x480 rgb8 at
-30 Hz best effort, WITHOUT the same-host FastDDS profile (measured: 8-92% of the frames lost)
-and WITH it; the node (with the profile, as the launch file starts it) must say so in
-/diagnostics: WARN with the loss and the fix when frames are lost, OK when they arrive.
+"""Transport health over real DDS: a camera process (yolz_ros/ros/synthetic_camera.py)
+publishing 640x480 rgb8 at 30 Hz best effort, WITHOUT the same-host FastDDS profile (measured:
+8-92% of the frames lost) and WITH it; the node (with the profile, as the launch file starts
+it) must say so in /diagnostics: WARN with the loss and the fix when frames are lost, OK when
+they arrive.
 
 FastDDS's defaults lose frames only when the machine is short of socket buffer or CPU; where
 they deliver (nearly) everything, the camera skips half its frames at random instead (a
@@ -17,11 +18,10 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
-from node_harness import NODE, NS, start_node, stop_node, wait_ready
+from node_harness import NODE, NS, ROOT, start_node, stop_node, wait_ready
 from yolz_ros.ros.dds import set_profile
 
-HERE = Path(__file__).parent
-PROFILE = HERE.parents[1] / "config" / "fastdds_same_host.xml"
+PROFILE = ROOT / "config" / "fastdds_same_host.xml"
 SECONDS = 12.0
 WARN = DiagnosticStatus.WARN
 
@@ -57,10 +57,10 @@ def run_camera(ros, node, profile, drop=0.0):
     env = dict(os.environ)
     set_profile(env, PROFILE if profile else None)
     first = len(node.samples)
-    proc = subprocess.Popen([sys.executable, str(HERE / "lossy_camera.py"), "--topic",
+    proc = subprocess.Popen([sys.executable, "-m", "yolz_ros.ros.synthetic_camera", "--topic",
                              f"{NS}/image", "--seconds", str(SECONDS), "--rate", "30",
                              "--size", "640x480", "--drop", str(drop)], env=env,
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         ros.spin_until(lambda: proc.poll() is not None, SECONDS + 40)
         ended = time.monotonic()

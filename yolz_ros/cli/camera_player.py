@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -141,8 +140,9 @@ def main(argv=None):
     import rclpy
     import rclpy.utilities
     from rclpy.executors import ExternalShutdownException
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
+
+    from yolz_ros.ros.synthetic_camera import camera_qos, wait_for_subscribers
 
     full = sys.argv if argv is None else ["camera_player", *argv]
     parser = argparse.ArgumentParser(prog="camera_player", description=__doc__.split("\n\n")[0])
@@ -189,8 +189,7 @@ def main(argv=None):
 
     rclpy.init(args=full)
     node = rclpy.create_node("camera_player")
-    qos = (QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE) if args.reliable
-           else qos_profile_sensor_data)
+    qos = camera_qos(args.reliable)
     pub = node.create_publisher(Image, args.topic, qos)
     depth_pub = node.create_publisher(Image, args.depth_topic, qos) if args.depth else None
     info_pub = None
@@ -199,13 +198,9 @@ def main(argv=None):
         info_pub = node.create_publisher(CameraInfo, args.info_topic, qos)
     sent = 0
     try:
-        # Wait for a subscriber on every topic: a message published before its subscriber is
-        # matched is lost even when reliable, and an RGB-D consumer needs the whole set.
-        deadline = time.monotonic() + args.wait
-        pubs = [p for p in (pub, depth_pub, info_pub) if p is not None]
-        while any(p.get_subscription_count() == 0 for p in pubs) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        pacer = Pacer(args.rate, catch_up=False)
+        # every topic: an RGB-D consumer needs the whole set
+        wait_for_subscribers([p for p in (pub, depth_pub, info_pub) if p is not None], args.wait)
+        pacer = Pacer(args.rate, max_lag=0.0)
         while rclpy.ok():  # SIGINT/SIGTERM shut the context down: stop publishing
             any_frame = False
             source = rgbd_frames(args.source, args.depth) if args.depth \

@@ -1,18 +1,21 @@
-"""A fixed-rate clock for anything that plays frames like a camera (camera_player, the soak,
-dds_probe, the tests' cameras). Plain Python, so tools and tests import it without a CLI."""
+"""A fixed-rate clock for anything that plays frames like a camera (camera_player, the synthetic
+camera of the soak, dds_probe and the tests). Plain Python, so tools and tests import it without
+a CLI."""
 from __future__ import annotations
 
+import math
 import time
 
 
 class Pacer:
-    """Fixed-rate publishing: ``wait()`` sleeps until the next tick of ``rate`` Hz. A tick that is
-    already past is not made up for when ``catch_up`` is False (the schedule restarts from now,
-    as a camera that fell behind drops frames rather than bursting them)."""
+    """Fixed-rate publishing: ``wait()`` sleeps until the next tick of ``rate`` Hz. Ticks missed
+    by up to ``max_lag`` seconds are made up for at once; a longer lag restarts the schedule
+    from now (``max_lag`` 0: never made up, as a camera that fell behind drops frames rather
+    than bursting them)."""
 
-    def __init__(self, rate: float, catch_up: bool = True):
+    def __init__(self, rate: float, max_lag: float = math.inf):
         self.period = 1.0 / rate
-        self.catch_up = catch_up
+        self.max_lag = max_lag
         self.start = self.next = time.monotonic()
 
     def wait(self) -> None:
@@ -20,7 +23,7 @@ class Pacer:
         delay = self.next - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        elif not self.catch_up:
+        elif -delay > self.max_lag:
             self.next = time.monotonic()
 
     def elapsed(self) -> float:
