@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import sys
 import threading
 
@@ -296,6 +297,8 @@ class YolzCore:
         return self.library.snapshot, self.settings
 
     def _frame_error(self, text):
+        if not rclpy.ok():  # shutting down: a frame in flight finds its publishers gone
+            return
         line = self._frame_log.allow(text + " (frame skipped)")
         if line is not None:
             self.log.warning(line)
@@ -459,6 +462,10 @@ def main(args=None):
     try:
         spin_until_shutdown(executor)
     finally:
+        # Shutting down: a further SIGINT must not cut destroy_node short (a KeyboardInterrupt in
+        # the pipeline's join, then an abort). Ctrl-C under `ros2 launch` sends two: the
+        # terminal's to the whole process group, and the one launch passes on.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if rclpy.ok():
             node.get_logger().info("shutting down")
         node.destroy_node()
