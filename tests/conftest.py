@@ -59,3 +59,28 @@ def tiny_model(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tiny_model")
     make_tiny_model(directory)
     return directory
+
+
+# launch_testing's tests (a module with generate_test_description marked launch_test) are
+# collected here, with launch_testing's own classes: its pytest plugin is off (pytest.ini), its
+# hook being written for an older pytest. Without launch_testing such a module is collected as a
+# plain one, and skips (or, under CI, fails) itself (tests/ros/ros2_tools.py).
+def pytest_addoption(parser):
+    parser.addoption("--launch-args", action="append", nargs="*", default=[],
+                     help="launch arguments for the launch tests (launch_testing's option)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "launch_test: a launch_testing entry point "
+                            "(generate_test_description)")
+
+
+def pytest_pycollect_makemodule(module_path, parent):
+    if not module_path.name.startswith("test_") or \
+            "def generate_test_description" not in module_path.read_text(errors="replace"):
+        return None
+    try:
+        from launch_testing.pytest.hooks import LaunchTestModule
+    except ImportError:
+        return None
+    return LaunchTestModule.from_parent(parent=parent, path=module_path)
