@@ -1,7 +1,6 @@
 """The yolz node as its own process over real DDS: services, outputs, frame dropping, restart,
 shutdown. Mechanics use the tiny random model (tests/tiny_model.py); the detection-quality check
 uses the shipped default model (yolz_ros.runtime.model_info.DEFAULT_MODEL)."""
-import ast
 import os
 import subprocess
 import sys
@@ -591,52 +590,6 @@ def test_detection_quality_real_model(ros, tmp_path, held_out_scenes):
         assert np.mean(absent_peaks) < np.mean(present_peaks), (absent_peaks, present_peaks)
     finally:
         assert stop_node(proc) == 0
-
-
-def test_launch_file_names_the_node_and_its_arguments():
-    path = ROOT / "launch" / "yolz.launch.py"
-    source = path.read_text()
-    compile(source, str(path), "exec")
-    tree = ast.parse(source)
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
-
-    def name(call):
-        return getattr(call.func, "id", getattr(call.func, "attr", None))
-
-    def kwargs(call):
-        return {k.arg: k.value for k in call.keywords}
-    declared = {c.args[0].value for c in calls if name(c) == "DeclareLaunchArgument"}
-    assert declared == {"image", "params_file", "model_dir", "backend", "namespace", "rviz",
-                        "managed", "dds_profile", "use_depth", "depth", "camera_info"}
-    # the same-host FastDDS profile (issue 12) reaches the node through its environment
-    [env] = [c for c in calls if name(c) == "SetEnvironmentVariable"]
-    assert ast.unparse(env.args[0]) == "PROFILE_VAR"
-    assert "FASTRTPS_DEFAULT_PROFILES_FILE" in source and "FASTDDS_DEFAULT_PROFILES_FILE" in source
-    assert "fastdds_same_host.xml" in source
-    [yolz] = [kwargs(c) for c in calls if name(c) == "dict"
-              and "executable" in kwargs(c)]
-    assert ast.literal_eval(yolz["executable"]) == "yolz_node"
-    assert ast.literal_eval(yolz["package"]) == "yolz_ros"
-    assert ast.literal_eval(yolz["name"]) == "yolz"
-    assert "namespace" in yolz and "parameters" in yolz
-    remaps = ast.unparse(yolz["remappings"]).replace('"', "'")
-    for remap in ("('image', image)", "('depth', depth)", "('camera_info', camera_info)"):
-        assert remap in remaps
-    assert "'use_depth': use_depth" in ast.unparse(yolz["parameters"]).replace('"', "'")
-    plain = [c for c in calls if name(c) == "Node" and not c.args
-             and any(k.arg is None for k in c.keywords)]
-    managed = [c for c in calls if name(c) == "LifecycleNode"]
-    assert len(plain) == 1 and "UnlessCondition(managed)" in ast.unparse(plain[0])
-    assert len(managed) == 1 and "IfCondition(managed)" in ast.unparse(managed[0])
-    assert "--managed" in ast.unparse(managed[0])
-    nodes = [kwargs(c) for c in calls if name(c) == "Node" and "executable" in kwargs(c)]
-    rviz = [k for k in nodes if ast.literal_eval(k["executable"]) == "rviz2"]
-    assert len(rviz) == 1 and "IfCondition" in ast.unparse(rviz[0]["condition"])
-    assert "yolz.rviz" in ast.unparse(rviz[0]["arguments"])
-    assert (ROOT / "scripts" / "bin" / "yolz_node").exists()
-    for exe in ("yolz_node", "register", "list_objects", "remove_object", "camera_player",
-                "register_from_camera", "library", "watch"):
-        assert os.access(ROOT / "scripts" / "bin" / exe, os.X_OK), exe
 
 
 def test_rviz_config_shows_camera_and_overlay():

@@ -136,10 +136,21 @@ def shut_down(launch):
     quiet(launch)
 
 
-def test_show_args_lists_the_launch_arguments(tools):
+def test_launch_file_arguments_and_executables(tools):
+    """`ros2 launch --show-args` lists the documented arguments, `--print` shows the rviz2 node
+    with the shipped display config (rviz2 itself is not in the pip environment), and
+    `ros2 pkg executables` every CLI of the package."""
     out = ros2("launch", "yolz_ros", "yolz.launch.py", "--show-args", home=tools).stdout
     assert set(re.findall(r"^\s+'(\w+)':", out, re.M)) == DECLARED, out
     assert not NOISE.search(out), out
+    out = ros2("launch", "yolz_ros", "yolz.launch.py", "rviz:=true", "--print",
+               home=tools).stdout
+    assert "pkg='rviz2', exec='rviz2'" in out and "config/yolz.rviz" in out, out
+    assert "'--managed'" in out, out  # the lifecycle node of managed:=true
+    out = ros2("pkg", "executables", "yolz_ros", home=tools).stdout
+    assert set(out.split()) == {"yolz_ros", "yolz_node", "register", "register_from_camera",
+                                "watch", "list_objects", "remove_object", "camera_player",
+                                "library"}, out
 
 
 def test_readme_quick_start(tools, ros):
