@@ -1,5 +1,5 @@
-"""Decompression bombs for the image-limit tests (tests/unit/test_image_limits.py and
-tests/ros/test_image_msgs.py): small files that declare huge images."""
+"""Decompression bombs: small files that declare huge images, for the image-limit tests
+(tests/unit/test_image_limits.py, tests/ros/test_image_msgs.py) and the soak's PNG bomb."""
 import struct
 import zlib
 

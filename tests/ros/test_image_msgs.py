@@ -1,14 +1,14 @@
 """sensor_msgs/Image and CompressedImage <-> numpy (yolz_ros/ros/image_msgs.py): every encoding,
 row padding and byte order, compressed frames, bad messages, and decompression bombs refused from
-their header before decoding (issue 12, bug 3). The pixel rules themselves are runtime
-(tests/unit/test_runtime.py, tests/unit/test_image_limits.py)."""
+their header before decoding (a small file can declare a huge image). The pixel rules themselves
+are runtime (tests/unit/test_runtime.py, tests/unit/test_image_limits.py)."""
 from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 
-from image_bombs import jpeg_with_size, png_bomb
+from tools.image_bombs import jpeg_with_size, png_bomb
 from yolz_ros.ros.image_msgs import compressed_msg_to_rgb, image_msg_to_array
 from yolz_ros.runtime import image as image_module
 from encoded_images import ALPHA, ENCODINGS, RGB, encoded
@@ -56,7 +56,7 @@ def test_compressed_images_decode():
     got, _ = compressed_msg_to_rgb(SimpleNamespace(format="jpeg", data=data.tobytes()))
     assert got.shape == (16, 16, 3) and int(got.max()) <= 2
     # only what image_transport's compressed transport sends: the size comes from a PNG or JPEG
-    # header before anything is decoded (issue 12), so other formats are refused by name
+    # header before anything is decoded, so other formats are refused by name
     ok, data = cv2.imencode(".bmp", RGB[..., ::-1])
     with pytest.raises(ImageError, match="accepted: png, jpeg"):
         compressed_msg_to_rgb(SimpleNamespace(format="bmp", data=data.tobytes()))
@@ -119,7 +119,7 @@ def test_bad_messages_and_compressed_data_raise():
 
 
 # ------------------------------------------------------------------------------------------
-# decompression bombs (issue 12, bug 3)
+# decompression bombs: refused from the header, before a byte is decoded
 @pytest.fixture(scope="module")
 def bomb():
     return png_bomb(20000, 20000)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from image_bombs import jpeg_with_size, png_bomb
+from tools.image_bombs import jpeg_with_size, png_bomb
 from yolz_ros.runtime.image import ImageError
 from yolz_ros.runtime.library import ObjectLibrary
 
