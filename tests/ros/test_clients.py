@@ -1,4 +1,4 @@
-"""Clients that never lose an acknowledged change (yolz_ros/ros/client.py, issue 20 item 1).
+"""Clients that never lose an acknowledged change (yolz_ros/ros/client.py).
 
 rmw_fastrtps drops a service answer when the server's response writer has not yet matched the
 client's reader: the change is made, the client never hears so. The client reconciles with

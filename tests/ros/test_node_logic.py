@@ -42,7 +42,8 @@ def views(n, seed):
 # ------------------------------------------------------------------------------------------
 # the parameter table
 def test_config_yaml_is_the_table():
-    config = yaml.safe_load((ROOT / "config" / "yolz.yaml").read_text())["yolz"]["ros__parameters"]
+    config = yaml.safe_load((ROOT / "config" / "yolz.yaml").read_text())
+    config = config["/**/yolz"]["ros__parameters"]  # any namespace
     assert list(config) == [p.name for p in params.PARAMS]
     for p in params.PARAMS:
         assert config[p.name] == p.default, p.name
@@ -390,11 +391,11 @@ def _stamped(msg, stamp):
 
 
 def test_a_camera_whose_depth_never_matches_does_not_slow_the_others(tiny_detector):
-    """Issue 20 item 2: the 3D step waits for depth per camera. Camera 'late' gets depth images
-    3 s behind its colour frames (FastDDS's defaults re-send fragments that late), so each of
-    its frames waits depth_timeout for a match that never comes; camera 'fine' gets its depth
-    with the colour. Both cameras' frames keep being processed at the rate they arrive, and
-    'fine' gets its 3D output."""
+    """The 3D step waits for depth per camera, so one camera's late depth costs no other
+    camera. Camera 'late' gets depth images 3 s behind its colour frames (FastDDS's defaults
+    re-send fragments that late), so each of its frames waits depth_timeout for a match that
+    never comes; camera 'fine' gets its depth with the colour. Both cameras' frames keep being
+    processed at the rate they arrive, and 'fine' gets its 3D output."""
     from sensor_msgs.msg import CameraInfo
 
     from yolz_ros.ros.depth_input import DepthStore

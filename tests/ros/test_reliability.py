@@ -1,6 +1,6 @@
-"""Issue 12 over real DDS: frames delivered on one host (bug 4), service callback groups, request
-limits, per-reason log throttling, refused removes logged. The node is its own process, as in
-test_node.py; the short soak is tests/test_soak.py."""
+"""The node's reliability over real DDS: frames delivered on one host, service callback groups,
+request limits, per-reason log throttling, refused removes logged. The node is its own process,
+as in test_node.py; the short soak is tests/system/test_soak.py."""
 import json
 import os
 import signal
@@ -48,7 +48,7 @@ def test_reason_throttle_is_bounded():
 
 
 # ------------------------------------------------------------------------------------------
-# bug 4: 640x480 best-effort frames between two processes on one host
+# 640x480 best-effort frames between two processes on one host (they need the same-host profile)
 def run_probe(*args, timeout=90):
     env = dict(os.environ)
     out = subprocess.run([sys.executable, str(ROOT / "tools" / "dds_probe.py"), *args],

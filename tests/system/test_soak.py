@@ -1,4 +1,5 @@
-"""`make soak` in short, inside `make test` (tools/soak.py; issue 12)."""
+"""`make soak` in short, inside `make test` (tools/soak.py): its correctness checks on every
+test run, not only when someone runs the soak."""
 import json
 import os
 import subprocess

@@ -1,6 +1,6 @@
 """Probability grid -> one peak per object instance (yolz_ros.runtime.decode), on synthetic grids:
 a wide object whose evidence splits into two regions, a one-cell satellite, and the objects that
-must stay apart (issue 20: an object 155 px wide decoded into two detections)."""
+must stay apart (without the merge rules an object 155 px wide decodes into two detections)."""
 import numpy as np
 import pytest
 

@@ -68,8 +68,8 @@ def wide_scene(z_box=1.2, z_wall=1.8):
 
 
 def test_one_strong_cell_at_a_wide_objects_end_finds_its_whole_surface():
-    """Issue 20: the strongest evidence is one cell at the end of an object 160 px wide; a fixed
-    window around that cell cut the surface (the point 19 cm off here)."""
+    """The strongest evidence is one cell at the end of an object 160 px wide; a fixed window
+    around that cell would cut the surface (the point 19 cm off here)."""
     depth, centre = wide_scene()
     grid, boxes = grid_and_boxes()
     grid[7, 5] = 0.9  # the left end only; no other cell over the threshold or half of it

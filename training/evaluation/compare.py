@@ -186,7 +186,7 @@ def _bucket_tables(results, ns, breakdown, column):
 
 
 def verdict(results, keypoints=None):
-    """Issue 11's target, checked on these numbers: the first yolz row has >= 2x the cell AP of
+    """The benchmark's target for the matcher, checked on these numbers: the first yolz row has >= 2x the cell AP of
     SIFT + homography and a higher presence AUROC than every other row, at every N."""
     yolz = next((n for n in results if n.startswith("yolz")), None)
     others = [n for n in results if n != yolz]

@@ -1,5 +1,5 @@
 """Presence verification by layout: do the object tokens matched near the peak keep the relative
-positions they have in the reference views? (issue 18, deliverable 4; an experiment, not shipped)
+positions they have in the reference views? (an experiment, not shipped: see its verdict in the report)
 
 A present object's tokens are found around its peak in roughly the view's arrangement (its label
 above its base, its cap on top); an absent look-alike's best matches near a false peak are where

@@ -2,8 +2,9 @@
 
 ImageNet Lite0 stride-16 features (the frozen backbone of training/model/match.py, no projection,
 no training): an object is ALL the tokens of its views that show it (at the model's view sizes);
-a cell's score is its best cosine to any of them; presence = the best cell. Issue 11 measured this
-probe above the trained v1 model on an independent real-object benchmark.
+a cell's score is its best cosine to any of them; presence = the best cell. On an independent real-object
+benchmark this probe scored above the trained v1 model, so it is the bar a trained model must
+clear.
 
 `TokenProbe` has the evaluate/compare method interface (embed(views), score(scene, objects)) and
 runs in torch on the CPU; `probe_on_features` scores featurized episodes (training/data/features.py).

@@ -6,8 +6,8 @@ become one peak:
   evidence between two strong parts of one wide object) are one;
 - proximity: a weaker region that lies wholly inside a stronger one's box grown by
   ``merge_grow`` x that box's size is part of it (a one-cell satellite of a larger region).
-  Measured on v2 (issue 20): an object 155 px wide decoded into two detections ~60 px apart,
-  one a single cell; 2 such duplicates over 12 scenes.
+  Without them (measured on v2) an object 155 px wide decodes into two detections ~60 px
+  apart, one a single cell; 2 such duplicates over 12 scenes.
 The peak is the strongest cell; the box is the union of the cells at or above the threshold of
 the merged regions; num_cells counts those cells. With a box head (yolz v3) the box is instead
 the one its strong cells regress (``regressed_box``), and peaks of one object's grid whose boxes

@@ -17,8 +17,8 @@ surface's points back-projected through the camera matrix K. The detection grid 
 with how well the cells happen to cover the object. The search starts from the object's whole
 region (the connected cells above the hysteresis threshold around the peak, as decoding joins
 them) and its window grows while the surface runs into the window's edge: a detection whose
-strongest evidence is one cell at the object's end still gets the whole surface (issue 20: a
-fixed window around such a cell cut a 155 px object, 4.1 cm off its surface's centre).
+strongest evidence is one cell at the object's end still gets the whole surface (a
+fixed window around such a cell cuts a 155 px object: 4.1 cm off its surface's centre).
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The object in a reference view that has no mask: a phone photo, or a box cut from the camera.
 
 Such a view carries its background, and the background's tokens light up background in the scene
-(measured, issue 18: phone-photo views cell AP 0.487 vs 0.769 with alpha on the independent
-benchmark). The user framed the object, so it is roughly in the middle: OpenCV's GrabCut,
+(measured on the independent benchmark: phone-photo views cell AP 0.487, the same views with
+alpha 0.769). The user framed the object, so it is roughly in the middle: OpenCV's GrabCut,
 started from the central rectangle (a `margin` of the view on every side is background), splits
 object from background by colour, and its mask becomes the view's alpha (yolz-model/2
 object_tokens.no_alpha = "grabcut"). Where GrabCut finds no plausible object (almost nothing, or
