@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from training.evaluation.evaluate import HEIGHT_BUCKETS
-from yolz_ros.runtime.machine import cpu_model
+from yolz_ros.runtime.machine import machine_description
 
 RUNS = {  # config name -> what it changes (training/configs/v3_ablation/<name>.yaml)
     "base": "control: training episodes 0-399, stride-16 cells",
@@ -118,7 +116,7 @@ def main(argv=None):
                  f", {shipped['steps']} of {shipped['config']['steps']} steps)",
                  "best_step": shipped["steps"], "steps": shipped["config"]["steps"],
                  "val": _rounded(shipped["val"])})
-    res = {"machine": f"{cpu_model()}, {os.cpu_count()} cores, {platform.platform()}; runs "
+    res = {"machine": f"{machine_description()}; runs "
                       "on 1 thread each (candidate: 2), up to four jobs sharing the CPU",
            "runs": rows,
            "sizes": size_distribution(["data/features/train", "data/features/train_small",

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -39,7 +37,7 @@ import numpy as np
 from training.data import realbench
 from training.evaluation.evaluate import SIZE_BUCKETS, evaluate, fmt, report
 from training.evaluation.metrics import pr_curve, roc_curve, summarize
-from yolz_ros.runtime.machine import cpu_model
+from yolz_ros.runtime.machine import machine_description
 
 METHODS = ("yolz", "probe", "sift", "template", "histogram", "xfeat")
 NS = (1, 4, 8)
@@ -511,7 +509,7 @@ def main(argv=None):
         at = keys.index("yolz") + 1
         methods[at:at] = [make_method("yolz", m, args.threads) for m in args.also_models]
     t0 = time.perf_counter()
-    machine = f"{cpu_model()}, {os.cpu_count()} cores, {platform.platform()}"
+    machine = machine_description()
     episodes = realbench.load(args.split, args.data_dir, views=args.views, limit=args.limit)
     meta = {"benchmark": f"real objects ({args.split}), views: {args.views}",
             "split": args.split, "episodes": len(episodes),

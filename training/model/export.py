@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from onnx import helper, numpy_helper
 from training.model.match import (PAD_VALUE, PATCH, DetectorGraph, EmbedderGraph, MatchConfig,
                                   MatchModel)
 from yolz_ros.runtime.atomic_file import write_bytes_atomic
-from yolz_ros.runtime.machine import cpu_model
+from yolz_ros.runtime.machine import machine_description
 from yolz_ros.runtime.model_info import FORMAT_TOKENS, compute_model_id, sha256_file
 
 OPSET = 17
@@ -190,7 +188,7 @@ def main(argv=None):
         else [cfg["train_features"]]
     n_train = len(feature_paths(folders, cfg.get("max_train_episodes", 0)))
     training = {"config": cfg, "code_sha": code_sha(), "steps": int(ckpt["step"]),
-                "machine": f"{cpu_model()}, {os.cpu_count()} cores, {platform.platform()}",
+                "machine": machine_description(),
                 "data": f"{n_train} training episodes of the train split (training/data/"
                         "realbench.py, 10 objects x 4 scenes each; features in "
                         f"{', '.join(folders)}); validation: {cfg['val_features']}",
