@@ -1,6 +1,8 @@
 """launch_testing, in the standard ROS form: the shipped launch file (found by package name) in a
-launch description, ReadyToTest, tests while it runs (the node answers ~/list_objects with the
-model it was given, and publishes ~/detections for frames on the remapped camera topic), and
+launch description with a namespace, the image remap, a model folder and the shipped parameter
+file (edited), ReadyToTest, tests while it runs (the node starts with those parameters, answers
+~/list_objects with the model it was given, publishes ~/detections for frames on the remapped
+camera topic), and
 tests after the shutdown (every process exited 0, nothing printed above INFO).
 
 pytest collects it through tests/conftest.py (launch_testing's classes); `colcon test` runs it
@@ -46,11 +48,14 @@ NOISE = re.compile(r"\[(WARN|ERROR|FATAL)\]|Warning|Traceback|deprecat|Exception
 def generate_test_description():
     work = Path(tempfile.mkdtemp(prefix="yolz_launch_test_"))
     model = make_tiny_model(work / "model")
+    share = get_package_share_directory("yolz_ros")
+    # the shipped parameter file, edited as a user would, applies to the node in its namespace
+    config = yaml.safe_load(Path(share, "config", "yolz.yaml").read_text())
+    [values] = [v["ros__parameters"] for v in config.values()]
+    values.update(library_dir=str(work / "library"), device="cpu", precision="fp32")
     params = work / "params.yaml"
-    params.write_text(yaml.safe_dump({NODE: {"ros__parameters": {
-        "library_dir": str(work / "library"), "device": "cpu", "precision": "fp32"}}}))
-    launch_file = os.path.join(get_package_share_directory("yolz_ros"), "launch",
-                               "yolz.launch.py")
+    params.write_text(yaml.safe_dump(config))
+    launch_file = os.path.join(share, "launch", "yolz.launch.py")
     yolz = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(launch_file),
         launch_arguments={"namespace": NS, "image": CAMERA, "model_dir": str(model),
@@ -59,7 +64,7 @@ def generate_test_description():
         SetEnvironmentVariable("ROS_HOME", str(work / "ros_home")),
         yolz,
         launch_testing.actions.ReadyToTest(),
-    ]), {"model": model}
+    ]), {"model": model, "work": work}
 
 
 class TestWhileRunning(unittest.TestCase):
@@ -78,7 +83,8 @@ class TestWhileRunning(unittest.TestCase):
         cls.node.destroy_node()
         rclpy.try_shutdown(context=cls.context)
 
-    def test_node_starts(self, proc_output):
+    def test_node_starts_with_the_params_file(self, proc_output, work):
+        proc_output.assertWaitFor(f"object library {work / 'library'}: 0 objects", timeout=60)
         proc_output.assertWaitFor(f"camera {CAMERA} (raw, best_effort) -> {NODE}/probabilities",
                                   timeout=60)
 

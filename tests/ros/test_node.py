@@ -307,7 +307,7 @@ class TestRunningNode:
                             ListParameters.Request()).result.names
         declared = set(declared) - {"use_sim_time", "start_type_description_service"}
         config = yaml.safe_load((ROOT / "config" / "yolz.yaml").read_text())
-        assert set(config["yolz"]["ros__parameters"]) == declared
+        assert set(config["/**/yolz"]["ros__parameters"]) == declared
 
     def test_clis(self, ros, node, tmp_path):
         env = os.environ.copy()

@@ -223,20 +223,21 @@ def test_readme_quick_start(tools, ros):
 
 
 def test_launch_arguments_and_lifecycle(tools, ros, tiny_model, tmp_path):
-    """Every argument but rviz: a namespace, the image, depth and camera_info remaps, a params
-    file, a model folder, managed:=true; then the lifecycle from the command line."""
-    home, ns = tools, "/robot"
+    """managed:=true with the image, depth and camera_info remaps, a params file and a model
+    folder; then the lifecycle from the command line, as in the README (the namespace argument:
+    test_launch_yolz.py)."""
+    home = tools
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({f"{ns}/yolz": {"ros__parameters": {
+    params.write_text(yaml.safe_dump({"yolz": {"ros__parameters": {
         "threshold": 0.35, "library_dir": str(tmp_path / "library"), "device": "cpu",
         "precision": "fp32"}}}))
     camera = Camera(ros, "/cam2/image", "/cam2/depth", "/cam2/camera_info").start()
     launch = Background(["ros2", "launch", "yolz_ros", "yolz.launch.py", "managed:=true",
-                         f"namespace:={ns}", "image:=/cam2/image", "use_depth:=true",
+                         "image:=/cam2/image", "use_depth:=true",
                          "depth:=/cam2/depth", "camera_info:=/cam2/camera_info",
                          f"params_file:={params}", f"model_dir:={tiny_model}",
                          "backend:=onnxruntime"], home, home / "launch_managed.log")
-    node = f"{ns}/yolz"
+    node = "/yolz"
     try:
         def lifecycle(*args):
             return ros2("lifecycle", *args, home=home).stdout
