@@ -2,6 +2,7 @@
 its rules, request -> views -> feedback -> response, result -> messages, the overlay, device
 selection, and the no-ROS Python API. Fast: the tiny model, real ONNX Runtime, real message
 types."""
+import logging
 import subprocess
 import sys
 import time
@@ -146,6 +147,58 @@ def test_the_look_closer_parameter_reaches_the_detector_and_yields_to_zoom(tiny_
 
 # ------------------------------------------------------------------------------------------
 # registration
+def test_registrations_run_on_one_thread_of_lower_priority():
+    """The Registrar runs every call on one thread of its own (not the caller's), at niceness
+    +REGISTRATION_NICE on Linux; the caller's priority is untouched and exceptions reach it."""
+    import os
+    import threading
+    registrar = registration.Registrar()
+    try:
+        me = threading.get_native_id()
+        mine = os.getpriority(os.PRIO_PROCESS, me)
+        seen = {registrar.run(threading.get_native_id) for _ in range(3)}
+        assert seen == {registrar.native_id} and me not in seen
+        if sys.platform.startswith("linux"):
+            assert registrar.niceness == min(19, mine + registration.REGISTRATION_NICE)
+            assert registrar.run(
+                lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())) \
+                == registrar.niceness
+        assert os.getpriority(os.PRIO_PROCESS, me) == mine
+        with pytest.raises(ValueError):
+            registrar.run(int, "not a number")
+    finally:
+        registrar.close()
+
+
+def test_the_nodes_embedder_has_one_intra_op_thread_and_registration_works(tmp_path):
+    """The node's detector (startup.load_detector): the embedder session on one intra-op thread
+    (so it computes on the registration thread alone), the detector session on num_threads; a
+    registration through the Registrar stores the object."""
+    from tiny_model import make_tiny_model
+    from yolz_ros.ros import startup
+    from yolz_ros.runtime.library import ObjectLibrary
+    folder = make_tiny_model(tmp_path / "model")
+    values = {p.name: p.default for p in params.PARAMS}
+    cfg = params.start_config({**values, "model_dir": str(folder), "backend": "onnxruntime",
+                               "device": "cpu", "precision": "fp32", "num_threads": 2})
+    det = startup.load_detector(cfg, logging.getLogger("test"))
+    embedder = det.backend._embedder.get_session_options()
+    assert embedder.intra_op_num_threads == startup.REGISTRATION_EMBED_THREADS == 1
+    assert det.backend._detector.get_session_options().intra_op_num_threads == 2
+    lib = ObjectLibrary(tmp_path / "library", det.model_id,
+                        embedding_dim=det.info.embedding_dim).load()
+    request = RegisterObject.Request(name="mug", views=[rgb_to_image_msg(v) for v in views(3, 4)])
+    response = RegisterObject.Response()
+    registrar = registration.Registrar()
+    try:
+        snapshot = registrar.run(registration.register, request, response, lib,
+                                 det.embed_views, 3)
+    finally:
+        registrar.close()
+    assert response.success and snapshot.names == ("mug",), response.message
+    assert response.num_views_used == 3 and lib.entries() == [("mug", 3)]
+
+
 def test_max_objects_is_the_most_registered_at_once(tiny_detector, tmp_path):
     from yolz_ros.runtime.library import ObjectLibrary
     assert not registration.library_full(["a"], "b", 2)

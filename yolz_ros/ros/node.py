@@ -34,7 +34,9 @@ releases the cameras, cleanup drops the model.
 Threading: camera callbacks only store the newest message per camera; one worker thread
 processes frames; register/remove run in one mutually exclusive callback group and list in
 another, on a multi-threaded executor, so services never wait behind inference and a listing
-never waits behind a registration (the library's listing is lock-free). The library's snapshot
+never waits behind a registration (the library's listing is lock-free). A registration's work
+(the embedder, GrabCut) runs on one thread of lower priority (registration.Registrar), so it
+does not take the cores from the frame worker. The library's snapshot
 and the live settings are immutable and swapped whole: a frame sees one consistent pair.
 """
 from __future__ import annotations
@@ -116,6 +118,7 @@ class YolzCore:
         self.detector = self.library = self.pipeline = self.cfg = None
         self._entities = []  # publishers, services, timers created at configure
         self._registration_lock = threading.Lock()
+        self._registrar = registration.Registrar()  # the embedder and GrabCut, low priority
         self._image_group = MutuallyExclusiveCallbackGroup()
         self._service_group = MutuallyExclusiveCallbackGroup()  # register / remove (writes)
         self._read_group = MutuallyExclusiveCallbackGroup()  # list: never waits behind writes
@@ -311,22 +314,24 @@ class YolzCore:
     # -- services ----------------------------------------------------------------------------
     def _on_register(self, request, response):
         with self._registration_lock:
-            snapshot = registration.register(request, response, self.library,
-                                             self.detector.embed_views, self.cfg.max_objects)
+            snapshot = self._registrar.run(registration.register, request, response,
+                                           self.library, self.detector.embed_views,
+                                           self.cfg.max_objects)
         return self._registered(snapshot, "register_object", request.name, response)
 
     def _on_register_from_camera(self, request, response):
         with self._registration_lock:
-            snapshot = registration.register_from_camera(
-                request, response, self.library, self.detector.embed_views, self.pipeline.cameras,
-                self.cfg.max_objects, self.settings.register_max_age, self.cfg.max_image_pixels,
+            snapshot = self._registrar.run(
+                registration.register_from_camera, request, response, self.library,
+                self.detector.embed_views, self.pipeline.cameras, self.cfg.max_objects,
+                self.settings.register_max_age, self.cfg.max_image_pixels,
                 self.detector.object_mask)
         return self._registered(snapshot, "register_from_camera", request.name, response)
 
     def _on_add_views(self, request, response):
         with self._registration_lock:
-            snapshot = registration.add_views(request, response, self.library,
-                                              self.detector.embed_views)
+            snapshot = self._registrar.run(registration.add_views, request, response,
+                                           self.library, self.detector.embed_views)
         return self._registered(snapshot, "add_views", request.name, response)
 
     def _on_get_object_views(self, request, response):

@@ -2,10 +2,15 @@
 
 Plain logic over the service types (no node): ``register`` fills a RegisterObject response and
 returns the library's new snapshot, or None when the request was refused (the response then says
-what to fix). The caller serialises registrations and swaps the snapshot it gets.
+what to fix). The caller serialises registrations and swaps the snapshot it gets; the node runs
+them on the Registrar's thread, below the frame pipeline's priority.
 """
 from __future__ import annotations
 
+import concurrent.futures
+import os
+import sys
+import threading
 import time
 from contextlib import contextmanager
 from typing import Callable, Dict, List, Optional, Sequence
@@ -23,6 +28,8 @@ from yolz_ros.runtime.limits import (MAX_IMAGE_PIXELS, MAX_REQUEST_BYTES, MAX_VI
 from yolz_ros.msg import ViewFeedback
 # A view whose agreement with the object's mean is this far below the others' gets a note.
 DISAGREEMENT_MARGIN = 0.2
+# Added to the registration thread's niceness: under load the frame worker gets the cores first.
+REGISTRATION_NICE = 5
 DISAGREE_NOTE = "this view disagrees with the others: is it the same object?"
 
 
@@ -34,6 +41,47 @@ class Refused(Exception):
         super().__init__(message)
         self.message = message
         self.notes = notes or {}
+
+
+def lower_thread_priority(increment: int) -> Optional[int]:
+    """Raise the calling thread's niceness by ``increment`` (on Linux a thread, named by its
+    native id, has a niceness of its own); its niceness now, or None where a thread's cannot be
+    set (another system, or refused)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid,
+                       min(19, os.getpriority(os.PRIO_PROCESS, tid) + int(increment)))
+        return os.getpriority(os.PRIO_PROCESS, tid)
+    except OSError:
+        return None
+
+
+class Registrar:
+    """The one thread the node's registrations run on, niceness +``nice`` against the frame
+    pipeline. What a registration computes runs on this thread: the embedder (its session has
+    one intra-op thread, startup.REGISTRATION_EMBED_THREADS, so ONNX Runtime computes on the
+    caller) and GrabCut (single-threaded OpenCV). Under load it takes the CPU the frame worker
+    leaves: a registration slows itself, not the stream. OpenCV's own thread count is
+    process-wide, so it is left alone (the frame pipeline's resizes share it)."""
+
+    def __init__(self, nice: int = REGISTRATION_NICE):
+        self.nice = nice
+        self.native_id: Optional[int] = None  # the thread's, once it runs
+        self.niceness: Optional[int] = None  # its niceness; None: not lowered (see above)
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, "yolz_registration", self._start)
+
+    def _start(self) -> None:
+        self.native_id = threading.get_native_id()
+        self.niceness = lower_thread_priority(self.nice)
+
+    def run(self, fn: Callable, *args, **kwargs):
+        """``fn(*args, **kwargs)`` on the registration thread: its result, or its exception."""
+        return self._pool.submit(fn, *args, **kwargs).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
 
 def disagreeing_views(agreement, margin: float = DISAGREEMENT_MARGIN) -> list:

@@ -1,7 +1,7 @@
 """ONNX Runtime backend: one InferenceSession per graph; CUDA provider if requested and present."""
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -18,7 +18,8 @@ def cuda_available() -> bool:
 
 
 class OnnxRuntimeBackend(Backend):
-    def __init__(self, info: ModelInfo, device: str = "cpu", num_threads: int = 0):
+    def __init__(self, info: ModelInfo, device: str = "cpu", num_threads: int = 0,
+                 embed_threads: Optional[int] = None):
         try:
             import onnxruntime as ort
         except ImportError as e:
@@ -29,11 +30,18 @@ class OnnxRuntimeBackend(Backend):
                                "onnxruntime-gpu, or use device='cpu'")
         providers = (["CUDAExecutionProvider"] if device == "cuda" else []) + \
             ["CPUExecutionProvider"]
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(num_threads)  # 0: ONNX Runtime picks (all cores)
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._embedder = ort.InferenceSession(str(info.embedder_path), opts, providers=providers)
-        self._detector = ort.InferenceSession(str(info.detector_path), opts, providers=providers)
+        def options(threads: int):
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = int(threads)  # 0: ONNX Runtime picks (all cores)
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            return opts
+        # The embedder has its own thread count: with 1 it runs on the caller's thread alone
+        # (no pool), so a registration thread of low priority keeps it from the detector's cores.
+        embed_threads = num_threads if embed_threads is None else embed_threads
+        self._embedder = ort.InferenceSession(str(info.embedder_path), options(embed_threads),
+                                              providers=providers)
+        self._detector = ort.InferenceSession(str(info.detector_path), options(num_threads),
+                                              providers=providers)
         self._outputs = list(info.outputs)
         have = {o.name for o in self._detector.get_outputs()}
         missing = [o for o in self._outputs if o not in have]
