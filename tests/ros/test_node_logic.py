@@ -59,9 +59,9 @@ def test_every_default_passes_its_own_checks():
 
 
 def test_start_only_rule_and_checks():
-    assert params.LIVE == ("threshold", "zoom", "look_closer", "max_rate", "camera_rate_hz", "depth_tolerance",
-                           "depth_timeout", "publish_markers", "register_max_age",
-                           "publish_overlay", "overlay_alpha", "draw_peaks")
+    assert params.LIVE == ("threshold", "zoom", "look_closer", "max_rate", "camera_rate_hz",
+                           "depth_tolerance", "depth_timeout", "publish_markers",
+                           "register_max_age", "publish_overlay", "overlay_alpha", "draw_peaks")
     why = params.check_changes({"max_objects": 8}, configured=True)
     assert why and "start-only" in why and "max_objects" in why
     assert params.check_changes({"max_image_pixels": 8}, configured=True)

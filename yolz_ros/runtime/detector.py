@@ -22,7 +22,7 @@ from yolz_ros.runtime.backends import create_backend
 from yolz_ros.runtime.decode import Peak, decode_peaks, regressed_boxes, with_regressed_boxes
 from yolz_ros.runtime.foreground import box_mask, view_alpha
 from yolz_ros.runtime.geometry import ALPHA_VISIBLE, Letterbox, cell_boxes, letterbox, prepare_view
-from yolz_ros.runtime.look_closer import LOOK_ZOOM, MAX_LOOK_CLOSER, choose_tiles, fuse_tile
+from yolz_ros.runtime.look_closer import LOOK_ZOOM, MAX_LOOK_CLOSER, choose_tiles
 from yolz_ros.runtime.model_info import ModelInfo
 from yolz_ros.runtime.negatives import stack_negatives, suppress
 from yolz_ros.runtime.object_tokens import object_tokens, token_mask
@@ -184,16 +184,16 @@ class Detector:
 
     def _look_closer(self, rgb, lb: Letterbox, objects, k: int, budget: int,
                      probs: np.ndarray) -> None:
-        """Up to ``budget`` 2x tiles where the frame pass is undecided, fused into ``probs``
-        (mean inside each tile: runtime/look_closer.py; caller holds the lock). Candidates
-        come from the objects' own maps (not their negatives')."""
+        """Up to ``budget`` 2x tiles where the frame pass is undecided, max-pooled into
+        ``probs`` (runtime/look_closer.py; caller holds the lock). Candidates come from the
+        objects' own maps (not their negatives')."""
         area = _image_area(lb)
         scan = [r for r in zoom_tiles(self.info.input_size, LOOK_ZOOM) if _overlaps(r, area)]
         tiles, self._scan_next = choose_tiles(
             probs[:k], self.info.default_threshold, budget, self.info.input_size, area,
             self.info.stride, scan, self._scan_next)
         for rect in tiles:
-            fuse_tile(probs, self._tile_pass(rgb, lb, objects, rect), rect, self.info.stride)
+            pool_tile(probs, self._tile_pass(rgb, lb, objects, rect), rect, self.info.stride)
 
     def _tile_pass(self, rgb, lb: Letterbox, objects, rect) -> np.ndarray:
         """One network pass over the tile ``rect`` (model-input px) of the source frame:

@@ -9,9 +9,17 @@ a 0.01 one is nothing) and a 2x tile is centred on the best, then the next one t
 tile already covers, until the budget is spent. Budget left over scans the full pass's tiles in
 turn across frames, so every part of the view gets its closer look every few frames.
 
-Fusion can lower as well as raise: inside a tile each cell becomes the mean of its frame-pass
-probability and the tile's (max-pooled to the grid cell), so a look-alike that the closer look
-tells apart loses half its score while a small object it finds gains half the tile's.
+Fusion is the zoom pass's max (pool_tile): each cell keeps the higher of its frame-pass
+probability and the tile's. Fusions that let the closer look lower a cell were measured against
+it on val (30 episodes, N = 8, budget 2; frame pass alone: AUROC 0.891, FPR@95 0.575, cell AP
+0.590, recall at the threshold 0.456, < 40 px AUROC 0.682):
+  max                                  AUROC 0.907  FPR@95 0.532  cell AP 0.597  recall 0.582
+  mean of the two                            0.908         0.521          0.543         0.395
+  max where the tile is higher, else mean    0.903         0.522          0.528         0.469
+  the tile's value                           0.895         0.513          0.393         0.432
+(< 40 px AUROC 0.752-0.756 for all four). Lowering cut false alarms by at most 0.02 FPR@95 and
+cost recall and cell AP: a 2x tile crops larger objects and sees less context, so its "no" is
+less sure than the frame's. With guided tiles max fusion does not add false alarms: FPR@95 falls.
 """
 from __future__ import annotations
 
@@ -19,7 +27,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from yolz_ros.runtime.zoom_pass import Rect, tile_cells
+from yolz_ros.runtime.zoom_pass import Rect
 
 LOOK_ZOOM = 2.0  # a tile shows a quarter of the frame at twice its resolution
 MAX_LOOK_CLOSER = 9  # as many as the full 2x pass has tiles
@@ -84,14 +92,3 @@ def _inside(x, y, rect: Rect) -> bool:
     mx = (1 - COVERED) / 2 * (rect[2] - rect[0])
     my = (1 - COVERED) / 2 * (rect[3] - rect[1])
     return rect[0] + mx <= x <= rect[2] - mx and rect[1] + my <= y <= rect[3] - my
-
-
-def fuse_tile(grid: np.ndarray, tile: np.ndarray, rect: Rect, stride: int) -> None:
-    """Fuse a tile's probabilities [K, r, c] into ``grid`` [K, rows, cols] in place: each grid
-    cell the tile covers becomes the mean of its own value and the max of the tile cells whose
-    centres fall in it."""
-    rr, cc = tile_cells(rect, tile.shape[1:], stride, grid.shape[1:])
-    pooled = np.full_like(grid, -1.0)
-    np.maximum.at(pooled, (slice(None), rr, cc), tile)
-    seen = pooled[0] >= 0
-    grid[:, seen] = 0.5 * (grid[:, seen] + pooled[:, seen])
