@@ -59,3 +59,22 @@ def test_report_tables_the_ablations_from_their_file(tmp_path):
     assert "| train | 7 | 0.170 | 0.200 | 0.630 |" in section
     assert "| candidate 720x960 (yolz (c720@1)) | 0.901 | – |" in section
     assert "| 0.754 | – | – | 140.200 |" in section
+
+
+def test_report_tables_the_search_options_from_their_file(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("model.json", "evaluation_real.json"):
+        shutil.copy(SHIPPED / name, model / name)
+    assert "Search options" not in model_report.build(model)
+    meta = {"command": "python -m training.evaluation.search_variants", "machine": "toy",
+            "threads": 1}
+    rows = [{"look_closer": 2, "negative_views": 0, "presence_auroc": 0.8811},
+            {"look_closer": 0, "negative_views": 1, "fpr_at_95_tpr siblings": 0.4321}]
+    (model / "search").mkdir()
+    (model / "search" / "test.json").write_text(json.dumps({"meta": meta, "rows": rows}))
+    text = model_report.build(model)
+    section = text[text.index("### Search options (test)"):].split("\n### ")[0]
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    assert lines[1].startswith("| look_closer 2 | 0.881 |")
+    assert lines[2].startswith("| 1 negative view(s) | – | – | – | – | – | 0.432 |")

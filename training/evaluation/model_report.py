@@ -90,6 +90,22 @@ def variant_rows(model: Path, real: dict):
     return rows if len(rows) > 1 else []
 
 
+SEARCH_COLUMNS = (("presence_auroc", "AUROC"), ("fpr_at_95_tpr", "FPR@95"),
+                  ("cell_ap", "cell AP"), ("recall_at_threshold", "recall at threshold"),
+                  ("presence_auroc < 40 px", "AUROC < 40 px"),
+                  ("fpr_at_95_tpr siblings", "FPR@95 look-alike queries"),
+                  ("passes_per_frame", "passes/frame"), ("frame_ms_p50", "p50 ms/frame"))
+
+
+def search_rows(path: Path):
+    """(meta, rows) of a search_variants JSON (<model>/search/<split>.json)."""
+    data = json.loads(path.read_text())
+    rows = [[f"look_closer {r['look_closer']}" if not r["negative_views"] else
+             f"{r['negative_views']} negative view(s)"] + [r.get(k) for k, _ in SEARCH_COLUMNS]
+            for r in data["rows"]]
+    return data["meta"], rows
+
+
 def comparison_rows(path: Path, n: str = "8"):
     """[method, AP, AUROC, FPR@95, pointing, p50 ms] per method of a compare.py comparison.json."""
     data = json.loads(path.read_text())
@@ -190,6 +206,20 @@ def build(model: Path, comparison: Path | None = None) -> str:
             lines += _table(["variant", "presence AUROC", "FPR@95", "pointing", "cell AP",
                              "box AP", f"AUROC {SMALL}", f"AUROC {HEIGHT_SMALL} tall", "p50 ms/frame"],
                             variants)
+        for split in ("val", "test"):
+            path = model / "search" / f"{split}.json"
+            if not path.is_file():
+                continue
+            meta, rows = search_rows(path)
+            lines += ["", f"### Search options ({split}): look_closer and negative views (N = 8, "
+                      "alpha views)", "",
+                      "look_closer B: up to B 2x tiles on the frame pass's most undecided peaks, "
+                      "max-fused (Detector.detect's look_closer, the node's parameter); negative "
+                      "views: M views of each object's closest other object as its negatives "
+                      "(Detector.detect's negatives). Look-alike queries: the object absent, that "
+                      f"look-alike present. `{meta['command']}`; {meta['machine']}, "
+                      f"{meta['threads']} thread, other work on the machine.", ""]
+            lines += _table(["variant", *[name for _, name in SEARCH_COLUMNS]], rows)
         lines += ["", "### Targets (N = 8, alpha views; issue 18)", ""]
         lines += _table(["metric", "value", "target", ""], targets(real))
     if comparison is not None and comparison.is_file():
