@@ -16,6 +16,7 @@ queries whose best cell reaches it) is what it must keep.
 """
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def main(argv=None):
     meta = {"model": method.detector.model_id, "split": args.split, "episodes": len(episodes),
             "n_views": N_VIEWS, "views": "alpha", "threads": args.threads,
             "machine": machine_description(), "command": "python -m "
-            "training.evaluation.search_variants " + " ".join(argv or [])}
+            "training.evaluation.search_variants " + " ".join(sys.argv[1:] if argv is None else argv)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
