@@ -137,7 +137,8 @@ def test_written_layout_follows_the_format(tmp_path):
         assert infos["views/view_000.png"].compress_type == zipfile.ZIP_STORED
         for entry in manifest["views"]:
             assert hashlib.sha256(zf.read(entry["file"])).hexdigest() == entry["sha256"]
-    assert manifest["format"] == "yolz-object/1" and manifest["name"] == "mug"
+    assert manifest["format"] == "yolz-object/2" and manifest["name"] == "mug"
+    assert manifest["negatives"] == []
     assert [(e["width"], e["height"], e["alpha"]) for e in manifest["views"]] == [
         (16, 12, False), (18, 13, True)]
 
@@ -307,7 +308,8 @@ def test_refuses_encrypted_member(tmp_path):
 # view counts
 def test_refuses_too_many_views(tmp_path):
     views = [np.full((8, 8, 3), i, np.uint8) for i in range(arc.MAX_VIEWS + 1)]
-    refused(write_zip(tmp_path / "a.yolz", good_members(views)), f"at most {arc.MAX_VIEWS} views")
+    # (the directory check leaves room for the negative views; the manifest's count refuses it)
+    refused(write_zip(tmp_path / "a.yolz", good_members(views)), f"{arc.MAX_VIEWS + 1} views")
 
 
 def test_refuses_manifest_listing_too_many_views(tmp_path):
@@ -349,7 +351,7 @@ def test_refuses_declared_size_over_the_view_limit(tmp_path, monkeypatch):
 
 def test_refuses_declared_total_over_the_request_limit(tmp_path, monkeypatch):
     path = write_zip(tmp_path / "a.yolz", good_members(make_views(3)))
-    monkeypatch.setattr(arc, "MAX_REQUEST_BYTES", 1000)
+    monkeypatch.setattr(arc, "MAX_MEMBERS_BYTES", 1000)
     refused(path, "declare", "together, over the limit of 1000")
 
 
@@ -430,9 +432,9 @@ def test_refuses_manifest_that_is_not_an_object(tmp_path):
 
 def test_refuses_wrong_format(tmp_path):
     manifest, pngs = manifest_for(make_views(1))
-    manifest["format"] = "yolz-object/2"
+    manifest["format"] = "yolz-object/3"
     members = with_manifest(manifest, [(member("views/view_000.png"), pngs[0])])
-    refused(write_zip(tmp_path / "a.yolz", members), "'yolz-object/2'", "yolz-object/1")
+    refused(write_zip(tmp_path / "a.yolz", members), "'yolz-object/3'", "yolz-object/2")
 
 
 def test_refuses_missing_manifest(tmp_path):
@@ -551,3 +553,20 @@ def test_refuses_alpha_flag_that_differs_from_the_png(tmp_path):
 
 def test_missing_file_is_an_archive_error(tmp_path):
     refused(tmp_path / "none.yolz", "cannot read")
+
+
+def test_negative_views_round_trip_and_version_1_archives_still_read(tmp_path):
+    views, negatives = make_views(2), make_views(1)
+    path = write_archive(tmp_path / "a.yolz", "mug", views, "m", "c", negatives=negatives)
+    back = arc.read_archive(path)
+    assert len(back.views) == 2 and len(back.negatives) == 1
+    np.testing.assert_array_equal(back.negatives[0], negatives[0])
+    with zipfile.ZipFile(path) as zf:
+        assert "negatives/negative_000.png" in zf.namelist()
+    manifest, pngs = manifest_for(make_views(1))  # an archive written before negatives
+    manifest["format"] = "yolz-object/1"
+    members = with_manifest(manifest, [(member("views/view_000.png"), pngs[0])])
+    old = arc.read_archive(write_zip(tmp_path / "old.yolz", members))
+    assert len(old.views) == 1 and old.negatives == []
+    with pytest.raises(arc.ArchiveError, match="an archive holds 0..4 negative views"):
+        write_archive(tmp_path / "b.yolz", "mug", views, negatives=make_views(1) * 5)

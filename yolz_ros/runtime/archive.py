@@ -3,10 +3,15 @@ object between machines (``library export`` / ``library import``). Plain Python,
 
 A `.yolz` file is a zip archive of exactly these members:
 
-    manifest.json          {"format": "yolz-object/1", "name", "model_id", "created",
-                            "views": [{"file", "sha256", "width", "height", "alpha"}, ...]}
+    manifest.json          {"format": "yolz-object/2", "name", "model_id", "created",
+                            "views": [{"file", "sha256", "width", "height", "alpha"}, ...],
+                            "negatives": [the same, for negatives/negative_NNN.png]}
     views/view_000.png     the views, lossless RGB or RGBA (alpha = the object mask)
     ...
+    negatives/negative_000.png   negative views: look-alikes the object is not (0..4)
+
+Format ``yolz-object/2`` added the negative views; ``yolz-object/1`` archives (written before
+them: no "negatives") are still read, as objects without negatives.
 
 ``model_id`` names the model that embedded the object; it is informational only, since the
 importing node embeds the views again with its own model. No embeddings travel in the archive.
@@ -29,7 +34,7 @@ import stat
 import struct
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Sequence
 
@@ -39,17 +44,22 @@ from yolz_ros.runtime.atomic_file import write_bytes_atomic
 from yolz_ros.runtime.image import ImageError, check_encoded_size
 from yolz_ros.runtime.library import LibraryError, validate_name
 from yolz_ros.runtime.limits import MAX_REQUEST_BYTES, MAX_VIEW_BYTES, MAX_VIEW_PIXELS, MAX_VIEWS
+from yolz_ros.runtime.negatives import MAX_NEGATIVES
 from yolz_ros.runtime.view_png import decode_view_png, encode_view_png
 
-FORMAT = "yolz-object/1"
+FORMAT = "yolz-object/2"
+READ_FORMATS = ("yolz-object/1", FORMAT)  # /1: before negative views
 SUFFIX = ".yolz"
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 1024 * 1024
-MAX_ARCHIVE_BYTES = MAX_REQUEST_BYTES + 1024 * 1024  # all views plus manifest and zip overhead
+# all views, the negatives, the manifest and zip overhead
+MAX_MEMBERS_BYTES = MAX_REQUEST_BYTES + MAX_NEGATIVES * MAX_VIEW_BYTES  # declared, together
+MAX_ARCHIVE_BYTES = MAX_MEMBERS_BYTES + 1024 * 1024
 # Our own archives need ~70 bytes of central directory per member; this leaves ample room for
 # other zip writers while refusing a directory of a million tiny entries before it is parsed.
 MAX_DIRECTORY_BYTES = 64 * 1024
 VIEW_FILE_RE = re.compile(r"views/view_\d{3}\.png")
+NEGATIVE_FILE_RE = re.compile(r"negatives/negative_\d{3}\.png")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # member timestamps: the same views give the same file
 _END_RECORD = b"PK\x05\x06"
@@ -68,12 +78,17 @@ class ObjectArchive:
     views: List[np.ndarray]  # HxWx3 RGB or HxWx4 RGBA uint8
     model_id: str = ""
     created: str = ""
+    negatives: List[np.ndarray] = field(default_factory=list)  # look-alikes it is not
 
 
 # ------------------------------------------------------------------------------------------
 # writing
 def _view_file(index: int) -> str:
     return f"views/view_{index:03d}.png"
+
+
+def _negative_file(index: int) -> str:
+    return f"negatives/negative_{index:03d}.png"
 
 
 def _member(name: str, compress_type: int) -> zipfile.ZipInfo:
@@ -83,55 +98,64 @@ def _member(name: str, compress_type: int) -> zipfile.ZipInfo:
     return info
 
 
-def _encode_views(views: Sequence[np.ndarray]) -> List[bytes]:
+def _encode_views(views: Sequence[np.ndarray], label: str = "view", least: int = 1,
+                  most: int = MAX_VIEWS) -> List[bytes]:
     """The views as PNG bytes, held to the limits the reader applies (so every archive written
     here can be read back)."""
-    if not 1 <= len(views) <= MAX_VIEWS:
-        raise ArchiveError(f"an archive holds 1..{MAX_VIEWS} views, got {len(views)}")
+    if not least <= len(views) <= most:
+        raise ArchiveError(f"an archive holds {least}..{most} {label}s, got {len(views)}")
     pngs = []
     for i, view in enumerate(views):
         view = np.asarray(view)
         if view.dtype != np.uint8 or view.ndim != 3 or view.shape[2] not in (3, 4):
-            raise ArchiveError(f"view {i} must be an HxWx3 RGB or HxWx4 RGBA uint8 array, got "
+            raise ArchiveError(f"{label} {i} must be an HxWx3 RGB or HxWx4 RGBA uint8 array, got "
                                f"shape {view.shape} {view.dtype}")
         png = encode_view_png(view)
         if len(png) > MAX_VIEW_BYTES:
-            raise ArchiveError(f"view {i} is {len(png)} bytes as PNG, over the limit of "
+            raise ArchiveError(f"{label} {i} is {len(png)} bytes as PNG, over the limit of "
                                f"{MAX_VIEW_BYTES}; downscale it")
         pngs.append(png)
     if sum(map(len, pngs)) > MAX_REQUEST_BYTES:
-        raise ArchiveError(f"the views are over {MAX_REQUEST_BYTES} bytes together; use fewer "
-                           "or smaller views")
+        raise ArchiveError(f"the {label}s are over {MAX_REQUEST_BYTES} bytes together; use "
+                           f"fewer or smaller {label}s")
     return pngs
 
 
-def archive_bytes(name: str, views: Sequence[np.ndarray], model_id: str = "",
-                  created: str = "") -> bytes:
-    """The `.yolz` archive of an object, in memory."""
-    name = _checked_name(name)
-    pngs = _encode_views(views)
+def _entries(views, pngs, file_name) -> list:
     entries = []
     for i, (view, png) in enumerate(zip(views, pngs)):
         height, width, channels = np.asarray(view).shape
-        entries.append({"file": _view_file(i), "sha256": hashlib.sha256(png).hexdigest(),
+        entries.append({"file": file_name(i), "sha256": hashlib.sha256(png).hexdigest(),
                         "width": int(width), "height": int(height), "alpha": channels == 4})
+    return entries
+
+
+def archive_bytes(name: str, views: Sequence[np.ndarray], model_id: str = "",
+                  created: str = "", negatives: Sequence[np.ndarray] = ()) -> bytes:
+    """The `.yolz` archive of an object (and its negative views), in memory."""
+    name = _checked_name(name)
+    pngs = _encode_views(views)
+    neg_pngs = _encode_views(negatives, "negative view", 0, MAX_NEGATIVES)
+    entries = _entries(views, pngs, _view_file)
+    neg_entries = _entries(negatives, neg_pngs, _negative_file)
     manifest = {"format": FORMAT, "name": name, "model_id": str(model_id),
-                "created": str(created), "views": entries}
+                "created": str(created), "views": entries, "negatives": neg_entries}
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr(_member(MANIFEST, zipfile.ZIP_DEFLATED),
                     json.dumps(manifest, indent=2).encode("utf-8"))
-        for entry, png in zip(entries, pngs):  # PNG data is compressed already
+        for entry, png in zip(entries + neg_entries, pngs + neg_pngs):  # PNGs: compressed
             zf.writestr(_member(entry["file"], zipfile.ZIP_STORED), png)
     return buf.getvalue()
 
 
 def write_archive(path, name: str, views: Sequence[np.ndarray], model_id: str = "",
-                  created: str = "", overwrite: bool = False) -> Path:
+                  created: str = "", overwrite: bool = False,
+                  negatives: Sequence[np.ndarray] = ()) -> Path:
     """Write the object's archive to ``path`` atomically: afterwards the file is complete, or
     (on any error) absent or as it was. An existing file is only replaced with overwrite=True."""
     path = Path(path)
-    data = archive_bytes(name, views, model_id, created)  # every check before touching disk
+    data = archive_bytes(name, views, model_id, created, negatives)  # checks before the disk
     if path.exists() and not overwrite:
         raise ArchiveError(f"{path} exists; choose another file or allow overwriting it "
                            "(--force)")
@@ -178,9 +202,10 @@ def _check_directory_record(data: bytes) -> None:
     if (entries == 0xFFFF or size == 0xFFFFFFFF or offset == 0xFFFFFFFF
             or (start >= 20 and data[start - 20:start - 16] == _ZIP64_LOCATOR)):
         raise ArchiveError("zip64 archives are not .yolz object archives")
-    if entries > MAX_VIEWS + 1 or size > MAX_DIRECTORY_BYTES:
+    if entries > MAX_VIEWS + MAX_NEGATIVES + 1 or size > MAX_DIRECTORY_BYTES:
         raise ArchiveError(f"the archive lists {entries} members ({size} bytes of directory); "
-                           f"a .yolz archive has a manifest and at most {MAX_VIEWS} views")
+                           f"a .yolz archive has a manifest, at most {MAX_VIEWS} views and "
+                           f"{MAX_NEGATIVES} negative views")
 
 
 def _open_zip(data: bytes) -> zipfile.ZipFile:
@@ -194,7 +219,7 @@ def _open_zip(data: bytes) -> zipfile.ZipFile:
 
 def _name_problem(name: str) -> str:
     """Why a member name is not acceptable, or '' if it is manifest.json or a view file."""
-    if name == MANIFEST or VIEW_FILE_RE.fullmatch(name):
+    if name == MANIFEST or VIEW_FILE_RE.fullmatch(name) or NEGATIVE_FILE_RE.fullmatch(name):
         return ""
     if name.startswith("/") or re.match(r"[A-Za-z]:", name):
         return "an absolute path"
@@ -204,15 +229,16 @@ def _name_problem(name: str) -> str:
         return "a path with '..'"
     if name.endswith("/"):
         return "a directory"
-    return f"not {MANIFEST} or a view file views/view_NNN.png"
+    return (f"not {MANIFEST} or a view file views/view_NNN.png (or a negative view "
+            "negatives/negative_NNN.png)")
 
 
 def _check_member(info: zipfile.ZipInfo) -> None:
     label = f"archive member {info.filename!r}"
     problem = _name_problem(info.filename)
     if problem:
-        raise ArchiveError(f"{label} is {problem}; a .yolz archive holds only {MANIFEST} and "
-                           "views/view_NNN.png files")
+        raise ArchiveError(f"{label} is {problem}; a .yolz archive holds only {MANIFEST}, "
+                           "views/view_NNN.png and negatives/negative_NNN.png files")
     mode = info.external_attr >> 16  # the Unix mode, where the writer recorded one
     kind = stat.S_IFMT(mode)
     if stat.S_ISLNK(mode):
@@ -246,9 +272,9 @@ def _check_members(infos: Sequence[zipfile.ZipInfo]) -> None:
     if MANIFEST not in seen:
         raise ArchiveError(f"the archive has no {MANIFEST}; it is not a .yolz object archive")
     total = sum(info.file_size for info in infos)
-    if total > MAX_REQUEST_BYTES:
+    if total > MAX_MEMBERS_BYTES:
         raise ArchiveError(f"the archive's members declare {total} bytes together, over the "
-                           f"limit of {MAX_REQUEST_BYTES}")
+                           f"limit of {MAX_MEMBERS_BYTES}")
 
 
 def _read_bounded(stream, limit: int, label: str) -> bytes:
@@ -282,9 +308,9 @@ def _parse_manifest(data: bytes) -> dict:
         raise ArchiveError(f"{MANIFEST} is not valid JSON ({exc})") from None
     if not isinstance(manifest, dict):
         raise ArchiveError(f"{MANIFEST} must hold a JSON object")
-    if manifest.get("format") != FORMAT:
+    if manifest.get("format") not in READ_FORMATS:
         raise ArchiveError(f"{MANIFEST} has format {manifest.get('format')!r}; this yolz_ros "
-                           f"reads {FORMAT!r} (a newer yolz_ros may read it)")
+                           f"reads {READ_FORMATS} (a newer yolz_ros may read it)")
     manifest["name"] = _checked_name(manifest.get("name"))
     for key in ("model_id", "created"):
         if not isinstance(manifest.setdefault(key, ""), str):
@@ -293,22 +319,32 @@ def _parse_manifest(data: bytes) -> dict:
     if not isinstance(views, list) or not 1 <= len(views) <= MAX_VIEWS:
         count = len(views) if isinstance(views, list) else "no list of"
         raise ArchiveError(f"{MANIFEST} lists {count} views; an object has 1..{MAX_VIEWS}")
+    if manifest["format"] == "yolz-object/1" and "negatives" in manifest:
+        raise ArchiveError(f"{MANIFEST} of format 'yolz-object/1' lists negatives; they came "
+                           "with 'yolz-object/2'")
+    negatives = manifest.setdefault("negatives", [])
+    if not isinstance(negatives, list) or len(negatives) > MAX_NEGATIVES:
+        count = len(negatives) if isinstance(negatives, list) else "no list of"
+        raise ArchiveError(f"{MANIFEST} lists {count} negative views; an object has "
+                           f"0..{MAX_NEGATIVES}")
     files = set()
-    for i, entry in enumerate(views):
-        _check_view_entry(i, entry)
-        if entry["file"] in files:
-            raise ArchiveError(f"{MANIFEST} lists {entry['file']!r} twice")
-        files.add(entry["file"])
+    for group, pattern in ((views, VIEW_FILE_RE), (negatives, NEGATIVE_FILE_RE)):
+        for i, entry in enumerate(group):
+            _check_view_entry(i, entry, pattern)
+            if entry["file"] in files:
+                raise ArchiveError(f"{MANIFEST} lists {entry['file']!r} twice")
+            files.add(entry["file"])
     return manifest
 
 
-def _check_view_entry(index: int, entry) -> None:
-    label = f"{MANIFEST} view {index}"
+def _check_view_entry(index: int, entry, pattern=VIEW_FILE_RE) -> None:
+    kind = "view" if pattern is VIEW_FILE_RE else "negative view"
+    label = f"{MANIFEST} {kind} {index}"
     if not isinstance(entry, dict):
         raise ArchiveError(f"{label} must be a JSON object")
-    if not isinstance(entry.get("file"), str) or not VIEW_FILE_RE.fullmatch(entry["file"]):
-        raise ArchiveError(f"{label}: 'file' must be views/view_NNN.png, got "
-                           f"{entry.get('file')!r}")
+    if not isinstance(entry.get("file"), str) or not pattern.fullmatch(entry["file"]):
+        want = "views/view_NNN.png" if pattern is VIEW_FILE_RE else "negatives/negative_NNN.png"
+        raise ArchiveError(f"{label}: 'file' must be {want}, got {entry.get('file')!r}")
     if not isinstance(entry.get("sha256"), str) or not SHA256_RE.fullmatch(entry["sha256"]):
         raise ArchiveError(f"{label}: 'sha256' must be 64 lowercase hex digits")
     for key in ("width", "height"):
@@ -321,7 +357,7 @@ def _check_view_entry(index: int, entry) -> None:
 
 def _check_listed(infos: Sequence[zipfile.ZipInfo], manifest: dict) -> None:
     """The members are exactly the manifest plus the files it lists."""
-    listed = {entry["file"] for entry in manifest["views"]}
+    listed = {entry["file"] for entry in manifest["views"] + manifest["negatives"]}
     present = {info.filename for info in infos} - {MANIFEST}
     unlisted, missing = sorted(present - listed), sorted(listed - present)
     if unlisted:
@@ -364,12 +400,16 @@ def read_archive(path) -> ObjectArchive:
         by_name = {info.filename: info for info in infos}
         manifest = _parse_manifest(_read_member(zf, by_name[MANIFEST], MAX_MANIFEST_BYTES))
         _check_listed(infos, manifest)
-        views, total = [], 0
-        for entry in manifest["views"]:
-            png = _read_member(zf, by_name[entry["file"]], MAX_VIEW_BYTES)
-            total += len(png)
-            if total > MAX_REQUEST_BYTES:
-                raise ArchiveError(f"the views expand past {MAX_REQUEST_BYTES} bytes together; "
-                                   "refused")
-            views.append(_decode_view(png, entry))
-    return ObjectArchive(manifest["name"], views, manifest["model_id"], manifest["created"])
+        groups = []
+        for key in ("views", "negatives"):
+            views, total = [], 0
+            for entry in manifest[key]:
+                png = _read_member(zf, by_name[entry["file"]], MAX_VIEW_BYTES)
+                total += len(png)
+                if total > MAX_REQUEST_BYTES:
+                    raise ArchiveError(f"the {key} expand past {MAX_REQUEST_BYTES} bytes "
+                                       "together; refused")
+                views.append(_decode_view(png, entry))
+            groups.append(views)
+    return ObjectArchive(manifest["name"], groups[0], manifest["model_id"], manifest["created"],
+                         groups[1])
