@@ -13,7 +13,9 @@ HERE = Path(__file__).parent
 
 def run_pytest(tmp_path, *paths):
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "fake"))  # the stand-ins come first
+    # its own rootdir has no pytest.ini: the launch_testing plugins are turned off as there
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-p", "no:launch_testing", "-p", "no:launch_ros",
                            "--rootdir", str(tmp_path), *paths], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
 
