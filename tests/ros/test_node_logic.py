@@ -500,3 +500,145 @@ def test_a_camera_whose_depth_never_matches_does_not_slow_the_others(tiny_detect
     assert any("no depth image within 0.020 s" in w for w in warnings)
     # 'fine': its frames found their depth (3D arrays published, possibly empty of points)
     assert len(fine.pub_detections_3d.messages) >= 0.5 * frames
+
+
+# ------------------------------------------------------------------------------------------
+# negative views ("not that one"): AddViews / RegisterFromCamera with negative, the listings
+def _negative_setup(tiny_detector, tmp_path):
+    from yolz_ros.runtime.library import ObjectLibrary
+    lib = ObjectLibrary(tmp_path, tiny_detector.model_id,
+                        embedding_dim=tiny_detector.info.embedding_dim).load()
+    request = RegisterObject.Request(name="mug", views=[rgb_to_image_msg(v)
+                                                        for v in views(3, 1)])
+    assert registration.register(request, RegisterObject.Response(), lib,
+                                 tiny_detector.embed_views, 3) is not None
+    return lib
+
+
+def _add_negative(lib, det, pixels, name="mug", max_objects=3, negative=True):
+    from yolz_ros.srv import AddViews
+    request = AddViews.Request(name=name, negative=negative,
+                               views=[v if isinstance(v, Image) else rgb_to_image_msg(v)
+                                      for v in pixels])
+    response = AddViews.Response()
+    snapshot = registration.add_views(request, response, lib, det.embed_views,
+                                      det.info.tokens.dim, max_objects)
+    return snapshot, response
+
+
+def test_negative_views_are_stored_listed_and_reach_the_detector(tiny_detector, tmp_path):
+    from yolz_ros.srv import GetObjectViews, ListObjects
+    lib = _negative_setup(tiny_detector, tmp_path)
+    snapshot, r = _add_negative(lib, tiny_detector, views(1, 2))
+    assert r.success and snapshot is not None, r.message
+    assert "added 1 negative view to 'mug'" in r.message and "now 1 negative view" in r.message
+    assert (r.num_views_used, r.num_negative_views, list(r.names)) == (3, 1, ["mug"])
+    assert [f.used for f in r.view_feedback] == [True] * 3  # the object's own views, unchanged
+    assert lib.counts() == [("mug", 3, 1)] and snapshot.negatives[0].shape[0] == 1
+    listing = registration.list_objects(ListObjects.Response(), lib, "m@1")
+    assert list(listing.num_views) == [3] and list(listing.num_negative_views) == [1]
+    got = registration.get_object_views(GetObjectViews.Request(name="mug"),
+                                        GetObjectViews.Response(), lib)
+    assert got.success and len(got.views) == 3 and len(got.negative_views) == 1
+    assert "and 1 negative view" in got.message
+    np.testing.assert_array_equal(registration.decode_view(got.negative_views[0]), views(1, 2)[0])
+    # a plain add_views keeps them and says so
+    snapshot, r = _add_negative(lib, tiny_detector, views(1, 7), negative=False)
+    assert r.success and (r.num_views_used, r.num_negative_views) == (4, 1), r.message
+    # the frame pipeline hands them to the detector: the object's map is lowered somewhere
+    calls = []
+    real = tiny_detector.detect
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("negatives"))
+        return real(*args, **kwargs)
+    rgb = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    tiny_detector.detect = spy
+    try:
+        frame = pipeline.analyse(rgb, Header(), "/image", tiny_detector, lib.snapshot,
+                                 params.Settings())
+    finally:
+        del tiny_detector.detect
+    assert calls and calls[0] is lib.snapshot.negatives and calls[0][0].shape[0] == 1
+    plain = tiny_detector.detect(rgb, lib.snapshot.embeddings).probabilities
+    assert frame.probabilities.shape == plain.shape
+    assert (frame.probabilities <= plain + 1e-6).all()
+
+
+def test_negative_views_refusals_say_what_to_fix_and_store_nothing(tiny_detector, tmp_path):
+    from yolz_ros.runtime.negatives import MAX_NEGATIVES
+    lib = _negative_setup(tiny_detector, tmp_path)
+    bad = Image(height=8, width=8, encoding="yuv422", step=16, data=bytes(128))
+    cases = [
+        (dict(pixels=views(1, 2), name="cup"), "no object named 'cup'"),
+        (dict(pixels=views(1, 2), name="bad name"), "invalid object name"),
+        (dict(pixels=[]), "no views"),
+        (dict(pixels=[views(1, 2)[0], bad]), "view 1"),
+        (dict(pixels=views(MAX_NEGATIVES + 1, 2)), f"over the limit of {MAX_NEGATIVES}"),
+        (dict(pixels=views(1, 2), max_objects=1), "max_objects=1"),
+    ]
+    for kwargs, text in cases:
+        snapshot, r = _add_negative(lib, tiny_detector, **kwargs)
+        assert snapshot is None and not r.success and text in r.message, (kwargs, r.message)
+        assert r.num_negative_views == 0 and list(r.names) == ["mug"]
+    # one of the object's own views is the object itself, not a look-alike: refused, with a
+    # note on that view; the good one before it is not stored either
+    snapshot, r = _add_negative(lib, tiny_detector, views(1, 2) + views(3, 1)[:1])
+    assert snapshot is None and "negative view 1 refused" in r.message and "itself" in r.message
+    assert "itself" in r.view_feedback[1].note and r.view_feedback[0].note == ""
+    assert lib.counts() == [("mug", 3, 0)]
+    # too many: MAX_NEGATIVES stored, one more is refused
+    for seed in range(MAX_NEGATIVES):
+        snapshot, r = _add_negative(lib, tiny_detector, views(1, 10 + seed), max_objects=64)
+        assert r.success, r.message
+    snapshot, r = _add_negative(lib, tiny_detector, views(1, 20), max_objects=64)
+    assert not r.success and f"{MAX_NEGATIVES} negative views" in r.message
+    assert lib.counts() == [("mug", 3, MAX_NEGATIVES)]
+
+
+def test_negative_views_count_against_max_objects(tiny_detector, tmp_path):
+    lib = _negative_setup(tiny_detector, tmp_path)
+    assert _add_negative(lib, tiny_detector, views(1, 2), max_objects=2)[0] is not None
+    # 1 object + 1 negative = 2 rows: a new object would make 3 > max_objects=2
+    request = RegisterObject.Request(name="cup", views=[rgb_to_image_msg(v) for v in views(2, 5)])
+    response = RegisterObject.Response()
+    assert registration.register(request, response, lib, tiny_detector.embed_views, 2) is None
+    assert "full (1 objects and 1 negative views, max_objects=2)" in response.message
+    snapshot, r = _add_negative(lib, tiny_detector, views(1, 3), max_objects=2)
+    assert snapshot is None and "exceed max_objects=2" in r.message
+
+
+def test_register_from_camera_negative(tiny_detector, tmp_path):
+    from types import SimpleNamespace
+
+    from sensor_msgs.msg import RegionOfInterest
+
+    from yolz_ros.srv import RegisterFromCamera
+    lib = _negative_setup(tiny_detector, tmp_path)
+    frame = np.random.default_rng(9).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    camera = SimpleNamespace(newest=(rgb_to_image_msg(frame), time.monotonic()),
+                             resolved="/image", topic="image")
+
+    def call(name="mug", box=(20, 10, 40, 40), **flags):
+        request = RegisterFromCamera.Request(name=name, negative=True, **flags)
+        request.box = RegionOfInterest(x_offset=box[0], y_offset=box[1], width=box[2],
+                                       height=box[3])
+        response = RegisterFromCamera.Response()
+        snapshot = registration.register_from_camera(
+            request, response, lib, tiny_detector.embed_views, [camera], 3, 0.0, 10**7,
+            tiny_detector.object_mask, tiny_detector.info.tokens.dim)
+        return snapshot, response
+    for kwargs, text in [(dict(replace=True), "leave replace and append unset"),
+                         (dict(append=True), "leave replace and append unset"),
+                         (dict(name="cup"), "no object named 'cup'"),
+                         (dict(box=(0, 0, 0, 0)), "box"),
+                         (dict(box=(500, 500, 40, 40)), "inside")]:
+        snapshot, r = call(**kwargs)
+        assert snapshot is None and not r.success and text in r.message, (kwargs, r.message)
+    assert lib.counts() == [("mug", 3, 0)]
+    snapshot, r = call()
+    assert r.success and snapshot is not None, r.message
+    assert (r.num_views_used, r.num_negative_views) == (3, 1) and "box x=20 y=10" in r.message
+    assert lib.counts() == [("mug", 3, 1)]
+    np.testing.assert_array_equal(lib.negative_views("mug")[0][:, :, :3],
+                                  frame[10:50, 20:60])

@@ -325,13 +325,14 @@ class YolzCore:
                 registration.register_from_camera, request, response, self.library,
                 self.detector.embed_views, self.pipeline.cameras, self.cfg.max_objects,
                 self.settings.register_max_age, self.cfg.max_image_pixels,
-                self.detector.object_mask)
+                self.detector.object_mask, self.detector.info.tokens.dim)
         return self._registered(snapshot, "register_from_camera", request.name, response)
 
     def _on_add_views(self, request, response):
         with self._registration_lock:
             snapshot = self._registrar.run(registration.add_views, request, response,
-                                           self.library, self.detector.embed_views)
+                                           self.library, self.detector.embed_views,
+                                           self.detector.info.tokens.dim, self.cfg.max_objects)
         return self._registered(snapshot, "add_views", request.name, response)
 
     def _on_get_object_views(self, request, response):

@@ -65,7 +65,9 @@ PARAMS: Tuple[Param, ...] = (
           "0 = off; N: up to N more network passes per frame, 2x tiles centred where the frame "
           "pass is least sure (docs/runtime.md); ignored while zoom > 1",
           range=(0, 9), live=True),
-    Param("max_objects", "integer", 64, "most objects registered at once", range=(1, 256)),
+    Param("max_objects", "integer", 64,
+          "most objects registered at once, their negative views counted (each is one more "
+          "row of every frame's network call)", range=(1, 256)),
     Param("library_dir", "string", "",
           "object library folder; '' = $ROS_HOME/yolz_ros/library (ROS_HOME: ~/.ros)"),
     Param("image_transport", "string", "raw",

@@ -52,10 +52,12 @@ def header_seconds(msg) -> float:
 
 
 def analyse(rgb, header, camera: str, detector, snapshot, settings: Settings) -> Frame:
-    """One frame through the detector: probabilities of every registered object, its peaks at
-    the threshold in ``settings``, the cell -> pixel mapping."""
+    """One frame through the detector: probabilities of every registered object (lowered where a
+    cell matches one of its negative views better), its peaks at the threshold in ``settings``,
+    the cell -> pixel mapping."""
     names = tuple(snapshot.names)
     result = detector.detect(rgb, snapshot.embeddings, zoom=settings.zoom,
+                             negatives=getattr(snapshot, "negatives", None),
                              look_closer=settings.look_closer if settings.zoom <= 1.0 else 0)
     threshold = detection_threshold(settings.threshold, detector.info.default_threshold)
     detections = object_detections(names, detector.peaks(result, threshold))

@@ -25,12 +25,17 @@ from yolz_ros.ros.image_msgs import check_layout, msg_pixels, image_msg_to_array
 from yolz_ros.runtime.library import LibraryError, validate_name
 from yolz_ros.runtime.limits import (MAX_IMAGE_PIXELS, MAX_REQUEST_BYTES, MAX_VIEW_BYTES,
                              MAX_VIEW_PIXELS, MAX_VIEW_SIDE, MAX_VIEWS, MIN_VIEW_SIDE)
+from yolz_ros.runtime.negatives import MAX_NEGATIVES, NegativeError, check_negative
 from yolz_ros.msg import ViewFeedback
 # A view whose agreement with the object's mean is this far below the others' gets a note.
 DISAGREEMENT_MARGIN = 0.2
 # Added to the registration thread's niceness: under load the frame worker gets the cores first.
 REGISTRATION_NICE = 5
 DISAGREE_NOTE = "this view disagrees with the others: is it the same object?"
+
+
+def _plural(n: int, word: str = "view") -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
 
 
 class Refused(Exception):
@@ -94,14 +99,23 @@ def disagreeing_views(agreement, margin: float = DISAGREEMENT_MARGIN) -> list:
             if agreement[i] < float(np.median(np.delete(agreement, i))) - margin]
 
 
-def library_full(names: Sequence[str], name: str, max_objects: int) -> bool:
-    """True when adding ``name`` would exceed ``max_objects`` (replacing an object never does)."""
-    return name not in names and len(names) >= max_objects
+def library_full(names: Sequence[str], name: str, max_objects: int,
+                 num_negatives: int = 0) -> bool:
+    """True when adding ``name`` would exceed ``max_objects`` rows of a network call: the objects
+    plus ``num_negatives``, their negative views (replacing an object never does)."""
+    return name not in names and len(names) + num_negatives >= max_objects
 
 
-def check_request(name: str, num_views: int, names: Sequence[str], max_objects: int) -> None:
+def total_negatives(library) -> int:
+    """The negative views of all objects (each one more row of every frame's network call)."""
+    return sum(int(n) for _, _, n in library.counts())
+
+
+def check_request(name: str, num_views: int, names: Sequence[str], max_objects: int,
+                  num_negatives: int = 0) -> None:
     """The checks that need no pixels; raises Refused. (Duplicates are the library's check, made
-    under its lock when the object is stored.)"""
+    under its lock when the object is stored.) ``num_negatives``: the library's negative views,
+    which count against ``max_objects`` as the objects do."""
     try:
         validate_name(name)
     except LibraryError as exc:
@@ -112,8 +126,10 @@ def check_request(name: str, num_views: int, names: Sequence[str], max_objects: 
     if num_views > MAX_VIEWS:
         raise Refused(f"{num_views} views sent, at most {MAX_VIEWS} are accepted: send fewer "
                       "views")
-    if library_full(names, name, max_objects):
-        raise Refused(f"the library is full ({len(names)} objects, max_objects={max_objects}): "
+    if library_full(names, name, max_objects, num_negatives):
+        held = f"{len(names)} objects" + (f" and {num_negatives} negative views"
+                                          if num_negatives else "")
+        raise Refused(f"the library is full ({held}, max_objects={max_objects}): "
                       "remove an object or raise max_objects")
 
 
@@ -182,8 +198,15 @@ def _begin(response, library, num_views: int) -> None:
     """A response that says 'refused' until the request succeeds."""
     response.success = False
     response.num_views_used = 0
+    if hasattr(response, "num_negative_views"):
+        response.num_negative_views = 0
     response.names = list(library.snapshot.names)
     response.view_feedback = view_feedback(num_views)
+
+
+def _num_negatives(library, name: str) -> int:
+    """Object ``name``'s negative views now (0 when it is not stored)."""
+    return next((int(m) for n, _, m in library.counts() if n == name), 0)
 
 
 def _refuse(response, refusal: Refused) -> None:
@@ -193,10 +216,12 @@ def _refuse(response, refusal: Refused) -> None:
             response.view_feedback[i].note = note
 
 
-def _succeed(response, snapshot, embedding, message: str) -> None:
+def _succeed(response, snapshot, embedding, message: str, num_negatives: int = 0) -> None:
     n = len(embedding.agreement)
     response.success = True
     response.num_views_used = n
+    if hasattr(response, "num_negative_views"):
+        response.num_negative_views = int(num_negatives)
     response.names = list(snapshot.names)
     response.view_feedback = view_feedback(n, embedding.agreement)
     outliers = [f.index for f in response.view_feedback if f.note]
@@ -253,7 +278,8 @@ def register(request, response, library, embed_views: Callable, max_objects: int
     ``embed_views`` (Detector.embed_views). Returns the new snapshot, or None if refused."""
     _begin(response, library, len(request.views))
     try:
-        check_request(request.name, len(request.views), library.snapshot.names, max_objects)
+        check_request(request.name, len(request.views), library.snapshot.names, max_objects,
+                      total_negatives(library))
         views = decode_views(request.views)
         snapshot, embedding, message = store_new(request.name, views, request.replace, library,
                                                  embed_views)
@@ -264,9 +290,101 @@ def register(request, response, library, embed_views: Callable, max_objects: int
     return snapshot
 
 
-def add_views(request, response, library, embed_views: Callable):
+def check_negatives(name: str, num_new: int, library, max_objects: int) -> None:
+    """The checks of negative views for object ``name`` that need no pixels; raises Refused:
+    a bad or unknown name, none sent, more than MAX_NEGATIVES in all, or more rows than
+    ``max_objects`` (objects and all negative views) in every frame's network call."""
+    try:
+        validate_name(name)
+    except LibraryError as exc:
+        raise Refused(str(exc)) from None
+    counts = {n: m for n, _, m in library.counts()}
+    if name not in counts:
+        known = ", ".join(counts) or "none"
+        raise Refused(f"no object named {name!r} (registered: {known}): register the object "
+                      "first, then the look-alikes it is not as its negative views")
+    if num_new == 0:
+        raise Refused(f"no views: send 1..{MAX_NEGATIVES} sensor_msgs/Image views of the "
+                      "look-alike in 'views'")
+    had = int(counts[name])
+    if had + num_new > MAX_NEGATIVES:
+        raise Refused(f"{name!r} has {_plural(had, 'negative view')}; {num_new} more make "
+                      f"{had + num_new}, over the limit of {MAX_NEGATIVES} per object: remove "
+                      "the object's negatives by registering it again with replace, or send "
+                      "fewer")
+    rows = len(counts) + sum(int(m) for m in counts.values())
+    if max_objects and rows + num_new > max_objects:
+        raise Refused(f"{len(counts)} objects and {rows - len(counts)} negative views are "
+                      f"{rows} rows of every frame's network call; {num_new} more exceed "
+                      f"max_objects={max_objects}: raise max_objects or remove an object")
+
+
+def store_negatives(name: str, views, library, embed_views: Callable, token_dim: int):
+    """Store decoded ``views`` as negative views of object ``name``, each embedded alone and
+    checked (runtime/negatives.check_negative: not the object itself, not one too many);
+    (snapshot, message) or Refused naming the view refused."""
+    first = _num_negatives(library, name)
+
+    def embed_one(view):
+        return _embed(embed_views, [view]).vector
+
+    def check(arrays, vector, existing):
+        per_view = arrays.get("per_view")
+        if per_view is None:
+            raise Refused(f"{name!r} was stored without per-view embeddings: add a view to it "
+                          "(which re-embeds it), then its negative views")
+        try:
+            check_negative(per_view, arrays["vector"], vector, token_dim, existing)
+        except NegativeError as exc:
+            index = existing - first
+            raise Refused(f"negative view {index} refused, nothing stored: {exc}",
+                          {index: str(exc)}) from None
+
+    with _storing(library):
+        snapshot = library.add_negatives(name, views, embed_one, check)
+    total = _num_negatives(library, name)
+    return snapshot, (f"added {_plural(len(views), 'negative view')} to {name!r} (look-alikes "
+                      f"it is not), now {_plural(total, 'negative view')}")
+
+
+def _succeed_negatives(response, snapshot, library, name: str, message: str) -> None:
+    """A response of stored negative views: the object's views (unchanged) and feedback."""
+    agreement = library.embedding_arrays(name).get("agreement")
+    n = next((int(v) for n_, v, _ in library.counts() if n_ == name), 0)
+    response.success = True
+    response.num_views_used = n
+    response.num_negative_views = _num_negatives(library, name)
+    response.names = list(snapshot.names)
+    response.view_feedback = view_feedback(n, agreement)
+    response.message = message
+
+
+def add_negatives(request, response, library, embed_views: Callable, token_dim: int,
+                  max_objects: int = 0):
+    """Carry out an AddViews request with ``negative``: the views are stored as negative views
+    of the object (its own views and embedding are kept). Returns the new snapshot, or None if
+    refused."""
+    _begin(response, library, len(request.views))
+    try:
+        check_negatives(request.name, len(request.views), library, max_objects)
+        views = decode_views(request.views)
+        snapshot, message = store_negatives(request.name, views, library, embed_views,
+                                            token_dim)
+    except Refused as refusal:
+        _refuse(response, refusal)
+        return None
+    _succeed_negatives(response, snapshot, library, request.name, message)
+    return snapshot
+
+
+def add_views(request, response, library, embed_views: Callable, token_dim: int = 0,
+              max_objects: int = 0):
     """Carry out an AddViews request: the views are appended to the stored ones and the object
-    re-embedded from all of them. Returns the new snapshot, or None if refused."""
+    re-embedded from all of them (with ``negative``: stored as its negative views instead, see
+    add_negatives; ``token_dim`` is the model's, ``max_objects`` the node's). Returns the new
+    snapshot, or None if refused."""
+    if getattr(request, "negative", False):
+        return add_negatives(request, response, library, embed_views, token_dim, max_objects)
     _begin(response, library, len(request.views))
     try:
         if len(request.views) == 0:
@@ -276,7 +394,7 @@ def add_views(request, response, library, embed_views: Callable):
     except Refused as refusal:
         _refuse(response, refusal)
         return None
-    _succeed(response, snapshot, embedding, message)
+    _succeed(response, snapshot, embedding, message, _num_negatives(library, request.name))
     return snapshot
 
 
@@ -287,6 +405,7 @@ def get_object_views(request, response, library):
         validate_name(request.name)
         obj = library.stored(request.name)
         views = library.views(request.name)
+        negatives = library.negative_views(request.name)
     except LibraryError as exc:
         response.message = str(exc)
         return response
@@ -297,7 +416,10 @@ def get_object_views(request, response, library):
     response.model_id = obj.model_id
     response.created = obj.created
     response.views = [view_to_image_msg(v) for v in views]
-    response.message = f"{len(views)} view{'s' if len(views) != 1 else ''} of {request.name!r}"
+    response.negative_views = [view_to_image_msg(v) for v in negatives]
+    response.message = f"{_plural(len(views))} of {request.name!r}"
+    if negatives:
+        response.message += f" and {_plural(len(negatives), 'negative view')}"
     return response
 
 
@@ -321,11 +443,12 @@ def remove(request, response, library):
 
 
 def list_objects(response, library, model_id: str):
-    entries = library.entries()
+    entries = library.counts()  # one state: names, views and negatives together
     response.success = True
     response.model_id = model_id
-    response.names = [n for n, _ in entries]
-    response.num_views = [int(v) for _, v in entries]
+    response.names = [n for n, _, _ in entries]
+    response.num_views = [int(v) for _, v, _ in entries]
+    response.num_negative_views = [int(m) for _, _, m in entries]
     response.message = f"{len(entries)} object{'s' if len(entries) != 1 else ''}"
     if library.skipped:
         response.message += f"; unreadable entries skipped: {library.skipped}"
@@ -389,18 +512,26 @@ def camera_view(request, camera, max_age_s: float, max_pixels: int,
 
 def register_from_camera(request, response, library, embed_views: Callable, cameras,
                          max_objects: int, max_age_s: float, max_pixels: int,
-                         object_mask: Optional[Callable] = None):
+                         object_mask: Optional[Callable] = None, token_dim: int = 0):
     """Carry out a RegisterFromCamera request: a view cut from the newest frame of the named
-    camera registers a new object (or, with ``append``, is added to an existing one). Returns
-    the new snapshot, or None if refused."""
+    camera registers a new object (or, with ``append``, is added to an existing one; with
+    ``negative``, is stored as a negative view of an existing one: ``token_dim`` is the
+    model's). Returns the new snapshot, or None if refused."""
+    negative = bool(getattr(request, "negative", False))
     _begin(response, library, 1)
     try:
         if request.append and request.replace:
             raise Refused("set either replace (a new object) or append (more views), not both")
-        if request.append:
+        if negative and (request.append or request.replace):
+            raise Refused("negative stores the view as a look-alike of the existing object "
+                          f"{request.name!r}: leave replace and append unset")
+        if negative:
+            check_negatives(request.name, 1, library, max_objects)
+        elif request.append:
             validate_name(request.name)
         else:
-            check_request(request.name, 1, library.snapshot.names, max_objects)
+            check_request(request.name, 1, library.snapshot.names, max_objects,
+                          total_negatives(library))
         try:
             camera = find_camera(cameras, request.camera)
         except LookupError as exc:
@@ -409,7 +540,11 @@ def register_from_camera(request, response, library, embed_views: Callable, came
         response.frame_header = header
         response.box.x_offset, response.box.y_offset = used[0], used[1]
         response.box.width, response.box.height = used[2], used[3]
-        if request.append:
+        embedding = None
+        if negative:
+            snapshot, message = store_negatives(request.name, [view], library, embed_views,
+                                                token_dim)
+        elif request.append:
             snapshot, embedding, message = store_more(request.name, [view], library, embed_views)
         else:
             snapshot, embedding, message = store_new(request.name, [view], request.replace,
@@ -417,6 +552,10 @@ def register_from_camera(request, response, library, embed_views: Callable, came
     except (Refused, LibraryError) as refusal:
         _refuse(response, refusal if isinstance(refusal, Refused) else Refused(str(refusal)))
         return None
-    _succeed(response, snapshot, embedding, message + f" (frame of {camera.resolved}, box x="
-             f"{used[0]} y={used[1]} {used[2]}x{used[3]})")
+    where = f" (frame of {camera.resolved}, box x={used[0]} y={used[1]} {used[2]}x{used[3]})"
+    if negative:
+        _succeed_negatives(response, snapshot, library, request.name, message + where)
+    else:
+        _succeed(response, snapshot, embedding, message + where,
+                 _num_negatives(library, request.name))
     return snapshot
