@@ -43,6 +43,7 @@ is, as a node still busy with it would: a listing in between does not show it)."
 
     def __init__(self, objects=None, faults=None):
         self.objects = dict(objects or {})  # name -> views
+        self.negatives = {name: 0 for name in self.objects}  # name -> negative views
         self.faults = {k: list(v) for k, v in (faults or {}).items()}
         self.calls = []  # (service, fault)
         self.late = []
@@ -85,13 +86,16 @@ is, as a node still busy with it would: a listing in between does not show it)."
         names = lambda: list(self.objects)  # noqa: E731
         if service == "list_objects":
             return ListObjects.Response(success=True, message="", names=names(),
-                                        num_views=list(self.objects.values()))
+                                        num_views=list(self.objects.values()),
+                                        num_negative_views=[self.negatives.get(n, 0)
+                                                            for n in self.objects])
         if service == "register_object":
             if request.name in self.objects and not request.replace:
                 return RegisterObject.Response(
                     success=False, names=names(),
                     message=f"object {request.name!r} already exists: set replace=true")
             self.objects[request.name] = len(request.views)
+            self.negatives[request.name] = 0
             return RegisterObject.Response(success=True, names=names(),
                                            message=f"registered {request.name!r}",
                                            num_views_used=len(request.views))
@@ -99,7 +103,10 @@ is, as a node still busy with it would: a listing in between does not show it)."
             if request.name not in self.objects:
                 return AddViews.Response(success=False, names=names(),
                                          message=f"no object named {request.name!r}")
-            self.objects[request.name] += len(request.views)
+            if request.negative:
+                self.negatives[request.name] += len(request.views)
+            else:
+                self.objects[request.name] += len(request.views)
             return AddViews.Response(success=True, names=names(),
                                      message=f"added to {request.name!r}")
         if service == "remove_object":
@@ -213,6 +220,42 @@ def test_add_views_is_never_sent_twice():
     assert outcome.message == ("no views added: no answer from /yolz/add_views within 5 s, and "
                                "list_objects lists 'mug' with 2 views")
     assert node.objects == {"mug": 2}
+
+
+def test_negative_views_lost_answer_is_confirmed_by_their_count_never_sent_twice():
+    """A negative add leaves the object's views as they are: its listing shows one more negative
+    view, which is what a lost answer is checked against."""
+    request = AddViews.Request(name="mug", views=views(1), negative=True)
+    node = ScriptedNode({"mug": 2}, faults={"add_views": ["lose_answer"]})
+    outcome = YolzClient(node).add_views(request, 5)
+    assert outcome.success and outcome.answer_lost, outcome.message
+    assert outcome.message == ("added 1 negative view to 'mug', now 1 negative view (answer "
+                               "lost, confirmed by list_objects)")
+    assert node.objects == {"mug": 2} and node.negatives == {"mug": 1}
+    node = ScriptedNode({"mug": 2}, faults={"add_views": ["lose_request"]})
+    outcome = YolzClient(node).add_views(request, 5)
+    assert not outcome.success and node.sent("add_views") == ["lose_request"]
+    assert outcome.message == ("no negative views added: no answer from /yolz/add_views within "
+                               "5 s, and list_objects lists 'mug' with 2 views and 0 negative "
+                               "views")
+    assert node.negatives == {"mug": 0}
+
+
+def test_register_from_camera_negative_expects_one_negative_view_more():
+    node = ScriptedNode({"mug": 2}, faults={"register_from_camera": ["lose_answer"]})
+    serve = node.serve
+
+    def cut_one_negative(service, request):
+        if service != "register_from_camera":
+            return serve(service, request)
+        node.negatives[request.name] += 1
+        return RegisterFromCamera.Response(success=True, message="ok", names=list(node.objects))
+    node.serve = cut_one_negative
+    outcome = YolzClient(node).register_from_camera(
+        RegisterFromCamera.Request(name="mug", negative=True), 5)
+    assert outcome.success and outcome.answer_lost, outcome.message
+    assert outcome.message.startswith("added 1 negative view to 'mug', now 1 negative view (")
+    assert node.sent("register_from_camera") == ["lose_answer"]
 
 
 def test_register_from_camera_expects_one_view_or_one_more():

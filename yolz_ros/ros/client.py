@@ -13,8 +13,8 @@ The pattern (docs/service_clients.md):
 2. Read the library first (~/list_objects, harmless to repeat): it proves the round trip and says
    what the change will look like in a listing.
 3. Send the change and wait for the answer. While waiting, a change a listing can show (a new
-   name, a name gone, more views) is looked for in the listing every POLL_S; once it shows, the
-   answer gets GRACE_S more, then counts as lost.
+   name, a name gone, more views or negative views) is looked for in the listing every
+   POLL_S; once it shows, the answer gets GRACE_S more, then counts as lost.
 4. No answer: list again. The change is there -> done ("answer lost, confirmed by
    list_objects"). Not there and sending again is safe (register, replace, remove: the same
    request cannot do more the second time) -> send it once more; a refusal of that resend is
@@ -85,40 +85,56 @@ def _plural(n: int, word: str = "view") -> str:
 @dataclass(frozen=True)
 class Change:
     """A change request's effect on a listing: object ``name`` with ``views`` views (None: the
-    name gone). ``visible``: the listing before the call differs from that, so a listing can
-    tell whether it happened. ``resend_safe``: sending the request again cannot do more than
-    the first did."""
+    name gone) and, unless None, ``negatives`` negative views. ``visible``: the listing before
+    the call differs from that, so a listing can tell whether it happened. ``resend_safe``:
+    sending the request again cannot do more than the first did."""
     name: str
     views: Optional[int]
     visible: bool
     resend_safe: bool
     done_text: str      # "registered 'mug' with 8 views"
     not_done_text: str  # "not registered"
+    negatives: Optional[int] = None
 
     def done(self, listing) -> bool:
-        counts = dict(zip(listing.names, listing.num_views))
+        counts = _counts(listing)
         if self.views is None:
             return self.name not in counts
-        return counts.get(self.name) == self.views
+        if counts.get(self.name) != self.views:
+            return False
+        return self.negatives is None or _negatives(listing).get(self.name) == self.negatives
 
     def state(self, listing) -> str:
-        counts = dict(zip(listing.names, listing.num_views))
+        counts = _counts(listing)
         if self.name not in counts:
             return f"list_objects does not list {self.name!r}"
-        return f"list_objects lists {self.name!r} with {_plural(int(counts[self.name]))}"
+        text = f"list_objects lists {self.name!r} with {_plural(counts[self.name])}"
+        if self.negatives is not None:
+            text += f" and {_plural(_negatives(listing)[self.name], 'negative view')}"
+        return text
 
 
 def _counts(listing) -> dict:
     return dict(zip(listing.names, (int(n) for n in listing.num_views)))
 
 
+def _negatives(listing) -> dict:
+    """{name: negative views} of a listing (0 each where the node sends no counts)."""
+    negatives = list(getattr(listing, "num_negative_views", ()))
+    if len(negatives) != len(listing.names):
+        negatives = [0] * len(listing.names)
+    return dict(zip(listing.names, (int(n) for n in negatives)))
+
+
 def register_change(name: str, num_views: int, replace: bool, before) -> Change:
-    """RegisterObject / RegisterFromCamera: ``name`` with ``num_views`` views afterwards."""
+    """RegisterObject / RegisterFromCamera: ``name`` with ``num_views`` views afterwards (and
+    no negative views: replacing an object drops its)."""
     had = _counts(before).get(name)
+    had_negatives = _negatives(before).get(name, 0)
     verb = "replaced" if replace and had is not None else "registered"
-    return Change(name, num_views, visible=had != num_views, resend_safe=True,
-                  done_text=f"{verb} {name!r} with {_plural(num_views)}",
-                  not_done_text="not registered")
+    return Change(name, num_views, visible=(had, had_negatives) != (num_views, 0),
+                  resend_safe=True, done_text=f"{verb} {name!r} with {_plural(num_views)}",
+                  not_done_text="not registered", negatives=0)
 
 
 def add_views_change(name: str, num_added: int, before) -> Change:
@@ -128,6 +144,17 @@ def add_views_change(name: str, num_added: int, before) -> Change:
     return Change(name, total, visible=had is not None, resend_safe=False,
                   done_text=f"added {_plural(num_added)} to {name!r}, now {_plural(total)}",
                   not_done_text="no views added")
+
+
+def negatives_change(name: str, num_added: int, before) -> Change:
+    """AddViews / RegisterFromCamera with negative: ``num_added`` more negative views, the
+    object's views unchanged (not resend-safe: a second send would store them twice)."""
+    had = _counts(before).get(name)
+    total = _negatives(before).get(name, 0) + num_added
+    return Change(name, had, visible=had is not None, resend_safe=False,
+                  done_text=(f"added {_plural(num_added, 'negative view')} to {name!r}, now "
+                             f"{_plural(total, 'negative view')}"),
+                  not_done_text="no negative views added", negatives=total)
 
 
 def remove_change(name: str, before) -> Change:
@@ -217,13 +244,17 @@ class YolzClient:
             request.name, len(request.views), request.replace, before))
 
     def add_views(self, request, timeout: float = 30.0) -> Outcome:
+        """Send an AddViews request (more views, or with ``negative`` more negative views)."""
+        change = negatives_change if request.negative else add_views_change
         return self._change("add_views", request, timeout,
-                            lambda before: add_views_change(request.name, len(request.views),
-                                                            before))
+                            lambda before: change(request.name, len(request.views), before))
 
     def register_from_camera(self, request, timeout: float = 30.0) -> Outcome:
-        """The node cuts one view: a new object of 1 view, or (append) one view more."""
+        """The node cuts one view: a new object of 1 view, or (append) one view more, or
+        (negative) one negative view more."""
         def expect(before):
+            if request.negative:
+                return negatives_change(request.name, 1, before)
             if request.append:
                 return add_views_change(request.name, 1, before)
             return register_change(request.name, 1, request.replace, before)
