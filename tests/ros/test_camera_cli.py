@@ -139,6 +139,8 @@ def test_interactive_without_display_exits_1_before_touching_ros(monkeypatch, ca
     (["mug", "--box", "5", "5", "3", "9"], "X1 must be greater"),
     (["mug", "--interactive", "--box", "0", "0", "5", "5"], "leave out --box"),
     (["mug", "--box", "0", "0", "5", "5", "--replace", "--append"], "exclude each other"),
+    (["mug", "--box", "0", "0", "5", "5", "--negative", "--append"], "leave out --replace"),
+    (["mug", "--box", "0", "0", "5", "5", "--negative", "--replace"], "leave out --replace"),
     (["bad/name", "--box", "0", "0", "5", "5"], "invalid object name"),
 ])
 def test_bad_options_exit_1_with_an_error_line(monkeypatch, capsys, argv, fragment):

@@ -325,6 +325,28 @@ def test_register_cli_exit_code_matches_the_library(tmp_path, monkeypatch, capsy
     assert ("mug" in node.objects) == stored and node.closed
 
 
+def test_register_cli_negative_and_append_add_to_the_object(tmp_path, monkeypatch, capsys):
+    from yolz_ros.cli import list_objects as list_cli
+    path = str(tmp_path / "v.png")
+    cv2.imwrite(path, object_views(1, size=32)[0])
+    node = ScriptedNode({"mug": 2}, faults={"add_views": ["lose_answer"]})
+    monkeypatch.setattr(common, "connect", lambda node_name, client_name: YolzClient(node))
+    assert register_cli.main(["mug", path, "--negative"]) == 0
+    out = capsys.readouterr().out
+    assert "ok: added 1 negative view to 'mug', now 1 negative view (answer lost" in out, out
+    assert node.objects == {"mug": 2} and node.negatives == {"mug": 1}
+    assert node.sent("register_object") == [] and node.sent("add_views") == ["lose_answer"]
+    assert register_cli.main(["mug", path, "--append"]) == 0
+    assert node.objects == {"mug": 3} and node.negatives == {"mug": 1}
+    capsys.readouterr()
+    assert list_cli.main([]) == 0
+    assert "  mug  (3 views, 1 negative view)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # argparse: not allowed with
+        register_cli.main(["mug", path, "--negative", "--replace"])
+    assert register_cli.main(["cup", path, "--negative"]) == 1
+    assert "failed: no object named 'cup'" in capsys.readouterr().out
+
+
 def test_remove_cli_after_a_lost_answer(monkeypatch, capsys):
     node = ScriptedNode({"mug": 2}, faults={"remove_object": ["lose_answer"]})
     monkeypatch.setattr(common, "connect", lambda node_name, client_name: YolzClient(node))

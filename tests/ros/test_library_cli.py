@@ -12,7 +12,7 @@ from yolz_ros.cli import library as cli
 from yolz_ros.ros.image_msgs import image_msg_to_view, view_to_image_msg
 from yolz_ros.msg import ViewFeedback
 from yolz_ros.ros.client import Outcome
-from yolz_ros.srv import GetObjectViews, RegisterObject
+from yolz_ros.srv import AddViews, GetObjectViews, RegisterObject
 
 
 def views():
@@ -49,6 +49,11 @@ class FakeService:
 
     def register(self, request, timeout):
         response = self._answer("register_object", request)
+        return Outcome(response.success, response.message, response, list(response.names))
+
+    def add_views(self, request, timeout):
+        response = self.add_views_response
+        self.calls.append((f"{self.node}/add_views", request))
         return Outcome(response.success, response.message, response, list(response.names))
 
 
@@ -161,3 +166,56 @@ def test_timeout_is_an_error_line(tmp_path, fake, capsys):
     fake(error=TimeoutError("service /yolz/register_object is not available"))
     assert cli.main(["import", str(path)]) == 1
     assert "error: service /yolz/register_object is not available" in capsys.readouterr().out
+
+
+# -- negative views (look-alikes the object is not): carried by yolz-object/2 archives -----------
+def negatives():
+    rng = np.random.default_rng(8)
+    return [rng.integers(0, 256, (11, 13, 3), dtype=np.uint8)]
+
+
+def test_export_carries_the_negative_views(tmp_path, fake, capsys):
+    response = GetObjectViews.Response(success=True, model_id="m", created="c",
+                                       views=[view_to_image_msg(v) for v in views()],
+                                       negative_views=[view_to_image_msg(v) for v in negatives()])
+    fake(response=response)
+    out = tmp_path / "mug.yolz"
+    assert cli.main(["export", "mug", "-o", str(out)]) == 0
+    got = read_archive(out)
+    assert len(got.views) == 2 and len(got.negatives) == 1
+    assert np.array_equal(got.negatives[0], negatives()[0])
+    assert "ok: exported mug (2 views, 1 negative view," in capsys.readouterr().out
+
+
+def test_import_registers_then_adds_the_negative_views(tmp_path, fake, capsys):
+    path = write_archive(tmp_path / "mug.yolz", "mug", views(), negatives=negatives())
+    service = fake(response=register_response(2))
+    service.add_views_response = AddViews.Response(success=True, names=["mug"],
+                                                   message="added 1 negative view to 'mug'",
+                                                   num_views_used=2, num_negative_views=1)
+    assert cli.main(["import", str(path), "--name", "cup"]) == 0
+    (first, _), (second, more) = service.calls
+    assert (first, second) == ("/yolz/register_object", "/yolz/add_views")
+    assert isinstance(more, AddViews.Request) and more.negative and more.name == "cup"
+    assert [image_msg_to_view(m).shape for m in more.views] == [negatives()[0].shape]
+    out = capsys.readouterr().out
+    assert "object mug, 2 views, 1 negative view" in out
+    assert "negative views of the object: 1" in out
+
+
+def test_import_whose_negatives_are_refused_exits_1_and_says_so(tmp_path, fake, capsys):
+    path = write_archive(tmp_path / "mug.yolz", "mug", views(), negatives=negatives())
+    service = fake(response=register_response(2))
+    service.add_views_response = AddViews.Response(success=False, names=["mug"],
+                                                   message="negative view 0 refused")
+    assert cli.main(["import", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "ok: registered" in out
+    assert "failed: negative view 0 refused ('mug' is registered without its negative views" in out
+
+
+def test_import_without_negatives_sends_no_add_views(tmp_path, fake):
+    path = write_archive(tmp_path / "mug.yolz", "mug", views())
+    service = fake(response=register_response(2))
+    assert cli.main(["import", str(path)]) == 0
+    assert [name for name, _ in service.calls] == ["/yolz/register_object"]

@@ -15,5 +15,8 @@ def print_outcome(outcome, labels: Sequence[str] = ()) -> int:
         state = "used" if fb.used else "not used"
         line = f"  view {fb.index}{label}: {state}, agreement {fb.agreement:+.3f}"
         print(line + (f" -- {fb.note}" if fb.note else ""))
+    negatives = getattr(outcome.response, "num_negative_views", 0)
+    if outcome.success and negatives:
+        print(f"negative views of the object: {negatives}")
     print("registered objects: " + (", ".join(outcome.names) or "(none)"))
     return 0 if outcome.success else 1

@@ -4,9 +4,11 @@
     library import FILE.yolz [--name NEW_NAME] [--replace] [--node /yolz] [--timeout 30]
     library list [--node /yolz] [--timeout 10]
 
-An archive carries the object's reference views (see yolz_ros/runtime/archive.py), not its
-embedding: the importing node embeds the views with its own model. Exit code 0 on success (an
-import whose answer was lost counts when ~/list_objects confirms it), 1 otherwise.
+An archive carries the object's reference views and its negative views (look-alikes it is not;
+format yolz-object/2, see yolz_ros/runtime/archive.py), not its embedding: the importing node
+embeds the views with its own model. An import registers the object (~/register_object), then
+adds its negative views (~/add_views with negative). Exit code 0 on success (an import whose
+answer was lost counts when ~/list_objects confirms it), 1 otherwise.
 """
 from __future__ import annotations
 
@@ -51,9 +53,12 @@ def export_object(args) -> int:
         print(f"error: {response.message}")
         return 1
     views = [image_msg_to_view(msg) for msg in response.views]
+    negatives = [image_msg_to_view(msg) for msg in response.negative_views]
     write_archive(args.output, args.name, views, response.model_id, response.created,
-                  overwrite=args.force)
-    print(f"ok: exported {args.name} ({len(views)} views, embedded by model "
+                  overwrite=args.force, negatives=negatives)
+    more = (f", {len(negatives)} negative view{'s' if len(negatives) != 1 else ''}"
+            if negatives else "")
+    print(f"ok: exported {args.name} ({len(views)} views{more}, embedded by model "
           f"{response.model_id or '?'}) to {args.output}")
     return 0
 
@@ -64,19 +69,31 @@ def import_object(args) -> int:
     from yolz_ros.runtime.archive import read_archive
     from yolz_ros.ros.image_msgs import view_to_image_msg
     from yolz_ros.runtime.library import validate_name
-    from yolz_ros.srv import RegisterObject
+    from yolz_ros.srv import AddViews, RegisterObject
 
     archive = read_archive(args.archive)
     name = validate_name(args.name) if args.name is not None else archive.name
+    negatives = len(archive.negatives)
     print(f"{args.archive}: object {archive.name}, {len(archive.views)} views"
+          + (f", {negatives} negative view{'s' if negatives != 1 else ''}" if negatives else "")
           + (f", embedded by model {archive.model_id}" if archive.model_id else "")
           + (f", created {archive.created}" if archive.created else ""))
     request = RegisterObject.Request(name=name, replace=args.replace,
                                      views=[view_to_image_msg(v) for v in archive.views])
     with common.connect(args.node, "yolz_library") as yolz:
         outcome = yolz.register(request, args.timeout)
-    labels = [f"views/view_{i:03d}.png" for i in range(len(archive.views))]
-    return print_outcome(outcome, labels)
+        labels = [f"views/view_{i:03d}.png" for i in range(len(archive.views))]
+        code = print_outcome(outcome, labels)
+        if code != 0 or not negatives:
+            return code
+        more = AddViews.Request(name=name, negative=True,
+                                views=[view_to_image_msg(v) for v in archive.negatives])
+        outcome = yolz.add_views(more, args.timeout)
+    if not outcome.success:
+        outcome.message += (f" ({name!r} is registered without its negative views: add them "
+                            "with register --negative)")
+    labels = [f"negatives/negative_{i:03d}.png" for i in range(negatives)]
+    return print_outcome(outcome, labels if not outcome.success else ())
 
 
 def list_objects(args) -> int:

@@ -1,6 +1,9 @@
 """List the objects registered with the yolz node.
 
     list_objects [--node /yolz] [--timeout 10]
+
+One line per object: its views and, where it has any, its negative views (look-alikes it is
+not).
 """
 from __future__ import annotations
 
@@ -24,8 +27,12 @@ def main(argv=None):
             print("failed: " + response.message)
             return 1
         print(f"model {response.model_id}: {response.message}")
-        for name, views in zip(response.names, response.num_views):
-            print(f"  {name}  ({views} views)")
+        negatives = list(response.num_negative_views)
+        if len(negatives) != len(response.names):
+            negatives = [0] * len(response.names)
+        for name, views, negs in zip(response.names, response.num_views, negatives):
+            more = f", {negs} negative view{'s' if negs != 1 else ''}" if negs else ""
+            print(f"  {name}  ({views} views{more})")
         return 0
 
     return common.run_cli(body)

@@ -1,6 +1,11 @@
 """Register an object with the yolz node from image files.
 
-    register NAME img1.jpg img2.png ... [--replace] [--node /yolz] [--timeout 30]
+    register NAME img1.jpg img2.png ... [--replace | --append | --negative] [--node /yolz]
+             [--timeout 30]
+
+--append adds the images as more views of the registered object NAME (~/add_views); --negative
+stores them as its negative views: look-alikes NAME is not (~/add_views with negative, at most
+4 per object), so cells that match them better than NAME are lowered.
 
 PNG files with an alpha channel are sent as rgba8 (the alpha masks the object); other images as
 rgb8, grayscale as mono8, 16-bit grayscale as mono16. Exit code 0 when the object is registered
@@ -55,7 +60,13 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(prog="register", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", help="object name ([A-Za-z0-9_.-], 1..64 characters)")
     parser.add_argument("images", nargs="+", help="reference view image files (1..32)")
-    parser.add_argument("--replace", action="store_true", help="overwrite an existing object")
+    change = parser.add_mutually_exclusive_group()
+    change.add_argument("--replace", action="store_true", help="overwrite an existing object")
+    change.add_argument("--append", action="store_true",
+                        help="add the images as more views of the registered object NAME")
+    change.add_argument("--negative", action="store_true",
+                        help="the images show a look-alike: store them as negative views of "
+                             "the registered object NAME")
     parser.add_argument("--node", default="/yolz", help="the yolz node's name (default /yolz)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
     return parser.parse_args(argv)
@@ -67,10 +78,14 @@ def main(argv=None):
     args = parse_args(argv)
     from yolz_ros.cli import common
     from yolz_ros.cli.feedback import print_outcome
-    from yolz_ros.srv import RegisterObject
+    from yolz_ros.srv import AddViews, RegisterObject
 
     def body():
-        request = RegisterObject.Request(name=args.name, replace=args.replace)
+        adding = args.append or args.negative
+        if adding:
+            request = AddViews.Request(name=args.name, negative=args.negative)
+        else:
+            request = RegisterObject.Request(name=args.name, replace=args.replace)
         for path in args.images:
             try:
                 request.views.append(read_view(path))
@@ -78,8 +93,13 @@ def main(argv=None):
                 print(f"error: {exc}")
                 return 1
         with common.connect(args.node, "yolz_register") as yolz:
-            outcome = yolz.register(request, args.timeout)
-        return print_outcome(outcome, args.images)
+            if adding:
+                outcome = yolz.add_views(request, args.timeout)
+            else:
+                outcome = yolz.register(request, args.timeout)
+        # a refusal's notes are on the images sent; an added view's feedback is on the object's
+        labels = args.images if not adding or not outcome.success else ()
+        return print_outcome(outcome, labels)
 
     return common.run_cli(body)
 

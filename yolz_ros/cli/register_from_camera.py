@@ -1,8 +1,9 @@
 """Register an object from what a camera sees.
 
     register_from_camera NAME --box X0 Y0 X1 Y1 [--mask MASK.png] [--camera TOPIC]
-                         [--replace] [--append] [--node /yolz] [--timeout 30]
-    register_from_camera NAME --interactive [--topic image] [--replace] [--append] [--node /yolz]
+                         [--replace | --append | --negative] [--node /yolz] [--timeout 30]
+    register_from_camera NAME --interactive [--topic image] [--replace | --append | --negative]
+                         [--node /yolz]
 
 With --box and/or --mask the node cuts the view from the newest frame it holds of the camera
 (~/register_from_camera): the box corners are frame pixels; the mask is a PNG of the frame's
@@ -10,8 +11,12 @@ size whose non-zero pixels are the object (alone, its bounding box is the box).
 
 With --interactive this tool shows the camera itself: press SPACE to freeze a frame, drag a box
 on it, ENTER to confirm (ESC or c to cancel), q to quit. The crop of that frozen frame is sent
-(~/register_object, or ~/add_views with --append), so the box applies to exactly the frame
-shown. Needs a display and an OpenCV with GUI support (opencv-python, not -headless).
+(~/register_object, or ~/add_views with --append or --negative), so the box applies to exactly
+the frame shown.
+
+--negative: the box shows a look-alike of the registered object NAME (the blue mug beside the red
+one); the view is stored as a negative view of NAME, and cells that match it better than NAME
+are lowered. Needs a display and an OpenCV with GUI support (opencv-python, not -headless).
 Exit code 0 when the view is registered (also when the node's answer was lost and
 ~/list_objects confirms it), 1 otherwise.
 """
@@ -141,7 +146,8 @@ def register_on_node(args, roi: Roi) -> int:
     from yolz_ros.srv import RegisterFromCamera
 
     request = RegisterFromCamera.Request(name=args.name, camera=args.camera, box=roi_msg(roi),
-                                         replace=args.replace, append=args.append)
+                                         replace=args.replace, append=args.append,
+                                         negative=args.negative)
     if args.mask:
         request.mask = mask_msg(read_mask(args.mask))
     with common.connect(args.node, "yolz_register_from_camera") as yolz:
@@ -262,9 +268,9 @@ def register_interactively(args, ros_argv: Sequence[str]) -> int:
     frame, header, roi = picked
     views = [view_to_image_msg(crop_view(frame, tuple(roi))[0])]
     with common.connect(args.node, "yolz_register_from_camera") as yolz:
-        if args.append:
-            outcome = yolz.add_views(AddViews.Request(name=args.name, views=views),
-                                     args.timeout)
+        if args.append or args.negative:
+            outcome = yolz.add_views(AddViews.Request(name=args.name, views=views,
+                                                      negative=args.negative), args.timeout)
         else:
             outcome = yolz.register(RegisterObject.Request(name=args.name, views=views,
                                                            replace=args.replace), args.timeout)
@@ -291,6 +297,9 @@ def parse_args(argv):
     parser.add_argument("--replace", action="store_true", help="overwrite an existing object")
     parser.add_argument("--append", action="store_true",
                         help="add the view to the existing object NAME")
+    parser.add_argument("--negative", action="store_true",
+                        help="the box shows a look-alike: store the view as a negative view "
+                             "of the existing object NAME")
     parser.add_argument("--node", default="/yolz", help="the yolz node's name (default /yolz)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
     return parser.parse_args(argv)
@@ -300,6 +309,9 @@ def usage_problem(args) -> str:
     """What is wrong with the combination of options ('' if nothing)."""
     if args.replace and args.append:
         return "--replace and --append exclude each other"
+    if args.negative and (args.replace or args.append):
+        return "--negative adds a look-alike's view to the existing object; leave out " \
+               "--replace and --append"
     if args.interactive and (args.box or args.mask):
         return "--interactive draws the box on the frame; leave out --box and --mask"
     if not args.interactive and not (args.box or args.mask):
