@@ -8,13 +8,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from sensor_msgs.msg import RegionOfInterest
+from vision_msgs.msg import Detection2DArray
 
 from node_harness import (NODE, ROOT, image_msg, list_objects, object_views, register, remove,
                           scene, start_node, stop_node, wait_ready)
 from yolz_ros.msg import ObjectProbabilities
 from yolz_ros.runtime.archive import read_archive
-from yolz_ros.srv import AddViews, GetObjectViews
-from vision_msgs.msg import Detection2DArray
+from yolz_ros.srv import AddViews, GetObjectViews, RegisterFromCamera
 
 
 def look_alike(seed=0, size=64):
@@ -27,9 +28,10 @@ def look_alike(seed=0, size=64):
     return cv2.add(img, rng.integers(0, 8, img.shape, dtype=np.uint8))
 
 
-def the_frame():
+def the_frame(view=None):
+    """A frame with the object's view (or ``view``) at x 40..104, y 20..84."""
     frame = scene(5)
-    frame[20:84, 40:104] = object_views(1)[0]
+    frame[20:84, 40:104] = object_views(1)[0] if view is None else view
     return frame
 
 
@@ -46,9 +48,9 @@ class Outputs:
                                          lambda m: self.dets.__setitem__(m.header.stamp.sec, m),
                                          10)]
 
-    def send(self, stamp):
+    def send(self, stamp, frame=None):
         """Publish the frame (again until it is processed); its probabilities [K, r, c]."""
-        msg = image_msg(the_frame(), "rgb8", stamp_sec=stamp)
+        msg = image_msg(the_frame() if frame is None else frame, "rgb8", stamp_sec=stamp)
 
         def done():
             self.ros.frames.publish(msg)
@@ -98,17 +100,30 @@ def test_negative_views_over_dds_cli_restart_and_archive(ros, tiny_model, tmp_pa
         assert not r.success and "no object named 'cup'" in r.message
         assert negative_counts(ros) == {"mug": 1}
 
-        # the CLI: one more; list_objects shows both
+        # register_from_camera: a box around the look-alike on the newest frame
+        out.send(10, the_frame(look_alike(2)))
+
+        def from_camera(**flags):
+            request = RegisterFromCamera.Request(name="mug", negative=True, **flags)
+            request.box = RegionOfInterest(x_offset=40, y_offset=20, width=64, height=64)
+            return ros.call(RegisterFromCamera, f"{NODE}/register_from_camera", request)
+        r = from_camera(append=True)
+        assert not r.success and "leave replace and append unset" in r.message
+        r = from_camera()
+        assert r.success, r.message
+        assert (r.num_views_used, r.num_negative_views, r.frame_header.stamp.sec) == (3, 2, 10)
+
+        # the CLI: one more; list_objects shows them
         path = str(tmp_path / "sibling.png")
         cv2.imwrite(path, cv2.cvtColor(look_alike(1), cv2.COLOR_RGB2BGR))
         run = cli("yolz_ros.cli.register", "mug", path, "--negative")
         assert run.returncode == 0, run.stdout + run.stderr
-        assert "ok: added 1 negative view to 'mug'" in run.stdout and "now 2" in run.stdout
+        assert "ok: added 1 negative view to 'mug'" in run.stdout and "now 3" in run.stdout
         run = cli("yolz_ros.cli.list_objects")
-        assert run.returncode == 0 and "  mug  (3 views, 2 negative views)" in run.stdout, \
+        assert run.returncode == 0 and "  mug  (3 views, 3 negative views)" in run.stdout, \
             run.stdout
         listing = list_objects(ros)
-        assert list(listing.num_views) == [3] and list(listing.num_negative_views) == [2]
+        assert list(listing.num_views) == [3] and list(listing.num_negative_views) == [3]
 
         # the frames: the object's map is lowered where its look-alikes match better
         suppressed = out.send(2)
@@ -123,22 +138,22 @@ def test_negative_views_over_dds_cli_restart_and_archive(ros, tiny_model, tmp_pa
     try:
         wait_ready(ros, proc)
         out = Outputs(ros)
-        assert negative_counts(ros) == {"mug": 2}
+        assert negative_counts(ros) == {"mug": 3}
         got = ros.call(GetObjectViews, f"{NODE}/get_object_views",
                        GetObjectViews.Request(name="mug"))
-        assert got.success and len(got.views) == 3 and len(got.negative_views) == 2
+        assert got.success and len(got.views) == 3 and len(got.negative_views) == 3
         again = out.send(3)
         np.testing.assert_allclose(again, suppressed, atol=1e-5)
 
         # export -> remove -> import round-trips the negative views (yolz-object/2)
         archive = tmp_path / "mug.yolz"
         run = cli("yolz_ros.cli.library", "export", "mug", "-o", str(archive))
-        assert run.returncode == 0 and "2 negative views" in run.stdout, run.stdout + run.stderr
-        assert len(read_archive(archive).negatives) == 2
+        assert run.returncode == 0 and "3 negative views" in run.stdout, run.stdout + run.stderr
+        assert len(read_archive(archive).negatives) == 3
         assert remove(ros, "mug").success
         run = cli("yolz_ros.cli.library", "import", str(archive))
         assert run.returncode == 0, run.stdout + run.stderr
-        assert negative_counts(ros) == {"mug": 2}
+        assert negative_counts(ros) == {"mug": 3}
         np.testing.assert_allclose(out.send(4), suppressed, atol=1e-5)
         out.close()
     finally:
