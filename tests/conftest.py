@@ -8,6 +8,7 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 
 
 import pytest  # noqa: E402
+from photo_free import skimage_photos_only  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -16,31 +17,20 @@ def toy_bench(tmp_path_factory):
     realbench/val (2 episodes of one product family, 2 scenes each). Photos from scikit-image
     only, so nothing is downloaded."""
     pytest.importorskip("pybullet")
-    from training.data import photos, realbench
+    from training.data import realbench
 
-    mp = pytest.MonkeyPatch()
-    mp.setattr(photos, "photo_files", lambda data_dir="data": {})
-    photos.photo_pool.cache_clear()
-    try:
+    with skimage_photos_only():
         data = tmp_path_factory.mktemp("toy_bench") / "data"
         cfg = realbench.RealConfig(split="val", data_dir=str(data), families_per_episode=1,
                                    stamps_per_episode=0, scenes_per_episode=2)
         realbench.build("val", 2, cfg)
-    finally:
-        mp.undo()
-        photos.photo_pool.cache_clear()
     return data
 
 
 @pytest.fixture()
-def photo_free(monkeypatch):
-    """Photo pool from scikit-image's bundled photos only: no package downloads in the test."""
-    from training.data import photos
-
-    monkeypatch.setattr(photos, "photo_files", lambda data_dir="data": {})
-    photos.photo_pool.cache_clear()
-    yield
-    photos.photo_pool.cache_clear()
+def photo_free():
+    with skimage_photos_only():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ over channels, i.e. one D-dim unit token per 16 x 16 patch.
                  the presence logit a scaled best cell of that map; with boxes=True also a box
                  head, box_distances [H/16, W/16, 4] (left, top, right, bottom input pixels from
                  each cell centre, a 1x1 convolution of the cell tokens), declared in model.json
-                 "boxes" as training/model/box_export.py does.
+                 "boxes" as training/model/export.py does.
 
 `tiny_weights(...)` gives the weights a folder was built from (the same for the same arguments),
 and `reference_embed` / `reference_detect` compute the graphs in NumPy, for parity tests of the

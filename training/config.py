@@ -1,6 +1,6 @@
-"""What both trainers share: plain-value configs, the learning-rate schedule and a TensorBoard
-writer that is optional. Needs only the standard library (and PyYAML for .yaml configs), so the
-trainers also run where little is installed (a lent GPU machine: torch, numpy, onnx, OpenCV)."""
+"""The trainer's plain-value configs, learning-rate schedule and optional TensorBoard writer.
+Needs only the standard library (and PyYAML for .yaml configs), so the trainer also runs where
+little is installed (a lent GPU machine: torch, numpy, onnx, OpenCV)."""
 from __future__ import annotations
 
 import json

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from photo_free import skimage_photos_only
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 from vision_msgs.msg import Detection3DArray
@@ -347,15 +348,8 @@ def render_rgbd_scenes(data_dir):
 @pytest.fixture(scope="module")
 def rgbd_scenes(tmp_path_factory):
     pytest.importorskip("pybullet")
-    from training.data import photos
-    mp = pytest.MonkeyPatch()  # scikit-image's photos only: the test downloads nothing
-    mp.setattr(photos, "photo_files", lambda data_dir="data": {})
-    photos.photo_pool.cache_clear()
-    try:
+    with skimage_photos_only():
         yield render_rgbd_scenes(str(tmp_path_factory.mktemp("rgbd")))
-    finally:
-        mp.undo()
-        photos.photo_pool.cache_clear()
 
 
 def intrinsics_info(intrinsics, stamp_sec):

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from photo_free import skimage_photos_only
 
 pytest.importorskip("pybullet")
 from training.data import depth_scene as ds  # noqa: E402
@@ -156,17 +157,10 @@ def test_depth_png_millimetre_round_trip(tmp_path):
 @pytest.fixture(scope="module")
 def scene_dir(tmp_path_factory):
     """A small scene folder: 2 still frames, 10 moving (8 and 9 without the target)."""
-    from training.data import photos
     root = tmp_path_factory.mktemp("depth_scene")
-    saved = photos.photo_files
-    photos.photo_files = lambda data_dir="data": {}  # photo-free (see conftest.photo_free)
-    photos.photo_pool.cache_clear()
-    try:
+    with skimage_photos_only():
         truth = ds.make_sequence(root / "scene", frames_still=2, frames_moving=10, seed=1,
                                  size=(120, 160), data_dir=str(root / "data"))
-    finally:
-        photos.photo_files = saved
-        photos.photo_pool.cache_clear()
     return root / "scene", truth
 
 

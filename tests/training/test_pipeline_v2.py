@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 import yaml
+from photo_free import skimage_photos_only
 
 pytest.importorskip("pybullet")
 torch = pytest.importorskip("torch")
@@ -24,30 +25,24 @@ from gpu_machine import run_as_on_a_gpu_machine  # noqa: E402
 
 @pytest.fixture(scope="module")
 def toy_v2(tmp_path_factory, toy_bench):
-    from training.data import photos
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(photos, "photo_files", lambda data_dir="data": {})
-    photos.photo_pool.cache_clear()
-    root = tmp_path_factory.mktemp("v2")
-    data = toy_bench
-    bench = realbench.bench_dir("val", str(data))
-    feats = root / "features"
-    features.main(["--split", "val", "--from-bench", str(bench), "--out", str(feats),
-                         "--data-dir", str(data)])
-    config = root / "toy.yaml"
-    config.write_text(yaml.safe_dump({
-        "steps": 3, "warmup_steps": 1, "episodes_per_step": 1, "eval_every": 3, "ckpt_every": 3,
-        "log_every": 1, "threads": 1, "train_features": [str(feats)],  # a list of folders
-        "val_features": str(feats), "model": {"object_tokens": 9}}))
-    run = root / "run"
-    train.main(["--config", str(config), "--out", str(run)])
-    model = root / "model"
-    export.main(["--run", str(run), "--out", str(model), "--name", "toy2"])
-    yield {"root": root, "data": data, "feats": feats, "config": config, "run": run,
-           "model": model}
-    mp.undo()
-    photos.photo_pool.cache_clear()
+    with skimage_photos_only():
+        root = tmp_path_factory.mktemp("v2")
+        data = toy_bench
+        bench = realbench.bench_dir("val", str(data))
+        feats = root / "features"
+        features.main(["--split", "val", "--from-bench", str(bench), "--out", str(feats),
+                             "--data-dir", str(data)])
+        config = root / "toy.yaml"
+        config.write_text(yaml.safe_dump({
+            "steps": 3, "warmup_steps": 1, "episodes_per_step": 1, "eval_every": 3, "ckpt_every": 3,
+            "log_every": 1, "threads": 1, "train_features": [str(feats)],  # a list of folders
+            "val_features": str(feats), "model": {"object_tokens": 9}}))
+        run = root / "run"
+        train.main(["--config", str(config), "--out", str(run)])
+        model = root / "model"
+        export.main(["--run", str(run), "--out", str(model), "--name", "toy2"])
+        yield {"root": root, "data": data, "feats": feats, "config": config, "run": run,
+               "model": model}
 
 
 def test_features_train_resume(toy_v2):

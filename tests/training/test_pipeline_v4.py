@@ -8,41 +8,39 @@ import json
 import numpy as np
 import pytest
 import yaml
+from photo_free import skimage_photos_only
 
 pytest.importorskip("pybullet")
 torch = pytest.importorskip("torch")
 
 from training import train  # noqa: E402
 from training.data import features, realbench  # noqa: E402
-from training.model import box_export, export  # noqa: E402
+from training.evaluation import evaluate  # noqa: E402
+from training.model import export  # noqa: E402
 from training.model.backbone import Lite0Tail  # noqa: E402
+from yolz_ros.runtime.decode import regressed_box, regressed_boxes  # noqa: E402
+from yolz_ros.runtime.geometry import letterbox  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def toy_v4(tmp_path_factory, toy_bench):
-    from training.data import photos
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(photos, "photo_files", lambda data_dir="data": {})
-    photos.photo_pool.cache_clear()
-    root = tmp_path_factory.mktemp("v4")
-    bench = realbench.bench_dir("val", str(toy_bench))
-    feats = root / "features_b7"
-    features.main(["--split", "val", "--from-bench", str(bench), "--out", str(feats),
-                   "--data-dir", str(toy_bench), "--block", "7"])
-    config = root / "v4.yaml"
-    base = {"steps": 2, "warmup_steps": 1, "episodes_per_step": 1, "eval_every": 2,
-            "ckpt_every": 1, "log_every": 1, "threads": 1, "train_features": str(feats),
-            "val_features": str(feats), "train_projection": True, "backbone_lr": 1e-3,
-            "w_boxes": 1.0, "boxes": {"width": 8}, "model": {"object_tokens": 9},
-            "view_sample": 2}
-    config.write_text(yaml.safe_dump(base))
-    run = root / "run"
-    train.main(["--config", str(config), "--out", str(run)])
-    yield {"root": root, "data": toy_bench, "feats": feats, "config": config, "run": run,
-           "base": base}
-    mp.undo()
-    photos.photo_pool.cache_clear()
+    with skimage_photos_only():
+        root = tmp_path_factory.mktemp("v4")
+        bench = realbench.bench_dir("val", str(toy_bench))
+        feats = root / "features_b7"
+        features.main(["--split", "val", "--from-bench", str(bench), "--out", str(feats),
+                       "--data-dir", str(toy_bench), "--block", "7"])
+        config = root / "v4.yaml"
+        base = {"steps": 2, "warmup_steps": 1, "episodes_per_step": 1, "eval_every": 2,
+                "ckpt_every": 1, "log_every": 1, "threads": 1, "train_features": str(feats),
+                "val_features": str(feats), "train_projection": True, "backbone_lr": 1e-3,
+                "w_boxes": 1.0, "boxes": {"width": 8}, "model": {"object_tokens": 9},
+                "view_sample": 2}
+        config.write_text(yaml.safe_dump(base))
+        run = root / "run"
+        train.main(["--config", str(config), "--out", str(run)])
+        yield {"root": root, "data": toy_bench, "feats": feats, "config": config, "run": run,
+               "base": base}
 
 
 def test_cache_holds_block_7(toy_v4):
@@ -103,15 +101,38 @@ def test_validation_features_of_another_block_are_refused(toy_v4, tmp_path, toy_
         train.main(["--config", str(config), "--out", str(tmp_path / "run")])
 
 
-def test_export_carries_the_adapted_backbone_to_the_runtime(toy_v4):
+@pytest.fixture(scope="module")
+def toy_v4_model(toy_v4):
+    """The toy run exported as `make export` does: adapted tail, box head, GrabCut views."""
+    model = toy_v4["root"] / "model"
+    export.main(["--run", str(toy_v4["run"]), "--out", str(model), "--name", "toy4",
+                 "--no-alpha", "grabcut"])
+    return model
+
+
+def test_episodes_and_features_carry_visible_boxes(toy_v4):
+    ep = realbench.load("val", str(toy_v4["data"]))[0]
+    with np.load(sorted(toy_v4["feats"].glob("episode_*.npz"))[0]) as z:
+        np.testing.assert_array_equal(z["boxes"], ep["boxes"])
+    present = ep["present"]
+    assert np.isfinite(ep["boxes"][present]).all()
+    # the box holds every cell the cell rule gives the object
+    s, c = np.argwhere(present)[0]
+    rows, cols = np.nonzero(ep["targets"][s, c] > 0.5)
+    x0, y0, x1, y1 = ep["boxes"][s, c]
+    assert x0 < (cols.max() + 1) * 16 and x1 > cols.min() * 16
+    assert y0 < (rows.max() + 1) * 16 and y1 > rows.min() * 16
+
+
+def test_export_carries_the_adapted_backbone_to_the_runtime(toy_v4, toy_v4_model):
     from yolz_ros.runtime.detector import Detector
 
-    model = toy_v4["root"] / "model"
-    export.main(["--run", str(toy_v4["run"]), "--out", str(model), "--name", "toy4"])
-    box_export.main(["--model", str(model), "--boxes", str(toy_v4["run"]), "--out", str(model)])
+    model = toy_v4_model
     info = json.loads((model / "model.json").read_text())
     assert "blocks 8-10 trained" in info["training"]["backbone"]
     assert info["boxes"]["output"] == "box_distances"
+    assert info["object_tokens"]["no_alpha"] == "grabcut"
+    assert info["training"]["parity"]["boxes_px"] < export.BOX_TOL_PX
     # the exported embedder is the trained tail's: its tokens match the trainer's on a cached view
     best = torch.load(toy_v4["run"] / "best.pt", weights_only=True)
     trained, _, mcfg = train.Trainable.from_checkpoint(best)
@@ -130,5 +151,43 @@ def test_export_carries_the_adapted_backbone_to_the_runtime(toy_v4):
     np.testing.assert_allclose(got, ref, atol=2e-2)
     assert trained.tail.first == 8
     assert np.abs(got - imagenet.numpy()).max() > 5e-2  # not the ImageNet backbone's tokens
-    res = det.detect(ep["scenes"][0], det.embed_views(list(ep["views_alpha"][0, :4])).vector[None])
-    assert res.probabilities.shape == (1, 30, 40) and res.boxes.shape == (30, 40, 4)
+
+
+def test_exported_boxes_are_the_trained_heads_for_any_k(toy_v4, toy_v4_model):
+    """One box map per frame, whatever K: the trained box head's on the adapted features, and
+    each peak's box is read from it at the peak."""
+    from yolz_ros.runtime.detector import Detector
+
+    det = Detector(toy_v4_model, backend="onnxruntime", device="cpu")
+    assert det.info.outputs == ("probabilities", "box_distances")
+    ep = realbench.load("val", str(toy_v4["data"]))[0]
+    objects = np.stack([det.embed_views(list(ep["views_alpha"][i, :4])).vector
+                        for i in range(3)])
+    one = det.detect(ep["scenes"][0], objects[:1])
+    three = det.detect(ep["scenes"][0], objects)
+    assert one.object_boxes.shape == (30, 40, 4)
+    np.testing.assert_allclose(three.object_boxes, one.object_boxes, atol=1e-4)  # K-independent
+    np.testing.assert_allclose(three.probabilities[:1], one.probabilities, atol=1e-5)
+    _, model, boxes, _ = export.load_run(toy_v4["run"])  # the torch head on the same input
+    canvas, lb = letterbox(ep["scenes"][0], det.info.input_size, det.info.pad_value)
+    with torch.no_grad():
+        x = torch.from_numpy(canvas.transpose(2, 0, 1)[None].astype(np.float32))
+        ref = boxes(model.backbone(x))[0].permute(1, 2, 0).numpy() * 16
+    np.testing.assert_allclose(one.object_boxes, regressed_boxes(ref, lb, 16,
+                                                                 ep["scenes"][0].shape[:2]),
+                               atol=2 * export.BOX_TOL_PX / lb.scale)
+    for peaks, grid in zip(det.peaks(three, 0.0), three.probabilities):
+        top = peaks[0]
+        r, c = np.unravel_index(int(np.argmax(grid)), grid.shape)
+        assert (top.x_min, top.y_min, top.x_max, top.y_max) == regressed_box(
+            three.object_boxes, grid, (r, c), 0.0)
+
+
+def test_evaluation_reports_box_metrics(toy_v4, toy_v4_model):
+    evaluate.main(["--model", str(toy_v4_model), "--split", "val",
+                   "--data-dir", str(toy_v4["data"])])
+    res = json.loads((toy_v4_model / "evaluation_real.json").read_text())
+    overall = res["alpha"]["by_n"]["8"]["overall"]
+    for key in ("box_ap50", "box_ap", "top_box_iou_median"):
+        assert key in overall
+    assert "Boxes:" in (toy_v4_model / "evaluation_real.md").read_text()

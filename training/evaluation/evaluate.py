@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from training.data import realbench
+from training.data.products import FAMILY_SIZE
 from training.evaluation.metrics import box_metrics, roc_curve, summarize
 
 BENCH_STRIDE = 16  # the evaluation grid: 16 x 16 source pixels per cell
@@ -78,12 +79,23 @@ class YolzMethod:
                 np.clip((xs // info.stride).astype(int), 0, info.cols - 1))
 
 
+def families(names) -> list:
+    """Each object's product family (products.FAMILY_SIZE members share shape and size), or None
+    for a photo cut-out: a same-family object is the look-alike a detector must tell apart."""
+    out = []
+    for name in names:
+        parts = str(name).split(":")
+        out.append(int(parts[-1]) // FAMILY_SIZE if parts[0] == "prod" else None)
+    return out
+
+
 def evaluate(method, episodes, ns=(1, 4, 8)):
     """Score every (scene, object) pair of every episode for each N; returns records and timings."""
     records, frame_ms = [], []
     for ep in episodes:
         c, n_max = ep["views_a"].shape[:2]
         h, w = ep["scenes"].shape[1:3]
+        fam = families(ep["object_names"]) if "object_names" in ep else [None] * c
         for n in ns:
             if n > n_max:
                 continue
@@ -109,6 +121,9 @@ def evaluate(method, episodes, ns=(1, 4, 8)):
                         "size": float(ep["visible_pixels"][b, i]) / (h * w),
                         "height": gt[3] - gt[1] if gt else None,
                         "dets": dets[i] if dets is not None else None, "gt_box": gt,
+                        # absent, with a sibling in the scene: the hard negative
+                        "sibling": not present and fam[i] is not None and any(
+                            fam[j] == fam[i] and ep["present"][b, j] for j in range(c) if j != i),
                     })
     return records, np.asarray(frame_ms)
 
@@ -126,6 +141,10 @@ def report(records, frame_ms, calibrated):
         sel = [r for r in records if r["n"] == n]
         entry = {"overall": {**summarize(sel, calibrated), **_boxes(sel)}, "by_size": {},
                  "by_height": {}}
+        siblings = [r for r in sel if r["present"] or r.get("sibling")]
+        if any(r.get("sibling") for r in siblings):
+            entry["overall"]["sibling_queries"] = sum(bool(r.get("sibling")) for r in siblings)
+            entry["overall"]["fpr_at_95_tpr_siblings"] = summarize(siblings)["fpr_at_95_tpr"]
         negatives = [r for r in sel if not r["present"]]
         for name, lo, hi in SIZE_BUCKETS:
             pos = [r for r in sel if r["present"] and lo <= r["size"] < hi]

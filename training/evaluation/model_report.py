@@ -137,12 +137,16 @@ def build(model: Path, comparison: Path | None = None) -> str:
         lines.append(f"- machine: {tr['machine']}")
     if tr.get("data"):
         lines.append(f"- data: {tr['data']}")
-    if info.get("boxes"):
+    if info.get("boxes", {}).get("training"):  # a box head trained on its own (v3)
         bt = info["boxes"]["training"]
-        lines.append(f"- box head (training/model/boxes.py, attached by training/model/"
-                     f"box_export.py; output {info['boxes']['output']}): {bt['steps']} steps, "
+        lines.append(f"- box head (training/model/boxes.py, trained on its own and attached to "
+                     f"the detector; output {info['boxes']['output']}): {bt['steps']} steps, "
                      f"{bt['train_seconds'] / 60:.0f} min, code {bt['code_sha'][:10]}; validation "
                      f"centre-cell IoU median {fmt(bt['val'].get('centre_iou_median'))}")
+    elif info.get("boxes"):
+        lines.append(f"- box head (training/model/boxes.py, output {info['boxes']['output']}): "
+                     "trained with the match head in the same run; validation centre-cell IoU "
+                     f"median {fmt(tr.get('val', {}).get('box_centre_iou_median'))}")
     if tok.get("no_alpha", "centre") != "centre":
         lines.append(f"- views without alpha: {tok['no_alpha']} (yolz_ros/runtime/foreground.py)")
     if tr.get("val"):

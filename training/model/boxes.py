@@ -13,9 +13,9 @@ so the frame cost stays flat in K.
     distances [B, 4, r, c]  left, top, right, bottom from the cell centre to the sides of the
                             visible box, in cells (x stride = input pixels)
 
-Loss (training/train_boxes.py): L1 on the distances + GIoU on the decoded boxes, over the cells
-that the cell rule marks as the object's, each instance weighted equally (small objects count as
-much as large ones).
+Loss (training/train.py, w_boxes > 0): L1 on the distances + GIoU on the decoded boxes, over the
+cells that the cell rule marks as the object's, each instance weighted equally (small objects
+count as much as large ones).
 """
 from __future__ import annotations
 

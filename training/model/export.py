@@ -1,12 +1,16 @@
-"""Export a yolz v2 run (training/train.py) to a model folder: two ONNX graphs + model.json (yolz-model/2).
+"""Export a training run (training/train.py) to a model folder: two ONNX graphs + model.json
+(yolz-model/2).
 
-    python -m training.model.export --run runs/match --out models/yolz_tokens [--checkpoint best]
+    python -m training.model.export --run runs/v4/frozen --out models/yolz_tokens \
+        [--checkpoint best] [--no-alpha grabcut]
 
 embedder.onnx  views [N, 3, S, S] (N and S dynamic; S = each of model.json's view_sizes)
                -> embeddings [N, D, S/16, S/16]: unit tokens (the runtime pools and samples them)
 detector.onnx  image [1, 3, H, W] + embeddings [K, T*D] -> probabilities [K, H/16, W/16]
-RGB 0..255 in, normalisation inside; weights stored FP16 (store_weights_fp16) after the FP32
-graphs match torch; both checked against torch again after.
+               and, where the run trained a box head (w_boxes > 0), box_distances [H/16, W/16, 4]
+               (model.json "boxes"; K-independent, computed once per frame)
+RGB 0..255 in, normalisation inside; the backbone's adapted blocks (if any) in both graphs;
+weights stored FP16 (store_weights_fp16) after the FP32 graphs match torch; checked again after.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import onnx
 import torch
 from onnx import helper, numpy_helper
 
+from training.model.boxes import BoxConfig, BoxHead
 from training.model.match import (PAD_VALUE, PATCH, DetectorGraph, EmbedderGraph, MatchConfig,
                                   MatchModel)
 from yolz_ros.runtime.atomic_file import write_bytes_atomic
@@ -29,6 +34,8 @@ from yolz_ros.runtime.model_info import FORMAT_TOKENS, compute_model_id, sha256_
 OPSET = 17
 PARITY_TOL = 1e-4  # FP32 graphs vs torch: only summation order differs
 FP16_TOL = 2e-2  # FP16-stored weights vs FP32 torch, on unit tokens and probabilities
+BOX_OUTPUT = "box_distances"
+BOX_TOL_PX = 0.5  # box distances are input pixels (tens to hundreds): half a pixel
 
 
 def store_weights_fp16(path, min_elements=256):
@@ -79,10 +86,15 @@ def load_run(run_dir: Path, checkpoint: str = "best"):
         if missing:
             raise SystemExit(f"{path}: backbone weights {sorted(missing)[:3]} are not Lite0's")
         model.backbone.load_state_dict(adapted, strict=False)
-    return cfg, model.eval(), ckpt
+    boxes = None
+    if ckpt.get("boxes"):  # trained with the match head (w_boxes > 0)
+        boxes = BoxHead(BoxConfig(**cfg["boxes"]))
+        boxes.load_state_dict(ckpt["boxes"])
+        boxes.eval()
+    return cfg, model.eval(), boxes, ckpt
 
 
-def export_graphs(model: MatchModel, out_dir: Path, scene_size):
+def export_graphs(model: MatchModel, boxes, out_dir: Path, scene_size):
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = model.cfg
     emb_path, det_path = out_dir / "embedder.onnx", out_dir / "detector.onnx"
@@ -94,41 +106,54 @@ def export_graphs(model: MatchModel, out_dir: Path, scene_size):
     image = torch.rand(1, 3, *scene_size) * 255
     objects = torch.nn.functional.normalize(
         torch.randn(3, cfg.object_tokens, cfg.token_dim), dim=-1).reshape(3, -1)
-    torch.onnx.export(DetectorGraph(model), (image, objects), str(det_path), opset_version=OPSET,
-                      input_names=["image", "embeddings"], output_names=["probabilities"],
+    outputs = ["probabilities"] + ([BOX_OUTPUT] if boxes is not None else [])
+    torch.onnx.export(DetectorGraph(model, boxes), (image, objects), str(det_path),
+                      opset_version=OPSET, input_names=["image", "embeddings"],
+                      output_names=outputs,
                       dynamic_axes={"embeddings": {0: "K"}, "probabilities": {0: "K"}},
                       dynamo=False)
     return emb_path, det_path
 
 
 @torch.no_grad()
-def check_parity(model: MatchModel, out_dir: Path, scene_size, seed=0):
-    """Max abs difference between ONNX Runtime and torch: N in (1, 8) at every view size, K in (1, 5)."""
+def check_parity(model: MatchModel, boxes, out_dir: Path, scene_size, seed=0):
+    """Max abs difference between ONNX Runtime and torch: N in (1, 8) at every view size, K in
+    (1, 5); and of the box distances (pixels) where there is a box head."""
     import onnxruntime as ort
 
     rng = np.random.default_rng(seed)
     cfg = model.cfg
     emb = ort.InferenceSession(str(out_dir / "embedder.onnx"), providers=["CPUExecutionProvider"])
     det = ort.InferenceSession(str(out_dir / "detector.onnx"), providers=["CPUExecutionProvider"])
-    worst = {"embedder": 0.0, "detector": 0.0}
+    worst = {"embedder": 0.0, "detector": 0.0, **({"boxes_px": 0.0} if boxes is not None else {})}
     for n in (1, 8):
         for s in cfg.view_sizes:
             v = (rng.random((n, 3, s, s)) * 255).astype(np.float32)
             ref = model.view_tokens(torch.from_numpy(v)).numpy()
             got = emb.run(None, {"views": v})[0]
             worst["embedder"] = max(worst["embedder"], float(np.abs(ref - got).max()))
-    graph = DetectorGraph(model)
+    graph = DetectorGraph(model, boxes)
     for k in (1, 5):
         img = (rng.random((1, 3, *scene_size)) * 255).astype(np.float32)
         obj = rng.standard_normal((k, cfg.object_tokens, cfg.token_dim)).astype(np.float32)
         obj = (obj / np.linalg.norm(obj, axis=-1, keepdims=True)).reshape(k, -1)
-        ref = graph(torch.from_numpy(img), torch.from_numpy(obj)).numpy()
-        got = det.run(None, {"image": img, "embeddings": obj})[0]
-        worst["detector"] = max(worst["detector"], float(np.abs(ref - got).max()))
+        ref = graph(torch.from_numpy(img), torch.from_numpy(obj))
+        got = det.run(None, {"image": img, "embeddings": obj})
+        if boxes is None:
+            ref = (ref,)
+        worst["detector"] = max(worst["detector"], float(np.abs(ref[0].numpy() - got[0]).max()))
+        if boxes is not None:
+            worst["boxes_px"] = max(worst["boxes_px"], float(np.abs(ref[1].numpy() - got[1]).max()))
     return worst
 
 
-def write_model_json(out_dir: Path, name: str, cfg: MatchConfig, scene_size, threshold, training):
+def parity_failed(worst: dict, tol: float) -> bool:
+    return (max(worst["embedder"], worst["detector"]) > tol
+            or worst.get("boxes_px", 0.0) > BOX_TOL_PX)
+
+
+def write_model_json(out_dir: Path, name: str, cfg: MatchConfig, scene_size, threshold, training,
+                     no_alpha: str, boxes: bool):
     hashes = {f: sha256_file(out_dir / f) for f in ("embedder.onnx", "detector.onnx")}
     info = {
         "format": FORMAT_TOKENS,
@@ -144,13 +169,16 @@ def write_model_json(out_dir: Path, name: str, cfg: MatchConfig, scene_size, thr
         "embedding_dim": cfg.object_tokens * cfg.token_dim,
         "object_tokens": {"count": cfg.object_tokens, "dim": cfg.token_dim, "patch": PATCH,
                           "min_alpha_fraction": cfg.min_alpha_fraction,
-                          "no_alpha_centre": cfg.no_alpha_centre, "no_alpha": cfg.no_alpha},
+                          "no_alpha_centre": cfg.no_alpha_centre, "no_alpha": no_alpha},
         "views_per_object": 8,
         "default_threshold": threshold,
         "onnx": {"embedder": "embedder.onnx", "detector": "detector.onnx", "opset": OPSET},
         "sha256": hashes,
         "training": training,
     }
+    if boxes:
+        info["boxes"] = {"output": BOX_OUTPUT, "layout": "rows, cols, (left, top, right, bottom)",
+                         "units": "input pixels from the cell centre"}
     write_bytes_atomic(out_dir / "model.json", (json.dumps(info, indent=2) + "\n").encode())
     return info
 
@@ -165,22 +193,25 @@ def main(argv=None):
                     help="H W of the detector input (multiples of 16); default the camera's 480 640")
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--fp32-weights", action="store_true")
+    ap.add_argument("--no-alpha", choices=["centre", "grabcut"], default=None,
+                    help="the rule for views without alpha (object_tokens.no_alpha; "
+                         "yolz_ros/runtime/foreground.py); default: the training config's")
     args = ap.parse_args(argv)
     scene_size = tuple(args.scene_size)
     if any(s % PATCH for s in scene_size):
         raise SystemExit(f"--scene-size {scene_size}: both sides must be multiples of {PATCH}")
-    cfg, model, ckpt = load_run(args.run, args.checkpoint)
-    graphs = export_graphs(model, args.out, scene_size)
-    worst = check_parity(model, args.out, scene_size)
+    cfg, model, boxes, ckpt = load_run(args.run, args.checkpoint)
+    graphs = export_graphs(model, boxes, args.out, scene_size)
+    worst = check_parity(model, boxes, args.out, scene_size)
     print(f"FP32 graphs: ONNX Runtime vs torch, max abs diff {worst}")
-    if max(worst.values()) > PARITY_TOL:
+    if parity_failed(worst, PARITY_TOL):
         raise SystemExit("export parity check failed: the ONNX graphs do not match torch")
     if not args.fp32_weights:
         for path in graphs:
             store_weights_fp16(path)
-        worst = check_parity(model, args.out, scene_size)
+        worst = check_parity(model, boxes, args.out, scene_size)
         print(f"FP16-stored weights: max abs diff to FP32 torch {worst}")
-        if max(worst.values()) > FP16_TOL:
+        if parity_failed(worst, FP16_TOL):
             raise SystemExit("FP16 weight storage changed the outputs too much: use --fp32-weights")
     from training.train import feature_paths
 
@@ -199,7 +230,8 @@ def main(argv=None):
                             + (f"blocks {cfg['feature_block'] + 1}-10 trained"
                                if ckpt.get("backbone") and cfg.get("backbone_lr", 0) > 0
                                else "frozen")}
-    info = write_model_json(args.out, args.name, model.cfg, scene_size, args.threshold, training)
+    info = write_model_json(args.out, args.name, model.cfg, scene_size, args.threshold, training,
+                            args.no_alpha or model.cfg.no_alpha, boxes is not None)
     size_mb = sum(f.stat().st_size for f in args.out.glob("*.onnx")) / 1e6
     print(f"exported {info['model_id']} -> {args.out} ({size_mb:.1f} MB of ONNX)")
 

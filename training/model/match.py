@@ -25,6 +25,7 @@ nearly flat in K; the backbone runs once per frame.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -189,14 +190,20 @@ class EmbedderGraph(nn.Module):
 
 
 class DetectorGraph(nn.Module):
-    """detector.onnx: image [1, 3, H, W] + embeddings [K, T*D] -> probabilities [K, H/16, W/16]."""
+    """detector.onnx: image [1, 3, H, W] + embeddings [K, T*D] -> probabilities [K, H/16, W/16];
+    with a box head (training/model/boxes.py) also box_distances [H/16, W/16, 4] in input pixels
+    (left, top, right, bottom from each cell centre), from the same features, once per frame."""
 
-    def __init__(self, model: MatchModel):
+    def __init__(self, model: MatchModel, boxes: Optional[nn.Module] = None):
         super().__init__()
-        self.model = model
+        self.model, self.boxes = model, boxes
 
     def forward(self, image, embeddings):
         cfg = self.model.cfg
         objects = embeddings.reshape(1, -1, cfg.object_tokens, cfg.token_dim)
-        a, b = self.model.head(self.model.backbone(image), objects)
-        return (torch.sigmoid(a) * torch.sigmoid(b)[..., None, None])[0]
+        feats = self.model.backbone(image)
+        a, b = self.model.head(feats, objects)
+        probabilities = (torch.sigmoid(a) * torch.sigmoid(b)[..., None, None])[0]
+        if self.boxes is None:
+            return probabilities
+        return probabilities, self.boxes(feats)[0].permute(1, 2, 0) * PATCH
