@@ -642,3 +642,18 @@ def test_register_from_camera_negative(tiny_detector, tmp_path):
     assert lib.counts() == [("mug", 3, 1)]
     np.testing.assert_array_equal(lib.negative_views("mug")[0][:, :, :3],
                                   frame[10:50, 20:60])
+
+
+def test_a_library_over_max_objects_is_warned_of_at_start(tiny_detector, tmp_path):
+    from yolz_ros.ros import startup
+    lib = _negative_setup(tiny_detector, tmp_path / "library")
+    assert _add_negative(lib, tiny_detector, views(1, 2))[0] is not None  # 2 rows
+    values = {p.name: p.default for p in params.PARAMS}
+    warnings = []
+    logger = type("Log", (), {"warning": lambda self, text: warnings.append(text)})()
+    for max_objects, expected in ((2, 0), (1, 1)):
+        cfg = params.start_config({**values, "library_dir": str(tmp_path / "library"),
+                                   "max_objects": max_objects})
+        again = startup.open_library(cfg, tiny_detector, logger)
+        assert again.counts() == [("mug", 3, 1)] and len(warnings) == expected
+    assert "1 objects and 1 negative views are 2 rows, more than max_objects=1" in warnings[0]

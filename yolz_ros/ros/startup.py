@@ -58,4 +58,11 @@ def open_library(cfg: StartConfig, detector, logger):
     except OSError as exc:
         raise StartupError(f"cannot use the object library folder {directory}: {exc}; set the "
                            "parameter library_dir to a writable folder") from exc
+    counts = library.counts()
+    rows = len(counts) + sum(int(m) for _, _, m in counts)
+    if rows > cfg.max_objects:  # a library from a node with a larger max_objects
+        logger.warning(f"object library {directory}: {len(counts)} objects and "
+                       f"{rows - len(counts)} negative views are {rows} rows, more than "
+                       f"max_objects={cfg.max_objects}: every frame will be refused until "
+                       "max_objects is raised or objects are removed")
     return library
