@@ -322,7 +322,8 @@ def check_negatives(name: str, num_new: int, library, max_objects: int) -> None:
 def store_negatives(name: str, views, library, embed_views: Callable, token_dim: int):
     """Store decoded ``views`` as negative views of object ``name``, each embedded alone and
     checked (runtime/negatives.check_negative: not the object itself, not one too many);
-    (snapshot, message) or Refused naming the view refused."""
+    (snapshot, message) or Refused naming the view refused. ``token_dim``: the model's token
+    size D (0: the stored per-view tokens' [N, D])."""
     first = _num_negatives(library, name)
 
     def embed_one(view):
@@ -334,7 +335,8 @@ def store_negatives(name: str, views, library, embed_views: Callable, token_dim:
             raise Refused(f"{name!r} was stored without per-view embeddings: add a view to it "
                           "(which re-embeds it), then its negative views")
         try:
-            check_negative(per_view, arrays["vector"], vector, token_dim, existing)
+            check_negative(per_view, arrays["vector"], vector, token_dim or per_view.shape[1],
+                           existing)
         except NegativeError as exc:
             index = existing - first
             raise Refused(f"negative view {index} refused, nothing stored: {exc}",
