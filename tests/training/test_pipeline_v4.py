@@ -183,11 +183,29 @@ def test_exported_boxes_are_the_trained_heads_for_any_k(toy_v4, toy_v4_model):
             three.object_boxes, grid, (r, c), 0.0)
 
 
-def test_evaluation_reports_box_metrics(toy_v4, toy_v4_model):
+def test_evaluation_and_the_ablation_table(toy_v4, toy_v4_model):
+    """evaluate.py through the runtime -> ablation_v4.json -> the report's v4 section; a split not
+    evaluated yet is named as missing, not left out silently."""
+    from training.evaluation import ablation_v4, model_report
+
+    out = toy_v4["root"] / "eval" / "val"
     evaluate.main(["--model", str(toy_v4_model), "--split", "val",
-                   "--data-dir", str(toy_v4["data"])])
-    res = json.loads((toy_v4_model / "evaluation_real.json").read_text())
+                   "--data-dir", str(toy_v4["data"]), "--out", str(out)])
+    res = json.loads((out / "evaluation_real.json").read_text())
     overall = res["alpha"]["by_n"]["8"]["overall"]
     for key in ("box_ap50", "box_ap", "top_box_iou_median"):
         assert key in overall
-    assert "Boxes:" in (toy_v4_model / "evaluation_real.md").read_text()
+    # one product family per toy episode: every absent product has a sibling in some scene
+    assert overall["sibling_queries"] > 0 and 0 <= overall["fpr_at_95_tpr_siblings"] <= 1
+    assert "Boxes:" in (out / "evaluation_real.md").read_text()
+    ab_path = toy_v4["root"] / "ablation_v4.json"
+    ablation_v4.main(["--row", f"toy={toy_v4['run']}:{out.parent}", "--out", str(ab_path)])
+    ab = json.loads(ab_path.read_text())
+    row = ab["rows"][0]
+    assert row["val"]["alpha"]["8"]["presence_auroc"] == round(overall["presence_auroc"], 4)
+    assert row["training"]["backbone_lr"] == 1e-3 and row["training"]["feature_block"] == 7
+    assert "test" not in row and ab["missing"] == [
+        f"toy: test ({out.parent / 'test' / 'evaluation_real.json'})"]
+    section = "\n".join(model_report.ablation_v4_section(ab, ""))
+    assert "| toy | val |" in section and "blocks 8-10 at lr 0.001" in section
+    assert "Not evaluated yet: toy: test" in section

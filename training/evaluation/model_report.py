@@ -265,7 +265,55 @@ def build(model: Path, comparison: Path | None = None) -> str:
     if ablation.is_file():
         lines += ablation_section(json.loads(ablation.read_text()),
                                   dec.get("ablation_v3", "") if dec_path.is_file() else "")
+    ablation4 = model / "ablation_v4.json"
+    if ablation4.is_file():
+        lines += ablation_v4_section(json.loads(ablation4.read_text()),
+                                     dec.get("ablation_v4", "") if dec_path.is_file() else "")
     return "\n".join(lines) + "\n"
+
+
+def ablation_v4_section(ab: dict, verdict: str) -> list[str]:
+    """ablation_v4.json (python -m training.evaluation.ablation_v4) as tables."""
+    lines = ["", "## v4 ablation: more data, then the backbone adapted", "",
+             "Each row's model through the runtime (python -m training.evaluation.evaluate: ONNX "
+             "Runtime, the published decoding), N = 8 and alpha views unless a column says "
+             "otherwise; val decides, test is reported beside it. FPR@95 siblings: the absent "
+             "queries are only same-family siblings of an object in the scene. Machine: "
+             f"{ab['machine']}.", ""]
+    rows = []
+    for r in ab["rows"]:
+        for split in ("val", "test"):
+            s = r.get(split)
+            if not s:
+                continue
+            a8, a1 = s["alpha"].get("8", {}), s["alpha"].get("1", {})
+            p8 = s.get("photo", {}).get("8", {})
+            rows.append([r["label"] if split == "val" else "", split,
+                         *[a8.get(k) for k in ("presence_auroc", "fpr_at_95_tpr",
+                                               "fpr_at_95_tpr_siblings", "pointing_accuracy",
+                                               "cell_ap", "box_ap")],
+                         *[a8.get(f"presence_auroc {h}") for h in HEIGHT_LABELS],
+                         a1.get("presence_auroc"), p8.get("presence_auroc"), p8.get("cell_ap")])
+    lines += _table(["model", "split", "AUROC", "FPR@95", "FPR@95 siblings", "pointing",
+                     "cell AP", "box AP", *[f"AUROC {h}" for h in HEIGHT_LABELS], "N = 1 AUROC",
+                     "photo AUROC", "photo cell AP"], rows)
+    lines += ["", "Training (training/train.py; trainer val: its own validation estimate on the "
+              "val features, N = 8, alpha views, at the best step):", ""]
+    lines += _table(["model", "best / run / planned steps", "s per step", "backbone",
+                     "trainer val AUROC", "FPR@95", "cell AP"],
+                    [[r["label"], f"{t['best_step']} / {t.get('steps_run', t['best_step'])} / "
+                      f"{t['steps_planned']}", t.get("seconds_per_step"),
+                      ("frozen" if not t.get("backbone_lr") else
+                       f"blocks {t['feature_block'] + 1}-10 at lr {t['backbone_lr']}")
+                      if "backbone_lr" in t else "frozen",
+                      t["trainer_val"].get("presence_auroc"), t["trainer_val"].get("fpr_at_95_tpr"),
+                      t["trainer_val"].get("cell_ap")]
+                     for r in ab["rows"] for t in [r["training"]]])
+    if ab.get("missing"):
+        lines += ["", "Not evaluated yet: " + "; ".join(ab["missing"]) + "."]
+    if verdict:
+        lines += ["", verdict]
+    return lines
 
 
 def ablation_section(ab: dict, verdict: str) -> list[str]:
