@@ -1,13 +1,16 @@
 """End-to-end latency of the runtime on this machine: table, JSON and a PNG plot.
 
     python -m tools.benchmark --model models/yolz_tokens --out docs/benchmark_cpu.json
+    python -m tools.benchmark --model out/candidate --baseline models/yolz_tokens --out out/b.json
 
 A frame is timed as Detector.detect sees it: letterbox + inference (sigmoid is in the graph) +
 padding mask. Measured: latency vs number of objects K (640x480), vs input image size (K=4), and
 registration of one object from N=8 views. Each point: warm-up, then --iterations runs. The
 points of one sweep are timed in turns (one run of each per round, the order rotating): this
 VM's speed drifts by 20-30% over seconds, which timed point after point showed up as a
-difference between K values; in turns the drift hits every point alike.
+difference between K values; in turns the drift hits every point alike. ``--baseline`` times
+another model's 640x480 K = 1 frame in the same turns as this one's: the like-for-like latency
+ratio a model change is held to.
 """
 from __future__ import annotations
 
@@ -88,6 +91,23 @@ def run(det: Detector, iterations: int, warmup: int, seed: int = 0) -> dict:
             f"k{OBJECT_COUNTS[-1]}_over_k{OBJECT_COUNTS[0]}_p50": round(k_ratio, 2)}
 
 
+def versus(det: Detector, baseline: Detector, iterations: int, warmup: int, seed: int = 0) -> dict:
+    """640x480, K = 1: this model and ``baseline`` timed in the same turns."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+
+    def one(d):
+        v = rng.standard_normal((1, d.info.embedding_dim)).astype(np.float32)
+        return v / np.linalg.norm(v)
+
+    a, b = one(det), one(baseline)
+    mine, theirs = measure_in_turns([lambda: det.detect(image, a),
+                                     lambda: baseline.detect(image, b)], iterations, warmup)
+    return {"image": "640x480", "objects": 1, "model": det.model_id, "model_ms": mine,
+            "baseline": baseline.model_id, "baseline_ms": theirs,
+            "p50_ratio": round(mine["p50_ms"] / theirs["p50_ms"], 3)}
+
+
 def environment(det: Detector, num_threads: int) -> dict:
     import cv2
 
@@ -156,14 +176,26 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all)")
     ap.add_argument("--iterations", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--baseline", default=None,
+                    help="another model folder: its K=1 640x480 latency in the same turns")
     args = ap.parse_args(argv)
 
     det = Detector(args.model, backend=args.backend, device=args.device,
                    precision=args.precision, num_threads=args.threads)
     report = {"environment": environment(det, args.threads),
               "results": run(det, args.iterations, args.warmup),
-              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "load_avg_start": list(os.getloadavg())}
+    if args.baseline:
+        base = Detector(args.baseline, backend=args.backend, device=args.device,
+                        precision=args.precision, num_threads=args.threads)
+        report["versus_baseline"] = versus(det, base, args.iterations * 2, args.warmup)
+    report["load_avg_end"] = list(os.getloadavg())
     print_table(report["results"])
+    if args.baseline:
+        v = report["versus_baseline"]
+        print(f"K=1 640x480 p50: {v['model_ms']['p50_ms']:.1f} ms vs baseline "
+              f"{v['baseline_ms']['p50_ms']:.1f} ms ({v['p50_ratio']:.3f}x)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     plot(report, args.out.with_suffix(".png"))

@@ -419,6 +419,17 @@ def test_benchmark_writes_json_and_plot(tiny_dir, tmp_path):
     assert report["results"]["k64_over_k1_p50"] == round(rows[-1]["p50_ms"] / rows[0]["p50_ms"], 2)
 
 
+def test_benchmark_times_a_baseline_in_the_same_turns(tiny_dir, tmp_path):
+    from tools import benchmark
+
+    report = benchmark.main(["--model", str(tiny_dir), "--baseline", str(tiny_dir), "--out",
+                             str(tmp_path / "b.json"), "--backend", "onnxruntime",
+                             "--iterations", "2", "--warmup", "1"])
+    v = report["versus_baseline"]
+    assert v["model_ms"]["iterations"] == v["baseline_ms"]["iterations"] == 4
+    assert v["p50_ratio"] == round(v["model_ms"]["p50_ms"] / v["baseline_ms"]["p50_ms"], 3)
+
+
 def test_benchmark_times_a_sweep_in_rotating_turns():
     from tools import benchmark
 
