@@ -15,18 +15,22 @@ def test_report_tables_variants_from_their_files(tmp_path):
         shutil.copy(SHIPPED / name, model / name)
     assert "Variants measured" not in model_report.build(model)  # none measured: no table
     real = json.loads((SHIPPED / "evaluation_real.json").read_text())
-    variant = json.loads(json.dumps(real))
-    variant["meta"]["method"] = "yolz (toy@0123) + 2x tiles"
-    overall = variant["alpha"]["by_n"]["8"]["overall"]
-    overall["presence_auroc"] = 0.9123
+    model_id = json.loads((SHIPPED / "model.json").read_text())["model_id"]
     (model / "variants").mkdir()
-    (model / "variants" / "zoom_2x.json").write_text(json.dumps(variant))
+    for name, measured_on, auroc in (("zoom_2x", model_id, 0.9123),
+                                     ("zoom_old", "toy@0123", 0.8771)):
+        variant = json.loads(json.dumps(real))
+        variant["meta"]["method"] = f"yolz ({measured_on}) + 2x tiles"
+        variant["alpha"]["by_n"]["8"]["overall"]["presence_auroc"] = auroc
+        (model / "variants" / f"{name}.json").write_text(json.dumps(variant))
     text = model_report.build(model)
     section = text[text.index("### Variants measured"):]
     rows = [line for line in section.splitlines() if line.startswith("| ")]
     shipped = real["alpha"]["by_n"]["8"]["overall"]["presence_auroc"]
     assert rows[1].startswith(f"| one pass (shipped) | {shipped:.3f} |")
     assert rows[2].startswith("| + 2x tiles | 0.912 |")
+    # a variant measured on another model says so
+    assert rows[3].startswith("| + 2x tiles (measured on the previous model toy@0123) | 0.877 |")
 
 
 def test_report_tables_the_ablations_from_their_file(tmp_path):
@@ -68,7 +72,7 @@ def test_report_tables_the_search_options_from_their_file(tmp_path):
         shutil.copy(SHIPPED / name, model / name)
     assert "Search options" not in model_report.build(model)
     meta = {"command": "python -m training.evaluation.search_variants", "machine": "toy",
-            "threads": 1}
+            "threads": 1, "model": json.loads((SHIPPED / "model.json").read_text())["model_id"]}
     rows = [{"look_closer": 2, "negative_views": 0, "presence_auroc": 0.8811},
             {"look_closer": 0, "negative_views": 1, "fpr_at_95_tpr siblings": 0.4321}]
     (model / "search").mkdir()
@@ -78,3 +82,8 @@ def test_report_tables_the_search_options_from_their_file(tmp_path):
     lines = [line for line in section.splitlines() if line.startswith("| ")]
     assert lines[1].startswith("| look_closer 2 | 0.881 |")
     assert lines[2].startswith("| 1 negative view(s) | – | – | – | – | – | 0.432 |")
+    assert "measured on the previous model" not in section
+    (model / "search" / "test.json").write_text(json.dumps({"meta": {**meta, "model": "v0@1"},
+                                                            "rows": rows}))
+    assert "(test): look_closer and negative views (N = 8, alpha views) (measured on the " \
+        "previous model v0@1)" in model_report.build(model)

@@ -79,14 +79,22 @@ def _variant_row(name, res, n="8"):
             res.get("frame_ms_p50")]
 
 
-def variant_rows(model: Path, real: dict):
+def measured_on(model_id: str, shipped_id: str) -> str:
+    """'' for the shipped model, else a note naming the model a table was measured on."""
+    return "" if model_id == shipped_id else f" (measured on the previous model {model_id})"
+
+
+def variant_rows(model: Path, real: dict, shipped_id: str = ""):
     """The shipped model's row and one per measured variant (<model>/variants/*.json, written by
-    `evaluate --zoom Z --out ...`: same test queries), N = 8, alpha views."""
+    `evaluate --zoom Z --out ...`: same test queries), N = 8, alpha views; a variant measured on
+    another model says which."""
     rows = [_variant_row("one pass (shipped)", real["alpha"])]
     for path in sorted((model / "variants").glob("*.json")):
         data = json.loads(path.read_text())
         method = data["meta"]["method"]  # "yolz (<model id>) + 1.5x tiles"
-        rows.append(_variant_row(method.rsplit(") ", 1)[-1], data["alpha"]))
+        model_id = method.split("(", 1)[-1].split(")", 1)[0]
+        rows.append(_variant_row(method.rsplit(") ", 1)[-1] + measured_on(model_id, shipped_id),
+                                 data["alpha"]))
     return rows if len(rows) > 1 else []
 
 
@@ -197,7 +205,7 @@ def build(model: Path, comparison: Path | None = None) -> str:
             lines += _table(["N", *METRICS, "pairs"], _by_n(baseline["alpha"]))
             lines += [""]
             lines += _table(["N", *METRICS, "pairs"], _by_n(baseline["photo"]))
-        variants = variant_rows(model, real)
+        variants = variant_rows(model, real, info["model_id"])
         if variants:
             lines += ["", "### Variants measured: the zoom pass, shipped off by default (same test "
                       "queries, N = 8, alpha views)", "",
@@ -216,7 +224,7 @@ def build(model: Path, comparison: Path | None = None) -> str:
                 continue
             meta, rows = search_rows(path)
             lines += ["", f"### Search options ({split}): look_closer and negative views (N = 8, "
-                      "alpha views)", "",
+                      f"alpha views){measured_on(meta['model'], info['model_id'])}", "",
                       "look_closer B: up to B 2x tiles on the frame pass's most undecided peaks, "
                       "max-fused (Detector.detect's look_closer, the node's parameter); negative "
                       "views: M views of each object's closest other object as its negatives "
