@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -129,10 +129,7 @@ class Detector:
         ``look_closer`` N > 0: up to N more passes, 2x tiles on the frame pass's most undecided
         candidates (runtime/look_closer.py); 0 = off (instead of zoom, not with it)."""
         start = time.perf_counter()
-        rgb = np.asarray(rgb)
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or 0 in rgb.shape:
-            raise ValueError(f"detect needs an RGB uint8 HxWx3 image, got {rgb.shape} {rgb.dtype}"
-                             " (see yolz_ros.runtime.image for conversions)")
+        rgb, objects, k, owners = self._inputs(rgb, embeddings, negatives)
         if not MIN_ZOOM <= float(zoom) <= MAX_ZOOM:
             raise ValueError(f"zoom must be between {MIN_ZOOM} (off) and {MAX_ZOOM}, got {zoom}")
         look_closer = int(look_closer)
@@ -141,12 +138,6 @@ class Detector:
                              f"{look_closer}")
         if look_closer and zoom > MIN_ZOOM:
             raise ValueError("look_closer and zoom are two ways to look closer: set one of them")
-        objects = _check_embeddings(embeddings, self.info.embedding_dim, self.max_objects)
-        k = len(objects)
-        objects, owners = stack_negatives(objects, negatives)
-        if len(objects) > self.max_objects:
-            raise ValueError(f"{k} objects and {len(owners)} negative views: more than "
-                             f"max_objects={self.max_objects} rows in one network call")
         rows, cols = self.info.rows, self.info.cols
         object_boxes = None
         self.last_passes = 0
@@ -156,14 +147,7 @@ class Detector:
             boxes, _ = self._cell_boxes(lb)
         else:
             with self._lock:
-                _, lb = letterbox(rgb, self.info.input_size, self.info.pad_value, self._canvas)
-                np.copyto(self._input[0], self._canvas.transpose(2, 0, 1))
-                outputs = self.backend.detect(self._input, objects)
-                # copies: a backend may reuse its output buffers on the next pass
-                probs = np.array(outputs["probabilities"], np.float32)
-                if self.info.box_output is not None:
-                    object_boxes = regressed_boxes(outputs[self.info.box_output], lb,
-                                                   self.info.stride, rgb.shape[:2])
+                probs, lb, object_boxes = self._frame_pass(rgb, objects)
                 self.last_passes = 1
                 if zoom > MIN_ZOOM:
                     self._zoom_pass(rgb, lb, objects, float(zoom), probs)
@@ -175,12 +159,77 @@ class Detector:
         latency_ms = (time.perf_counter() - start) * 1e3
         return DetectionResult(probs, lb, boxes, latency_ms, object_boxes)
 
+    def detect_steps(self, rgb: np.ndarray, embeddings: np.ndarray, zoom: float = 2.0,
+                     negatives: Optional[Sequence[Optional[np.ndarray]]] = None
+                     ) -> Iterator[Tuple[int, int, DetectionResult]]:
+        """The frame pass and then the zoom pass's tiles (``zoom`` 1 = the frame pass alone), one
+        network pass per step: yields (passes done, passes total, the result so far) after each.
+        Each pass takes the detector's lock on its own, so other detect() calls (the node's
+        frames) run between them, and the caller can stop between any two (runtime/search.py).
+        The last result equals ``detect(rgb, embeddings, zoom=zoom, negatives=negatives)``'s."""
+        start = time.perf_counter()
+        rgb, objects, k, owners = self._inputs(rgb, embeddings, negatives)
+        if not MIN_ZOOM <= float(zoom) <= MAX_ZOOM:
+            raise ValueError(f"zoom must be between {MIN_ZOOM} (off) and {MAX_ZOOM}, got {zoom}")
+        if k == 0:
+            raise ValueError("detect_steps needs at least one object")
+        rgb = np.ascontiguousarray(rgb)
+        with self._lock:
+            probs, lb, object_boxes = self._frame_pass(rgb, objects)
+        area = _image_area(lb)
+        tiles = ([r for r in zoom_tiles(self.info.input_size, float(zoom)) if _overlaps(r, area)]
+                 if zoom > MIN_ZOOM else [])
+        total = 1 + len(tiles)
+        boxes, padding = self._cell_boxes(lb)
+
+        def so_far():
+            fused = suppress(probs[:k].copy(), probs[k:], owners)
+            fused[:, padding] = 0.0
+            return DetectionResult(fused, lb, boxes, (time.perf_counter() - start) * 1e3,
+                                   object_boxes)
+        yield 1, total, so_far()
+        for i, rect in enumerate(tiles):
+            with self._lock:
+                tile = self._tile_pass(rgb, lb, objects, rect)
+            pool_tile(probs, tile, rect, self.info.stride)
+            yield 2 + i, total, so_far()
+
+    def _inputs(self, rgb, embeddings, negatives):
+        """Checked inputs: (rgb, the objects' rows with their negatives' after them, K, the
+        negatives' owners); ValueError saying what is wrong."""
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or 0 in rgb.shape:
+            raise ValueError(f"detect needs an RGB uint8 HxWx3 image, got {rgb.shape} {rgb.dtype}"
+                             " (see yolz_ros.runtime.image for conversions)")
+        objects = _check_embeddings(embeddings, self.info.embedding_dim, self.max_objects)
+        k = len(objects)
+        objects, owners = stack_negatives(objects, negatives)
+        if len(objects) > self.max_objects:
+            raise ValueError(f"{k} objects and {len(owners)} negative views: more than "
+                             f"max_objects={self.max_objects} rows in one network call")
+        return rgb, objects, k, owners
+
+    def _frame_pass(self, rgb, objects):
+        """The frame's own pass (caller holds the lock): probabilities [K, rows, cols] (a copy),
+        the letterbox, the regressed boxes (None without a box head)."""
+        _, lb = letterbox(rgb, self.info.input_size, self.info.pad_value, self._canvas)
+        np.copyto(self._input[0], self._canvas.transpose(2, 0, 1))
+        outputs = self.backend.detect(self._input, objects)
+        # copies: a backend may reuse its output buffers on the next pass
+        probs = np.array(outputs["probabilities"], np.float32)
+        object_boxes = None
+        if self.info.box_output is not None:
+            object_boxes = regressed_boxes(outputs[self.info.box_output], lb, self.info.stride,
+                                           rgb.shape[:2])
+        return probs, lb, object_boxes
+
     def _zoom_pass(self, rgb, lb: Letterbox, objects, zoom: float, probs: np.ndarray) -> None:
         """The tiles' probabilities max-pooled into ``probs`` (caller holds the lock)."""
         area = _image_area(lb)
         for rect in zoom_tiles(self.info.input_size, zoom):
             if _overlaps(rect, area):
                 pool_tile(probs, self._tile_pass(rgb, lb, objects, rect), rect, self.info.stride)
+                self.last_passes += 1
 
     def _look_closer(self, rgb, lb: Letterbox, objects, k: int, budget: int,
                      probs: np.ndarray) -> None:
@@ -194,6 +243,7 @@ class Detector:
             self.info.stride, scan, self._scan_next)
         for rect in tiles:
             pool_tile(probs, self._tile_pass(rgb, lb, objects, rect), rect, self.info.stride)
+            self.last_passes += 1
 
     def _tile_pass(self, rgb, lb: Letterbox, objects, rect) -> np.ndarray:
         """One network pass over the tile ``rect`` (model-input px) of the source frame:
@@ -212,7 +262,6 @@ class Detector:
         self._canvas[:, :max(u0, 0)] = pad
         self._canvas[:, max(u1, 0):] = pad
         np.copyto(self._input[0], self._canvas.transpose(2, 0, 1))
-        self.last_passes += 1
         return np.array(self.backend.detect(self._input, objects)["probabilities"], np.float32)
 
     def peaks(self, result: DetectionResult, threshold: Optional[float] = None
