@@ -150,7 +150,7 @@ def test_launch_file_arguments_and_executables(tools):
     out = ros2("pkg", "executables", "yolz_ros", home=tools).stdout
     assert set(out.split()) == {"yolz_ros", "yolz_node", "register", "register_from_camera",
                                 "watch", "list_objects", "remove_object", "camera_player",
-                                "library"}, out
+                                "library", "find"}, out
 
 
 def test_readme_quick_start(tools, ros):

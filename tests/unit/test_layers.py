@@ -17,23 +17,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# layer -> what it may import of ours (the generated yolz_ros.msg / yolz_ros.srv are the ROS
+# layer -> what it may import of ours (the generated yolz_ros.msg / .srv / .action are the ROS
 # layer's interfaces)
+IFACES = ("yolz_ros.msg", "yolz_ros.srv", "yolz_ros.action")
 ALLOWED = {
     "yolz_ros.runtime": ("yolz_ros.runtime",),
-    "yolz_ros.ros": ("yolz_ros.runtime", "yolz_ros.ros", "yolz_ros.msg", "yolz_ros.srv"),
-    "yolz_ros.cli": ("yolz_ros.runtime", "yolz_ros.ros", "yolz_ros.cli", "yolz_ros.msg",
-                     "yolz_ros.srv"),
+    "yolz_ros.ros": ("yolz_ros.runtime", "yolz_ros.ros", *IFACES),
+    "yolz_ros.cli": ("yolz_ros.runtime", "yolz_ros.ros", "yolz_ros.cli", *IFACES),
     "training": ("yolz_ros.runtime", "training"),
-    "tools": ("yolz_ros.runtime", "yolz_ros.ros", "yolz_ros.msg", "yolz_ros.srv", "training",
-              "tools"),
+    "tools": ("yolz_ros.runtime", "yolz_ros.ros", *IFACES, "training", "tools"),
 }
 # A CLI module is an entry point, not a library: what another module needs from one belongs in
 # runtime or ros, so only the CLI layer itself imports yolz_ros.cli (tools run CLIs with -m).
 # third-party packages a layer must not touch
 FORBIDDEN = {
     "yolz_ros.runtime": ("rclpy", "rcl_interfaces", "sensor_msgs", "std_msgs", "vision_msgs",
-                         "torch", "launch", "launch_ros"),
+                         "action_msgs", "torch", "launch", "launch_ros"),
     "yolz_ros.ros": ("torch",),
     "yolz_ros.cli": ("torch",),
     "training": ("rclpy",),

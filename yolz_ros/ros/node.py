@@ -25,6 +25,9 @@ Interface (node name `yolz` by default, everything relative so namespaces and re
               /diagnostics              diagnostic_msgs/DiagnosticArray, once per second
   services    ~/register_object, ~/register_from_camera, ~/add_views, ~/remove_object,
               ~/list_objects, ~/get_object_views
+  action      ~/find                    yolz_ros/action/Find: the thorough multi-scale pass on
+                                        the newest frame of a camera, pass by pass (feedback,
+                                        cancel, time limit; yolz_ros/ros/find.py)
 
 Two modes: the plain node (default) configures and activates itself at start; `--managed` makes
 it a lifecycle node: configure loads the model and library and creates the outputs and services,
@@ -36,8 +39,11 @@ processes frames; register/remove run in one mutually exclusive callback group a
 another, on a multi-threaded executor, so services never wait behind inference and a listing
 never waits behind a registration (the library's listing is lock-free). A registration's work
 (the embedder, GrabCut) runs on one thread of lower priority (registration.Registrar), so it
-does not take the cores from the frame worker. The library's snapshot
-and the live settings are immutable and swapped whole: a frame sees one consistent pair.
+does not take the cores from the frame worker. A ~/find search runs on an executor thread of
+its own callback group (reentrant: a second goal is refused while one runs, a cancel is heard),
+one network pass at a time, so the worker's frames are processed between its passes. The
+library's snapshot and the live settings are immutable and swapped whole: a frame sees one
+consistent pair.
 """
 from __future__ import annotations
 
@@ -51,7 +57,8 @@ import rclpy
 import rclpy.exceptions
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -59,7 +66,9 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
 from visualization_msgs.msg import MarkerArray
 
+from yolz_ros.action import Find
 from yolz_ros.ros import registration
+from yolz_ros.ros.find import FindAction
 from yolz_ros.ros.depth_input import DepthStore
 from yolz_ros.ros.diagnostics import Diagnostics
 from yolz_ros.ros.cameras import Camera, camera_keys, output_prefix
@@ -125,6 +134,8 @@ class YolzCore:
         self._diag_group = MutuallyExclusiveCallbackGroup()
         self._frame_log = ReasonThrottle(period_s=5.0)  # per reason, not one for all frames
         self._depth_group = MutuallyExclusiveCallbackGroup()
+        self._find_group = ReentrantCallbackGroup()  # ~/find: a search, its cancel, a refusal
+        self._find = FindAction(self)
         self._diagnostics = Diagnostics(f"yolz_ros: {node.get_fully_qualified_name()}",
                                         warn=self.log.warning)  # lossy or late cameras
         node.add_on_set_parameters_callback(self._on_set_parameters)
@@ -205,6 +216,10 @@ class YolzCore:
                                        self._on_get_object_views, callback_group=g))
         self._keep(node.create_service(ListObjects, "~/list_objects", self._on_list,
                                        callback_group=self._read_group))
+        self._keep(ActionServer(node, Find, "~/find", execute_callback=self._find.execute,
+                                goal_callback=lambda goal: GoalResponse.ACCEPT,
+                                cancel_callback=lambda goal_handle: CancelResponse.ACCEPT,
+                                callback_group=self._find_group))
         self._keep(node.create_timer(1.0, self._publish_diagnostics,
                                      callback_group=self._diag_group))
         self.configured = True
@@ -287,6 +302,9 @@ class YolzCore:
         node = self.node
         if type(entity).__name__ == "LifecyclePublisher":
             node.destroy_lifecycle_publisher(entity)
+            return
+        if isinstance(entity, ActionServer):
+            entity.destroy()
             return
         for kind, destroy in (("Publisher", node.destroy_publisher),
                               ("Service", node.destroy_service),

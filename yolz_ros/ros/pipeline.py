@@ -60,10 +60,16 @@ def analyse(rgb, header, camera: str, detector, snapshot, settings: Settings) ->
                              negatives=getattr(snapshot, "negatives", None),
                              look_closer=settings.look_closer if settings.zoom <= 1.0 else 0)
     threshold = detection_threshold(settings.threshold, detector.info.default_threshold)
+    return frame_of(result, rgb, header, camera, detector, names, threshold)
+
+
+def frame_of(result, rgb, header, camera: str, detector, names, threshold: float) -> Frame:
+    """A detection result of ``names`` -> the Frame the messages are made of (its peaks at
+    ``threshold``); the ~/find action's result is made the same way."""
     detections = object_detections(names, detector.peaks(result, threshold))
     lb = result.letterbox
     h, w = rgb.shape[:2]
-    return Frame(header=header, camera=camera, model_id=detector.model_id, names=names,
+    return Frame(header=header, camera=camera, model_id=detector.model_id, names=tuple(names),
                  probabilities=np.asarray(result.probabilities, np.float32),
                  mapping=(float(lb.scale), float(lb.offset_x), float(lb.offset_y)),
                  stride=int(detector.info.stride), image_size=(int(w), int(h)),
@@ -296,19 +302,28 @@ class Pipeline:
             cam.skipped_3d += 1
             cam.unlocated += len(frame.detections)
 
-    def locate_frame(self, cam: Camera, header, frame: Frame, settings: Settings):
-        """[(detection, Point3D)] of a processed frame from its matching depth image and the
-        camera_info, or None (and a warning) when the frame cannot have 3D output."""
-        where = cam.depth_topic
+    def depth_of(self, cam: Camera, header, settings: Settings):
+        """(depth image, camera_info) of the frame with ``header``: the depth image that matches
+        its stamp, or None (and a warning)."""
         stamp = stamp_seconds(header.stamp)
         depth_msg, why = cam.depth.match(stamp, settings.depth_tolerance, settings.depth_timeout)
         if depth_msg is None:
-            self.warn(f"no 3D for {cam.resolved}: {why} ({where})")
+            self.warn(f"no 3D for {cam.resolved}: {why} ({cam.depth_topic})")
             return None
         info = cam.depth.info_for(stamp, settings.depth_tolerance)
         if info is None:
             self.warn(f"no 3D for {cam.resolved}: no camera_info received on {cam.info_topic}")
             return None
+        return depth_msg, info
+
+    def locate_frame(self, cam: Camera, header, frame: Frame, settings: Settings, depth=None):
+        """[(detection, Point3D)] of a processed frame from its matching depth image and the
+        camera_info (``depth``: that pair, taken before; None: matched now), or None (and a
+        warning) when the frame cannot have 3D output."""
+        depth = depth or self.depth_of(cam, header, settings)
+        if depth is None:
+            return None
+        depth_msg, info = depth
         w, h = frame.image_size
         try:
             intrinsics = Intrinsics.from_camera_info(info)
@@ -337,23 +352,31 @@ class Pipeline:
                 cam.merged_3d += len(found) - len(kept)
         return [(found[i][0], found[i][2]) for i in kept]
 
-    def publish_3d(self, cam: Camera, header, frame: Frame, settings: Settings) -> None:
-        located = self.locate_frame(cam, header, frame, settings)
+    def located_3d(self, cam: Camera, header, frame: Frame, settings: Settings, depth=None):
+        """(header, [(detection, Point3D)]) of a processed frame, in target_frame when one is
+        set, or None (and a warning) when the frame cannot have 3D output (``depth`` as
+        locate_frame's). Counts the frame's located and unlocated detections."""
+        located = self.locate_frame(cam, header, frame, settings, depth)
         with self.stats.lock:
             n = len(located) if located is not None else 0
             cam.located += n
             cam.unlocated += len(frame.detections) - n
         if located is None:
-            return
+            return None
         if self.transform is not None:
             try:
                 header, located = self.transform(header, located)
             except Exception as exc:  # noqa: BLE001 - a missing transform costs this frame's 3D
                 self.warn(f"no 3D for {cam.resolved}: {exc}")
-                return
+                return None
+        return header, located
+
+    def publish_3d(self, cam: Camera, header, frame: Frame, settings: Settings) -> None:
+        out = self.located_3d(cam, header, frame, settings)
+        if out is None:
+            return
+        header, located = out
         cam.pub_detections_3d.publish(detection3d_array(header, located))
         if settings.publish_markers and cam.pub_markers is not None and \
                 cam.pub_markers.get_subscription_count() > 0:
             cam.pub_markers.publish(markers(header, located))
-
-
