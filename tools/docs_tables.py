@@ -7,8 +7,9 @@ Tables (each between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` in its pa
 
 - ``params`` in docs/node.md: the node's parameters, from ``yolz_ros.ros.params.PARAMS``
   (``params.markdown_rows()``, what ``python -m yolz_ros.ros.params`` prints);
-- ``interfaces`` in docs/node.md: every message and service in msg/ and srv/, with its first
-  comment line and its fields (request -> response).
+- ``interfaces`` in docs/node.md: every message, service and action in msg/, srv/ and
+  action/, with its first comment line and its fields (request -> response; goal -> result,
+  feedback).
 
 tests/unit/test_docs.py runs the check, so a parameter or an interface changed in code without
 its page fails the unit tier. Plain Python: no rclpy, no torch.
@@ -60,13 +61,21 @@ def _summary(lines: List[str]) -> str:
 
 def interfaces_table(root: Path = ROOT) -> List[str]:
     rows = ["| interface | kind | what | fields |", "| --- | --- | --- | --- |"]
-    for folder, kind in (("msg", "message"), ("srv", "service")):
+    def listed(lines):
+        return ", ".join(f"`{f}`" for f in _fields(lines)) or "(none)"
+
+    for folder, kind in (("msg", "message"), ("srv", "service"), ("action", "action")):
         for path in sorted((root / folder).glob(f"*.{folder}")):
             lines = path.read_text().splitlines()
             if kind == "service":
                 cut = lines.index("---")
                 fields = ", ".join(f"`{f}`" for f in _fields(lines[:cut])) or "(none)"
                 fields += " → " + ", ".join(f"`{f}`" for f in _fields(lines[cut + 1:]))
+            elif kind == "action":
+                cuts = [i for i, line in enumerate(lines) if line == "---"]
+                goal, result, feedback = (lines[:cuts[0]], lines[cuts[0] + 1:cuts[1]],
+                                          lines[cuts[1] + 1:])
+                fields = (f"{listed(goal)} → {listed(result)}; feedback: {listed(feedback)}")
             else:
                 fields = ", ".join(f"`{f}`" for f in _fields(lines))
             rows.append(f"| [`yolz_ros/{folder}/{path.stem}`](../{folder}/{path.name}) | {kind} "

@@ -93,18 +93,19 @@ def test_readme_at_most_200_lines():
 
 def test_readme_names_every_interface():
     readme = README.read_text()
-    names = [p.stem for p in sorted((ROOT / "msg").glob("*.msg"))] + \
-        [p.stem for p in sorted((ROOT / "srv").glob("*.srv"))]
+    kinds = {"msg": "msg", "srv": "srv", "action": "action"}
+    files = {k: sorted((ROOT / k).glob(f"*.{ext}")) for k, ext in kinds.items()}
+    names = [p.stem for k in kinds for p in files[k]]
     missing = [n for n in names if f"yolz_ros/{n}" not in readme]
     assert not missing, f"README.md does not name these interfaces: {missing}"
-    counts = re.search(r"(\w+) interfaces \((\d+) messages, (\d+) services\)", readme)
+    counts = re.search(r"(\w+) interfaces \((\d+) messages, (\d+) services, (\d+) actions?\)",
+                       readme)
     assert counts, "README.md should say how many interfaces there are"
     words = dict(zip("one two three four five six seven eight nine ten eleven twelve thirteen "
                      "fourteen fifteen sixteen".split(), range(1, 17)))
-    msgs = len(list((ROOT / "msg").glob("*.msg")))
-    srvs = len(list((ROOT / "srv").glob("*.srv")))
-    assert (int(counts.group(2)), int(counts.group(3))) == (msgs, srvs)
-    assert words.get(counts.group(1)) == msgs + srvs, counts.group(0)
+    got = tuple(int(counts.group(i)) for i in (2, 3, 4))
+    assert got == tuple(len(files[k]) for k in kinds), counts.group(0)
+    assert words.get(counts.group(1)) == len(names), counts.group(0)
 
 
 def test_link_checker_finds_broken_links(tmp_path):
