@@ -80,7 +80,7 @@ class FindAction:
                               snapshot.names)
             cam = find_camera(pipeline.cameras, request.camera)
         except (Refused, LookupError) as exc:
-            return self._refuse(goal_handle, started, str(exc).strip("'\""))
+            return self._refuse(goal_handle, started, str(exc))
         newest = cam.newest
         if newest is None:
             return self._refuse(goal_handle, started, f"no frame yet from "
