@@ -202,7 +202,7 @@ def test_evaluation_and_the_ablation_table(toy_v4, toy_v4_model):
     ablation_v4.main(["--row", f"toy={toy_v4['run']}:{out.parent}", "--out", str(ab_path)])
     ab = json.loads(ab_path.read_text())
     row = ab["rows"][0]
-    assert row["val"]["alpha"]["8"]["presence_auroc"] == round(overall["presence_auroc"], 4)
+    assert row["val"]["alpha"]["8"]["presence_auroc"] == round(overall["presence_auroc"], 6)
     assert row["training"]["backbone_lr"] == 1e-3 and row["training"]["feature_block"] == 7
     assert "test" not in row and ab["missing"] == [
         f"toy: test ({out.parent / 'test' / 'evaluation_real.json'})"]

@@ -32,7 +32,7 @@ NS = ("1", "8")
 
 
 def _r(v):
-    return round(v, 4) if isinstance(v, float) else v
+    return round(v, 6) if isinstance(v, float) else v  # 6: no double rounding in the report
 
 
 def runtime_scores(path: Path) -> dict:
