@@ -262,18 +262,36 @@ def change_state(ros, transition):
     return r.success
 
 
-def test_find_refused_while_inactive(ros, tiny_model, tmp_path):
-    proc = start_node(tiny_model, tmp_path / "library", tmp_path / "managed.log", managed=True)
+def test_find_refused_while_inactive_and_stopped_by_deactivate(ros, tmp_path):
+    """Managed: configured but inactive, a goal is refused; active, it runs; deactivated in the
+    middle of a search, the search ends aborted with the reason, and the node keeps serving."""
+    log = tmp_path / "managed.log"
+    proc = start_node(REAL_MODEL, tmp_path / "library", log, managed=True)
+    camera = None
     try:
         assert change_state(ros, Transition.TRANSITION_CONFIGURE)
-        wait_ready(ros, proc)
+        wait_ready(ros, proc, timeout=60.0)
         assert register(ros, "mug", object_views(3)).success
         finder = Finder(ros)
         refused(finder, "the node is inactive (lifecycle)", names=["mug"])
-        # active: the refusal is gone (now: no frame yet)
         assert change_state(ros, Transition.TRANSITION_ACTIVATE)
         refused(finder, "no frame yet", names=["mug"])
+        camera = Camera(ros)
+        camera.start()
+        assert ros.spin_until(lambda: len(camera.arrivals) >= 3, 60.0), "no frames processed"
+        feedback = []
+        handle = finder.send(feedback, names=["mug"], zoom=3.0)
+        assert ros.spin_until(lambda: feedback, 60.0), "no feedback"
+        assert change_state(ros, Transition.TRANSITION_DEACTIVATE)
+        status, result = finder.wait(handle)
+        assert status == GoalStatus.STATUS_ABORTED and not result.success, result
+        assert "the node was deactivated" in result.message, result.message
+        assert 1 <= result.tiles_done < result.tiles_total == 26, result
+        refused(finder, "the node is inactive (lifecycle)", names=["mug"])
         assert proc.poll() is None
         finder.close()
     finally:
-        assert stop_node(proc) == 0, (tmp_path / "managed.log").read_text()[-3000:]
+        if camera is not None:
+            camera.close()
+        assert stop_node(proc) == 0, log.read_text()[-3000:]
+    assert "Traceback" not in log.read_text()
