@@ -57,8 +57,9 @@ demo: setup
 # Soak and fault run against the node (camera at 30 Hz, concurrent register/remove/list, kill -9
 # mid-write, bad input); JSON report in out/soak/report.json. MINUTES=10 by default.
 MINUTES ?= 10
+SOAK_ARGS ?=
 soak: setup
-	@$(ENV) python -m tools.soak --minutes $(MINUTES) --out out/soak
+	@$(ENV) python -m tools.soak --minutes $(MINUTES) --out out/soak $(SOAK_ARGS)
 
 # The real-object benchmark (deterministic; val decides, test reports): textured products and
 # photo cut-outs on real photographs, 640x480. Fetches its photo packages once into data/cache.

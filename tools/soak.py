@@ -1,7 +1,8 @@
 """Soak and fault run against the yolz node over real DDS; writes a JSON report.
 
     python -m tools.soak [--minutes 10] [--rate 30] [--size 640x480] [--kills 20]
-                           [--model DIR] [--dds profile|default] [--out out/soak]
+                           [--model DIR] [--dds profile|default] [--param look_closer:=2]
+                           [--out out/soak]
 
 Two phases, one node library:
 1. steady (70% of the time): the node (its own process) with the synthetic camera
@@ -147,7 +148,8 @@ class Soak:
         cmd = [sys.executable, "-m", "yolz_ros.ros.node", "--ros-args",
                "-p", f"library_dir:={self.library_dir}", "-p", "backend:=onnxruntime",
                "-p", "device:=cpu", "-p", "precision:=fp32", "-r", f"__ns:={self.ns}"]
-        for p in ([f"model_dir:={self.args.model}"] if self.args.model else []) + list(params):
+        for p in ([f"model_dir:={self.args.model}"] if self.args.model else []) + \
+                list(self.args.param) + list(params):
             cmd += ["-p", p]
         with open(self.out / f"node_{self.incarnation:02d}.log", "w") as log:
             self.node = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
@@ -397,7 +399,7 @@ class Soak:
         results.update({
             "command": " ".join(sys.argv),
             "minutes": args.minutes, "rate_hz": args.rate, "size": args.size,
-            "dds": args.dds, "model": args.model or "shipped default",
+            "dds": args.dds, "model": args.model or "shipped default", "node_params": args.param,
             "machine": {"host": platform.node(), "cpus": os.cpu_count(),
                         "cpu": cpu_model(), "python": platform.python_version(),
                         "load_avg_end": [round(x, 2) for x in os.getloadavg()],
@@ -420,6 +422,8 @@ def main(argv=None) -> int:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--model", default="", help="model folder; '' = the shipped default")
     parser.add_argument("--dds", choices=("profile", "default"), default="profile")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="a node parameter for every start, e.g. look_closer:=2 (repeatable)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "out" / "soak"))
     parser.add_argument("--report", default="", help="report path (default OUT/report.json)")

@@ -19,7 +19,7 @@ def test_short_soak(tmp_path):
     env = dict(os.environ, ROS_DOMAIN_ID=str(1 + (os.getpid() + 50) % 100))
     out = subprocess.run([sys.executable, str(ROOT / "tools" / "soak.py"), "--minutes", "1.1",
                           "--kills", "3", "--out", str(tmp_path / "soak"), "--report",
-                          str(report_path)], capture_output=True, text=True, timeout=400,
+                          str(report_path), "--param", "threshold:=0.5"], capture_output=True, text=True, timeout=400,
                          env=env, cwd=ROOT)
     assert report_path.is_file(), out.stdout[-3000:] + out.stderr[-3000:]
     report = json.loads(report_path.read_text())
@@ -30,6 +30,7 @@ def test_short_soak(tmp_path):
             "no_files_touched_outside_library_dir", "hostile_index_entry_contained",
             "delivered_fraction", "processed_per_s", "service_p99_ms_steady"} <= names
     assert report["faults"]["kills"] == 3 and report["rss_mb"]
+    assert report["node_params"] == ["threshold:=0.5"]  # given to every start of the node
     # delivery with the shipped DDS profile: a regression to FastDDS's defaults loses ~98%
     assert report["steady"]["delivered_fraction"] >= 0.8, report["steady"]
     assert out.returncode == 0
