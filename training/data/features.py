@@ -134,6 +134,10 @@ def main(argv=None):
     ap.add_argument("--stride8", type=Path, help="also write stride-8 side files into this folder")
     ap.add_argument("--benchmark-config", action="store_true",
                     help="the benchmark's episode settings instead of the training ones")
+    ap.add_argument("--sources", default="",
+                    help="more object sources for training episodes, e.g. 'sweethome:4,gcompris:2,"
+                         "outdoor:0.2' (objects per episode; share of scenes on GCompris outdoor "
+                         "photos); empty: products and stamps only, as before")
     ap.add_argument("--block", type=int, default=BLOCK16,
                     help="the last Lite0 block cached (10: the frozen tokens' input; 7 or 4: the "
                          "input of trainable blocks 8-10 or 5-10)")
@@ -154,8 +158,8 @@ def main(argv=None):
     rcfg = realbench.RealConfig(split=args.split, data_dir=args.data_dir) if args.benchmark_config \
         else realbench.RealConfig(split=args.split, data_dir=args.data_dir,
                                   procedural_background_prob=0.1, max_distractors=4,
-                                  small_prob=args.small_prob)
-    src = realbench.ObjectSource(args.split, args.data_dir, rcfg.stamps_per_episode > 0)
+                                  small_prob=args.small_prob, **realbench.parse_sources(args.sources))
+    src = realbench.ObjectSource.for_config(rcfg)
     backbone8 = OrtBackbone(args.data_dir, args.threads, LITE0_STAGE_ENDS[STRIDE8][0]) \
         if args.stride8 else None
     if args.stride8:

@@ -310,18 +310,36 @@ def render(spec: ProductSpec, directions: np.ndarray, size: int, rng: np.random.
     """RGBA renders [len(directions), size, size, 4] of the product seen from `directions`
     (object -> camera unit vectors), the object filling ~85% of the square, random light and roll.
     Rendered at `supersample` x the size and area-downsampled, so edges and alpha are smooth."""
-    p, cid = _client()
     folder = Path(data_dir) / "products" / spec.split / f"{spec.product_id:04d}"
     obj, tex = write_obj(spec, folder, data_dir)
-    p.resetSimulation(physicsClientId=cid)
-    vs = p.createVisualShape(p.GEOM_MESH, fileName=str(obj), physicsClientId=cid)
-    body = p.createMultiBody(baseVisualShapeIndex=vs, physicsClientId=cid)
-    tid = p.loadTexture(str(tex), physicsClientId=cid)
-    p.changeVisualShape(body, -1, textureUniqueId=tid, rgbaColor=[1, 1, 1, 1], physicsClientId=cid)
     w, d, h = spec.size
+    extent = (w, d, h) if spec.kind == "box" else (2 * w, 2 * d, h)
+    return render_meshes([(obj, tex, None)], extent, directions, size, rng, supersample)
+
+
+def render_meshes(parts, extent, directions: np.ndarray, size: int, rng: np.random.Generator,
+                  supersample: int = 2) -> np.ndarray:
+    """RGBA renders [len(directions), size, size, 4] of an object made of mesh `parts`
+    [(obj path, texture path or None, rgba colour or None)], each its own body (TinyRenderer keeps
+    one material per mesh), standing on z = 0 inside a box of `extent` (x, y, z metres) centred
+    on the z axis; alpha is the segmentation mask of all parts. See `render`."""
+    p, cid = _client()
+    p.resetSimulation(physicsClientId=cid)
+    bodies = []
+    for obj, tex, rgba_colour in parts:
+        vs = p.createVisualShape(p.GEOM_MESH, fileName=str(obj), physicsClientId=cid)
+        body = p.createMultiBody(baseVisualShapeIndex=vs, physicsClientId=cid)
+        if tex is not None:
+            tid = p.loadTexture(str(tex), physicsClientId=cid)
+            p.changeVisualShape(body, -1, textureUniqueId=tid, rgbaColor=[1, 1, 1, 1],
+                                physicsClientId=cid)
+        else:
+            p.changeVisualShape(body, -1, rgbaColor=list(rgba_colour or (0.7, 0.7, 0.7, 1)),
+                                physicsClientId=cid)
+        bodies.append(body)
+    w, d, h = extent
     centre = np.array([0.0, 0.0, h / 2])
-    radius = 0.5 * float(np.linalg.norm([w if spec.kind == "box" else 2 * w,
-                                         d if spec.kind == "box" else 2 * d, h]))
+    radius = 0.5 * float(np.linalg.norm([w, d, h]))
     fov = 30.0
     dist = radius / np.sin(np.radians(fov / 2)) / 0.9
     big = size * supersample
@@ -338,9 +356,10 @@ def render(spec: ProductSpec, directions: np.ndarray, size: int, rng: np.random.
             lightDiffuseCoeff=float(rng.uniform(0.3, 0.6)),
             lightSpecularCoeff=float(rng.uniform(0.0, 0.3)), shadow=0, physicsClientId=cid)
         rgba = np.asarray(rgba, np.uint8).reshape(big, big, 4).copy()
-        rgba[:, :, 3] = np.where(np.asarray(seg).reshape(big, big) == body, 255, 0)
+        rgba[:, :, 3] = np.where(np.isin(np.asarray(seg).reshape(big, big), bodies), 255, 0)
         out[i] = cv2.resize(rgba, (size, size), interpolation=cv2.INTER_AREA)
-    p.removeBody(body, physicsClientId=cid)
+    for body in bodies:
+        p.removeBody(body, physicsClientId=cid)
     return out
 
 
@@ -357,6 +376,14 @@ def product_cache(spec: ProductSpec, n_views: int, n_instances: int, view_size: 
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     rng = _rng("render", spec.split, spec.product_id)
+    return cache_renders(path, rng, lambda dirs, size, r, ss: render(spec, dirs, size, r, data_dir, ss),
+                         n_views, n_instances, view_size, instance_size)
+
+
+def cache_renders(path: Path, rng: np.random.Generator, render_fn, n_views: int, n_instances: int,
+                  view_size: int, instance_size: int) -> dict:
+    """Render views + instances with render_fn(directions, size, rng, supersample) and save them as
+    an npz at `path` (atomically); see `product_cache` for the directions."""
     az = (np.arange(n_views) + rng.uniform(-0.3, 0.3, n_views)) * 2 * np.pi / n_views
     el = np.radians(rng.uniform(0, 45, n_views))
     view_dirs = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=1)
@@ -367,12 +394,13 @@ def product_cache(spec: ProductSpec, n_views: int, n_instances: int, view_size: 
         inst_dirs += list(cand[ok])
     inst_dirs = np.asarray(inst_dirs[:n_instances])
     arrays = {
-        "views": render(spec, view_dirs, view_size, rng, data_dir),
+        "views": render_fn(view_dirs, view_size, rng, 2),
         "view_dirs": view_dirs.astype(np.float32),
         # instances are always shrunk into scenes (area-averaged): no supersampling needed
-        "instances": render(spec, inst_dirs, instance_size, rng, data_dir, supersample=1),
+        "instances": render_fn(inst_dirs, instance_size, rng, 1),
         "instance_dirs": inst_dirs.astype(np.float32),
     }
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # unique: parallel renderers may race
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)

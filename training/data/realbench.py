@@ -34,7 +34,9 @@ import cv2
 import numpy as np
 
 from training.data import photos as photo_source
+from training.data import gcompris as gcompris_source
 from training.data import products, sources
+from training.data import sweethome as sweethome_source
 from training.data.compose import color_jitter, crop_to_alpha, paste, perspective_warp
 from training.data.episodes import cell_targets
 
@@ -66,19 +68,71 @@ class RealConfig:
     min_visible_pixels: int = 20
     cell_positive_coverage: float = 0.25
     procedural_background_prob: float = 0.0  # training may add synthetic textures; benchmark: none
+    # More object sources (training; 0 keeps an episode exactly as before): Sweet Home 3D models
+    # (whole same-name families, e.g. several chairs) and GCompris real object photos (whole
+    # families, e.g. the split's hammers), up to this many objects each per episode; and the share
+    # of scenes on a GCompris outdoor photo instead of the photo pool.
+    sweethome_per_episode: int = 0
+    gcompris_per_episode: int = 0
+    gcompris_background_prob: float = 0.0
     data_dir: str = "data"
+
+
+def parse_sources(text: str) -> dict:
+    """RealConfig fields of a '--sources' string: 'sweethome:4,gcompris:2,outdoor:0.2'."""
+    fields = {"sweethome": ("sweethome_per_episode", int), "gcompris": ("gcompris_per_episode", int),
+              "outdoor": ("gcompris_background_prob", float)}
+    out = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, _, value = item.partition(":")
+        if name not in fields:
+            raise ValueError(f"unknown source {name!r} (known: {', '.join(fields)})")
+        field, kind = fields[name]
+        out[field] = kind(value) if value else kind(4 if kind is int else 0.2)
+    return out
+
+
+SWEETHOME_FAMILY_MAX = 4  # members of one Sweet Home 3D family in an episode at most
 
 
 class ObjectSource:
     """The objects of one split: products (rendered, cached) and tuxpaint photo stamps."""
 
-    def __init__(self, split: str, data_dir: str, with_stamps: bool = True):
+    def __init__(self, split: str, data_dir: str, with_stamps: bool = True,
+                 sweethome: bool = False, gcompris: bool = False):
         self.split, self.data_dir = split, data_dir
         self.products = products.product_ids(split)
         self.stamps = sources.tuxpaint_ids(split, data_dir) if with_stamps else []
         self.photos = photo_source.photo_pool(split, data_dir)
         if not self.photos:
             raise FileNotFoundError(f"no real photos for split {split!r}: see training/data/photos.py")
+        # 'sh3d:<key>': Sweet Home 3D models whose renders are cached (never rendered here);
+        # 'gc:<name>': GCompris object photos with a cut-out.
+        self.sweethome = [f"sh3d:{k}" for k in sweethome_source.rendered_keys(split, data_dir)] \
+            if sweethome else []
+        self._sh_index = sweethome_source.catalog(data_dir)["models"] if sweethome else {}
+        self.gcompris = [f"gc:{n}" for n in gcompris_source.object_names(split, data_dir)] \
+            if gcompris else []
+        self._gc_index = gcompris_source.index(data_dir)["objects"] if gcompris else {}
+        self.outdoor = gcompris_source.backgrounds(split, data_dir) if gcompris else ()
+
+    @classmethod
+    def for_config(cls, cfg: "RealConfig") -> "ObjectSource":
+        return cls(cfg.split, cfg.data_dir, cfg.stamps_per_episode > 0,
+                   cfg.sweethome_per_episode > 0,
+                   cfg.gcompris_per_episode > 0 or cfg.gcompris_background_prob > 0)
+
+    def family(self, obj):
+        """Same-kind siblings share this: a product family index, the name family of a Sweet
+        Home 3D model or GCompris photo, -1 for stamps."""
+        if isinstance(obj, str) and obj.startswith("sh3d:"):
+            return "sh3d:" + self._sh_index[obj[5:]]["family"]
+        if isinstance(obj, str) and obj.startswith("gc:"):
+            return "gc:" + self._gc_index[obj[3:]]["family"]
+        return -1 if isinstance(obj, str) else obj // products.FAMILY_SIZE
+
+    def _gc(self, obj):
+        return gcompris_source.objects(self.data_dir)[obj[3:]]
 
     def renders(self, product_id: int) -> dict:
         spec = products.product_spec(self.split, product_id)
@@ -86,6 +140,12 @@ class ObjectSource:
 
     def views(self, obj, rng) -> np.ndarray:
         """N_VIEWS RGBA reference views [N, 128, 128, 4] of an object."""
+        if isinstance(obj, str) and obj.startswith("gc:"):
+            return self.photo_object_views(obj, rng)[0]
+        if isinstance(obj, str) and obj.startswith("sh3d:"):
+            views = sweethome_source.model_renders(obj[5:], self.data_dir)["views"]
+            order = rng.permutation(len(views))[:N_VIEWS]
+            return np.stack([_square(crop_to_alpha(views[i]), VIEW_SIZE, rng) for i in order])
         if isinstance(obj, str):  # a photo stamp: new 'viewpoints' by homography + small rotation
             flat = sources.load_stamp(obj, self.data_dir)
             return np.stack([_square(_rotate(perspective_warp(flat, rng, 0.15),
@@ -97,16 +157,70 @@ class ObjectSource:
 
     def instance(self, obj, rng) -> np.ndarray:
         """An RGBA cut-out of the object as a scene shows it (not one of the reference views)."""
+        if isinstance(obj, str) and obj.startswith("gc:"):
+            return perspective_warp(self._gc(obj)[1], rng, 0.25)
+        if isinstance(obj, str) and obj.startswith("sh3d:"):
+            inst = sweethome_source.model_renders(obj[5:], self.data_dir)["instances"]
+            return crop_to_alpha(inst[int(rng.integers(len(inst)))])
         if isinstance(obj, str):
             return perspective_warp(sources.load_stamp(obj, self.data_dir), rng, 0.25)
         inst = self.renders(obj)["instances"]
         return crop_to_alpha(inst[int(rng.integers(len(inst)))])
 
+    def photo_object_views(self, obj, rng) -> tuple[np.ndarray, np.ndarray]:
+        """A GCompris photo object's views: (RGBA cut-outs [N, 128, 128, 4], the same warps of the
+        photo with its own background and no mask [N, 128, 128, 3])."""
+        photo, cut = self._gc(obj)
+        alpha_views, photo_views = [], []
+        for _ in range(N_VIEWS):
+            alpha_view, photo_view_ = _warped_pair(photo, cut, rng)
+            alpha_views.append(alpha_view)
+            photo_views.append(photo_view_)
+        return np.stack(alpha_views), np.stack(photo_views)
+
     def kind(self, obj) -> str:
+        if isinstance(obj, str) and obj[:3] in ("sh3", "gc:"):
+            return str(self.family(obj))
         return "stamp" if isinstance(obj, str) else products.product_spec(self.split, obj).kind
 
     def name(self, obj) -> str:
         return obj if isinstance(obj, str) else products.product_spec(self.split, obj).name
+
+
+def _warped_pair(photo: np.ndarray, cut: np.ndarray, rng, strength: float = 0.15,
+                 fill=(0.7, 0.9)):
+    """One new 'viewpoint' of a photographed object: the same homography and rotation applied to
+    its cut-out (-> an RGBA view, as _square makes them) and to the whole photo (-> an RGB view
+    framed the same way, the photo's own background around the object, edges reflected)."""
+    h, w = cut.shape[:2]
+    src_pts = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    dst = src_pts + rng.uniform(-strength, strength, (4, 2)).astype(np.float32) * np.float32([w, h])
+    m = cv2.getPerspectiveTransform(src_pts, dst)
+    angle = rng.uniform(-15, 15)
+    rot = np.vstack([cv2.getRotationMatrix2D((w / 2, h / 2), float(angle), 1.0), [0, 0, 1]])
+    m = rot @ m
+    corners = cv2.perspectiveTransform(src_pts[None], m)[0]
+    lo = corners.min(axis=0)
+    m = np.array([[1, 0, -lo[0]], [0, 1, -lo[1]], [0, 0, 1]]) @ m
+    size = tuple(int(np.ceil(v)) + 1 for v in corners.max(axis=0) - lo)
+    warped_cut = cv2.warpPerspective(cut, m, size, flags=cv2.INTER_LINEAR, borderValue=0)
+    warped_photo = cv2.warpPerspective(photo, m, size, flags=cv2.INTER_LINEAR,
+                                       borderMode=cv2.BORDER_REFLECT)
+    ys, xs = np.nonzero(warped_cut[:, :, 3] >= 128)
+    if len(xs) == 0:
+        ys, xs = np.array([0, size[1] - 1]), np.array([0, size[0] - 1])
+    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    f = rng.uniform(*fill)
+    side = max(x1 - x0, y1 - y0) / f
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    crop = np.float32([[cx - side / 2, cy - side / 2], [cx + side / 2, cy - side / 2],
+                       [cx + side / 2, cy + side / 2]])
+    a = cv2.getAffineTransform(crop, np.float32([[0, 0], [VIEW_SIZE, 0], [VIEW_SIZE, VIEW_SIZE]]))
+    alpha_view = cv2.warpAffine(warped_cut, a, (VIEW_SIZE, VIEW_SIZE), flags=cv2.INTER_AREA,
+                                borderValue=0)
+    photo_view_ = cv2.warpAffine(warped_photo, a, (VIEW_SIZE, VIEW_SIZE), flags=cv2.INTER_AREA,
+                                 borderMode=cv2.BORDER_REFLECT)
+    return alpha_view, photo_view_
 
 
 def _rotate(rgba: np.ndarray, angle: float) -> np.ndarray:
@@ -147,6 +261,9 @@ def paste_scene(src: ObjectSource, cfg: RealConfig, members, distractors, rng):
     h, w = SCENE_SIZE
     if rng.random() < cfg.procedural_background_prob:
         bg = sources.procedural_background(h, w, rng)
+    elif cfg.gcompris_background_prob > 0 and src.outdoor and \
+            rng.random() < cfg.gcompris_background_prob:  # no draw at 0: reproducible
+        bg = photo_source.random_crop(src.outdoor[int(rng.integers(len(src.outdoor)))], h, w, rng)
     else:
         bg = photo_source.random_crop(src.photos[int(rng.integers(len(src.photos)))], h, w, rng)
     image = bg.astype(np.float32)
@@ -189,6 +306,26 @@ def paste_scene(src: ObjectSource, cfg: RealConfig, members, distractors, rng):
     return np.clip(image + 0.5, 0, 255).astype(np.uint8), instances, painted
 
 
+def _pick_families(src: ObjectSource, pool: list, count: int, rng, family_max: int) -> list:
+    """Up to `count` objects of `pool`, whole families first (at most family_max members of one
+    family), families in random order: same-kind siblings (chairs, hammers) land together."""
+    families: dict = {}
+    for o in pool:
+        families.setdefault(src.family(o), []).append(o)
+    keys = sorted(families, key=str)
+    order = rng.permutation(len(keys))
+    if rng.random() < 0.5:  # half the episodes start from families with siblings
+        order = sorted(order, key=lambda k: len(families[keys[k]]) < 2)
+    picked: list = []
+    for k in order:
+        members = families[keys[k]]
+        take = min(len(members), family_max, count - len(picked))
+        picked += [members[i] for i in sorted(rng.choice(len(members), take, replace=False))]
+        if len(picked) >= count:
+            break
+    return picked
+
+
 def visible_boxes(instances: np.ndarray, count: int) -> np.ndarray:
     """[count, 4] boxes (x0, y0, x1, y1; pixel edges, so a one-pixel object at (u, v) is
     (u, v, u + 1, v + 1)) around each label's visible pixels in an instance map; NaN where a
@@ -211,10 +348,24 @@ def make_episode(src: ObjectSource, cfg: RealConfig, rng: np.random.Generator) -
         picks = rng.choice(len(src.stamps), min(cfg.stamps_per_episode, len(src.stamps)),
                            replace=False)
         objects += [src.stamps[i] for i in picks]
+    if src.sweethome and cfg.sweethome_per_episode:
+        objects += _pick_families(src, src.sweethome, cfg.sweethome_per_episode, rng,
+                                  SWEETHOME_FAMILY_MAX)
+    if src.gcompris and cfg.gcompris_per_episode:
+        objects += _pick_families(src, src.gcompris, cfg.gcompris_per_episode, rng,
+                                  cfg.gcompris_per_episode)
     C, S = len(objects), cfg.scenes_per_episode
-    views_alpha = np.stack([src.views(o, rng) for o in objects])  # [C, N, V, V, 4]
-    views_photo = np.stack([[photo_view(v, src.photos[int(rng.integers(len(src.photos)))], rng)
-                             for v in obj_views] for obj_views in views_alpha])
+    views_alpha, own_photo = [], {}
+    for c, o in enumerate(objects):
+        if isinstance(o, str) and o.startswith("gc:"):  # real photos: their own backgrounds
+            views_alpha_c, own_photo[c] = src.photo_object_views(o, rng)
+            views_alpha.append(views_alpha_c)
+        else:
+            views_alpha.append(src.views(o, rng))
+    views_alpha = np.stack(views_alpha)  # [C, N, V, V, 4]
+    views_photo = np.stack([own_photo[c] if c in own_photo else
+                            [photo_view(v, src.photos[int(rng.integers(len(src.photos)))], rng)
+                             for v in obj_views] for c, obj_views in enumerate(views_alpha)])
     rows, cols = SCENE_SIZE[0] // STRIDE, SCENE_SIZE[1] // STRIDE
     scenes = np.zeros((S,) + SCENE_SIZE + (3,), np.uint8)
     targets = np.zeros((S, C, rows, cols), np.float32)
@@ -223,12 +374,14 @@ def make_episode(src: ObjectSource, cfg: RealConfig, rng: np.random.Generator) -
     boxes = np.full((S, C, 4), np.nan, np.float32)  # visible box x0, y0, x1, y1 (pixel edges)
     instances = np.full((S,) + SCENE_SIZE, -1, np.int16)  # visible object index per pixel
     others = [o for o in src.products if o not in set(objects)]
+    if cfg.sweethome_per_episode or cfg.gcompris_per_episode:  # distractors of every source
+        others += [o for o in src.sweethome + src.gcompris if o not in set(objects)]
     for s in range(S):
         k = int(rng.integers(1, min(cfg.max_present, C - 1) + 1))
         # Siblings together: start from one family member, then prefer its family.
         first = int(rng.integers(C))
-        fam_of = [objects.index(o) // products.FAMILY_SIZE if not isinstance(o, str) else -1
-                  for o in objects]
+        fam_of = [objects.index(o) // products.FAMILY_SIZE if not isinstance(o, str) else
+                  src.family(o) for o in objects]
         weights = np.array([3.0 if fam_of[c] == fam_of[first] else 1.0 for c in range(C)])
         weights[first] = 0
         rest = rng.choice(C, k - 1, replace=False, p=weights / weights.sum()).tolist() if k > 1 else []
@@ -297,7 +450,7 @@ def build(split: str, episodes: int, cfg: RealConfig | None = None, seed: int | 
     cfg = cfg or RealConfig(split=split)
     out = out or bench_dir(split, cfg.data_dir)
     out.mkdir(parents=True, exist_ok=True)
-    src = ObjectSource(split, cfg.data_dir, cfg.stamps_per_episode > 0)
+    src = ObjectSource.for_config(cfg)
     seed = BENCH_SEED[split] if seed is None else seed
     for i in range(start, episodes):
         path = out / f"episode_{i:04d}.npz"
