@@ -287,6 +287,44 @@ def test_gcompris_objects_and_backgrounds(tmp_path):
     assert n == 12
 
 
+# ----------------------------------------------------------------------------- robosuite
+
+def _fake_robosuite(data_dir):
+    """A wheel holding robosuite's 'can' (the box fixture, Z-up) and its soda texture."""
+    cache = data_dir / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(cache / "robosuite-1.5.2-py3-none-any.whl", "w") as zf:
+        zf.writestr("robosuite/models/assets/objects/meshes/can.obj", OBJ)
+        zf.writestr("robosuite/models/assets/objects/meshes/can.mtl",
+                    MTL.replace("green.png", "../../textures/soda.png"))
+        zf.writestr("robosuite/models/assets/textures/soda.png", _green_png())
+
+
+def test_robosuite_object_renders(tmp_path):
+    pytest.importorskip("pybullet")
+    from training.data import robosuite_objects
+
+    _fake_robosuite(tmp_path)
+    assert robosuite_objects.split_of("can") == "train"
+    folder = robosuite_objects.prepare("can", tmp_path)  # robosuite is Z-up: no turn, own size
+    v = np.concatenate([robosuite_objects._vertices(folder / p["obj"])
+                        for p in json.loads((folder / "parts.json").read_text())])
+    np.testing.assert_allclose(v.max(0) - v.min(0), [1, 2, 1], atol=1e-4)
+    textured = [p for p in json.loads((folder / "parts.json").read_text()) if p["texture"]]
+    top = robosuite_objects._vertices(folder / textured[0]["obj"])
+    assert top[:, 1].min() >= -1e-4 and np.ptp(top[:, 2]) > 0.99  # the y > 1 half, full height
+    r = robosuite_objects.renders("can", tmp_path, n_views=3, n_instances=1, view_size=64,
+                                  instance_size=64)
+    v = r["views"]
+    assert v.shape == (3, 64, 64, 4)
+    for img in v:  # both materials: the texture (green) and the colour (blue)
+        alpha = img[:, :, 3] >= 128
+        rgb = img[:, :, :3].astype(int)
+        green = alpha & (rgb[:, :, 1] > rgb[:, :, 0] + 30) & (rgb[:, :, 1] > rgb[:, :, 2] + 30)
+        blue = alpha & (rgb[:, :, 2] > rgb[:, :, 0] + 30) & (rgb[:, :, 2] > rgb[:, :, 1] + 10)
+        assert green.sum() > 20 and blue.sum() > 20
+
+
 # ----------------------------------------------------------------------------- episodes
 
 def test_episode_with_new_sources(tmp_path, photo_free):
@@ -296,18 +334,21 @@ def test_episode_with_new_sources(tmp_path, photo_free):
     ids = [f"Test#box{i}" for i in range(40) if sources.stable_split(f"Test#box{i}") == "train"][:3]
     _fake_furniture(tmp_path, ids=ids)
     _fake_gcompris(tmp_path)
+    _fake_robosuite(tmp_path)
+    from training.data import robosuite_objects
+    assert robosuite_objects.renders("can", tmp_path) is not None
     for key in sweethome.model_keys("train", tmp_path):
         assert sweethome.model_renders(key, tmp_path) is not None
     cfg = realbench.RealConfig(split="train", data_dir=str(tmp_path), families_per_episode=1,
                                stamps_per_episode=0, scenes_per_episode=3,
-                               **realbench.parse_sources("sweethome:3,gcompris:2,outdoor:0.5"))
+                               **realbench.parse_sources("sweethome:3,gcompris:2,outdoor:0.5,robosuite:1"))
     src = realbench.ObjectSource.for_config(cfg)
     assert len(src.sweethome) == 3 and src.gcompris and src.outdoor
     ep = realbench.make_episode(src, cfg, np.random.default_rng(4))
     names = list(ep["object_names"])
     c = len(names)
-    assert c == 4 + 3 + 2
-    assert sum(n.startswith("sh3d:") for n in names) == 3
+    assert c == 4 + 3 + 2 + 1
+    assert sum(n.startswith("sh3d:") for n in names) == 3 and names[-1] == "rs:can"
     gc = [i for i, n in enumerate(names) if n.startswith("gc:")]
     assert len(gc) == 2 and len({src.family(names[i]) for i in gc}) == 1  # one family together
     assert ep["views_alpha"].shape == (c, 8, 128, 128, 4)
@@ -354,7 +395,7 @@ def test_parse_sources():
     assert realbench.parse_sources("sweethome:4, gcompris:2,outdoor:0.25") == {
         "sweethome_per_episode": 4, "gcompris_per_episode": 2, "gcompris_background_prob": 0.25}
     with pytest.raises(ValueError):
-        realbench.parse_sources("robosuite:3")
+        realbench.parse_sources("objaverse:3")
 
 
 def test_zlib_entry_is_qcompress_format():

@@ -136,8 +136,8 @@ def main(argv=None):
                     help="the benchmark's episode settings instead of the training ones")
     ap.add_argument("--sources", default="",
                     help="more object sources for training episodes, e.g. 'sweethome:4,gcompris:2,"
-                         "outdoor:0.2' (objects per episode; share of scenes on GCompris outdoor "
-                         "photos); empty: products and stamps only, as before")
+                         "robosuite:1,outdoor:0.2' (objects per episode; share of scenes on "
+                         "GCompris outdoor photos); empty: products and stamps only, as before")
     ap.add_argument("--block", type=int, default=BLOCK16,
                     help="the last Lite0 block cached (10: the frozen tokens' input; 7 or 4: the "
                          "input of trainable blocks 8-10 or 5-10)")

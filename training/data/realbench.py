@@ -36,6 +36,7 @@ import numpy as np
 from training.data import photos as photo_source
 from training.data import gcompris as gcompris_source
 from training.data import products, sources
+from training.data import robosuite_objects as robosuite_source
 from training.data import sweethome as sweethome_source
 from training.data.compose import color_jitter, crop_to_alpha, paste, perspective_warp
 from training.data.episodes import cell_targets
@@ -75,13 +76,15 @@ class RealConfig:
     sweethome_per_episode: int = 0
     gcompris_per_episode: int = 0
     gcompris_background_prob: float = 0.0
+    robosuite_per_episode: int = 0     # robosuite's textured objects (can, bread, milk in train)
     data_dir: str = "data"
 
 
 def parse_sources(text: str) -> dict:
     """RealConfig fields of a '--sources' string: 'sweethome:4,gcompris:2,outdoor:0.2'."""
     fields = {"sweethome": ("sweethome_per_episode", int), "gcompris": ("gcompris_per_episode", int),
-              "outdoor": ("gcompris_background_prob", float)}
+              "outdoor": ("gcompris_background_prob", float),
+              "robosuite": ("robosuite_per_episode", int)}
     out = {}
     for item in filter(None, (t.strip() for t in text.split(","))):
         name, _, value = item.partition(":")
@@ -99,7 +102,7 @@ class ObjectSource:
     """The objects of one split: products (rendered, cached) and tuxpaint photo stamps."""
 
     def __init__(self, split: str, data_dir: str, with_stamps: bool = True,
-                 sweethome: bool = False, gcompris: bool = False):
+                 sweethome: bool = False, gcompris: bool = False, robosuite: bool = False):
         self.split, self.data_dir = split, data_dir
         self.products = products.product_ids(split)
         self.stamps = sources.tuxpaint_ids(split, data_dir) if with_stamps else []
@@ -115,12 +118,15 @@ class ObjectSource:
             if gcompris else []
         self._gc_index = gcompris_source.index(data_dir)["objects"] if gcompris else {}
         self.outdoor = gcompris_source.backgrounds(split, data_dir) if gcompris else ()
+        self.robosuite = [f"rs:{n}" for n in robosuite_source.rendered(split, data_dir)] \
+            if robosuite else []
 
     @classmethod
     def for_config(cls, cfg: "RealConfig") -> "ObjectSource":
         return cls(cfg.split, cfg.data_dir, cfg.stamps_per_episode > 0,
                    cfg.sweethome_per_episode > 0,
-                   cfg.gcompris_per_episode > 0 or cfg.gcompris_background_prob > 0)
+                   cfg.gcompris_per_episode > 0 or cfg.gcompris_background_prob > 0,
+                   cfg.robosuite_per_episode > 0)
 
     def family(self, obj):
         """Same-kind siblings share this: a product family index, the name family of a Sweet
@@ -129,7 +135,15 @@ class ObjectSource:
             return "sh3d:" + self._sh_index[obj[5:]]["family"]
         if isinstance(obj, str) and obj.startswith("gc:"):
             return "gc:" + self._gc_index[obj[3:]]["family"]
+        if isinstance(obj, str) and obj.startswith("rs:"):
+            return obj
         return -1 if isinstance(obj, str) else obj // products.FAMILY_SIZE
+
+    def _rendered(self, obj) -> dict:
+        """Cached renders of a Sweet Home 3D ('sh3d:') or robosuite ('rs:') object."""
+        if obj.startswith("rs:"):
+            return robosuite_source.renders(obj[3:], self.data_dir)
+        return sweethome_source.model_renders(obj[5:], self.data_dir)
 
     def _gc(self, obj):
         return gcompris_source.objects(self.data_dir)[obj[3:]]
@@ -142,8 +156,8 @@ class ObjectSource:
         """N_VIEWS RGBA reference views [N, 128, 128, 4] of an object."""
         if isinstance(obj, str) and obj.startswith("gc:"):
             return self.photo_object_views(obj, rng)[0]
-        if isinstance(obj, str) and obj.startswith("sh3d:"):
-            views = sweethome_source.model_renders(obj[5:], self.data_dir)["views"]
+        if isinstance(obj, str) and obj.startswith(("sh3d:", "rs:")):
+            views = self._rendered(obj)["views"]
             order = rng.permutation(len(views))[:N_VIEWS]
             return np.stack([_square(crop_to_alpha(views[i]), VIEW_SIZE, rng) for i in order])
         if isinstance(obj, str):  # a photo stamp: new 'viewpoints' by homography + small rotation
@@ -159,8 +173,8 @@ class ObjectSource:
         """An RGBA cut-out of the object as a scene shows it (not one of the reference views)."""
         if isinstance(obj, str) and obj.startswith("gc:"):
             return perspective_warp(self._gc(obj)[1], rng, 0.25)
-        if isinstance(obj, str) and obj.startswith("sh3d:"):
-            inst = sweethome_source.model_renders(obj[5:], self.data_dir)["instances"]
+        if isinstance(obj, str) and obj.startswith(("sh3d:", "rs:")):
+            inst = self._rendered(obj)["instances"]
             return crop_to_alpha(inst[int(rng.integers(len(inst)))])
         if isinstance(obj, str):
             return perspective_warp(sources.load_stamp(obj, self.data_dir), rng, 0.25)
@@ -179,7 +193,7 @@ class ObjectSource:
         return np.stack(alpha_views), np.stack(photo_views)
 
     def kind(self, obj) -> str:
-        if isinstance(obj, str) and obj[:3] in ("sh3", "gc:"):
+        if isinstance(obj, str) and obj[:3] in ("sh3", "gc:", "rs:"):
             return str(self.family(obj))
         return "stamp" if isinstance(obj, str) else products.product_spec(self.split, obj).kind
 
@@ -354,6 +368,10 @@ def make_episode(src: ObjectSource, cfg: RealConfig, rng: np.random.Generator) -
     if src.gcompris and cfg.gcompris_per_episode:
         objects += _pick_families(src, src.gcompris, cfg.gcompris_per_episode, rng,
                                   cfg.gcompris_per_episode)
+    if src.robosuite and cfg.robosuite_per_episode:
+        picks = rng.choice(len(src.robosuite), min(cfg.robosuite_per_episode, len(src.robosuite)),
+                           replace=False)
+        objects += [src.robosuite[i] for i in sorted(picks)]
     C, S = len(objects), cfg.scenes_per_episode
     views_alpha, own_photo = [], {}
     for c, o in enumerate(objects):
@@ -374,8 +392,9 @@ def make_episode(src: ObjectSource, cfg: RealConfig, rng: np.random.Generator) -
     boxes = np.full((S, C, 4), np.nan, np.float32)  # visible box x0, y0, x1, y1 (pixel edges)
     instances = np.full((S,) + SCENE_SIZE, -1, np.int16)  # visible object index per pixel
     others = [o for o in src.products if o not in set(objects)]
-    if cfg.sweethome_per_episode or cfg.gcompris_per_episode:  # distractors of every source
-        others += [o for o in src.sweethome + src.gcompris if o not in set(objects)]
+    if cfg.sweethome_per_episode or cfg.gcompris_per_episode or cfg.robosuite_per_episode:
+        others += [o for o in src.sweethome + src.gcompris + src.robosuite  # every source
+                   if o not in set(objects)]
     for s in range(S):
         k = int(rng.integers(1, min(cfg.max_present, C - 1) + 1))
         # Siblings together: start from one family member, then prefer its family.

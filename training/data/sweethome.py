@@ -23,7 +23,7 @@ or CC0 (BlendSwap-CC-0), see each library's LICENSE.TXT. Modelled, not scanned.
   the npz would be, so it costs one model once, never the run.
 
 Cache: data/cache/sweethome3d (the unpacked .deb), sweethome3d_index.json, sweethome3d_models/<key>
-(part OBJs + PNGs), sweethome3d_renders/<key>/renders_*.npz (no pickle). All idempotent.
+(part OBJs + PNGs, removed once rendered), sweethome3d_renders/<key>/renders_*.npz (no pickle). All idempotent.
 
     python -m training.data.sweethome --split train --limit 100    # render (resumable)
 """
@@ -257,20 +257,26 @@ def split_obj(obj_text: str, materials: dict[str, dict], read_texture, out: Path
                 textures[tex] = _write_texture(read_texture(tex), out / f"tex_{len(textures):02d}.png",
                                                max_texture)
             tex_file = textures[tex]
-        lines = []
-        for a, b, c in tris:
+        vmap: dict[int, int] = {}
+        tmap: dict = {}
+        vlines, tlines, nlines, flines = [], [], [], []
+        for j, (a, b, c) in enumerate(tris):
             pa, pb, pc = v[a[0]], v[b[0]], v[c[0]]
             n = np.cross(pb - pa, pc - pa)
             n = n / (np.linalg.norm(n) or 1.0)
+            nlines.append(f"vn {n[0]:.4f} {n[1]:.4f} {n[2]:.4f}")
+            corner = []
             for (vi, ti) in (a, b, c):
-                x, y, z = v[vi]
-                lines.append(f"v {x:.5f} {y:.5f} {z:.5f}")
-                tu, tv = uvs[ti] if (tex_file and ti is not None and ti < len(uvs)) else (0.0, 0.0)
-                lines.append(f"vt {tu:.5f} {tv:.5f}")
-            lines.append(f"vn {n[0]:.4f} {n[1]:.4f} {n[2]:.4f}")
-        k = len(tris)
-        lines += [f"f {3 * j + 1}/{3 * j + 1}/{j + 1} {3 * j + 2}/{3 * j + 2}/{j + 1} "
-                  f"{3 * j + 3}/{3 * j + 3}/{j + 1}" for j in range(k)]
+                if vi not in vmap:
+                    vmap[vi] = len(vmap) + 1
+                    vlines.append("v {:.5f} {:.5f} {:.5f}".format(*v[vi]))
+                ti = ti if (tex_file and ti is not None and ti < len(uvs)) else None
+                if ti not in tmap:
+                    tmap[ti] = len(tmap) + 1
+                    tlines.append("vt {:.5f} {:.5f}".format(*(uvs[ti] if ti is not None else (0, 0))))
+                corner.append(f"{vmap[vi]}/{tmap[ti]}/{j + 1}")
+            flines.append("f " + " ".join(corner))
+        lines = vlines + tlines + nlines + flines
         name = f"part_{i:02d}.obj"
         (out / name).write_text("\n".join(lines) + "\n")
         colour = None if tex_file else [*map(float, kd), 1.0]
@@ -346,7 +352,8 @@ def renders_path(key: str, data_dir, n_views, n_instances, view_size, instance_s
         f"renders_{n_views}x{view_size}_{n_instances}x{instance_size}.npz"
 
 
-def render_in_process(key: str, data_dir: str | os.PathLike = "data", **render) -> dict:
+def render_in_process(key: str, data_dir: str | os.PathLike = "data", keep_meshes: bool = False,
+                      **render) -> dict:
     """Prepare and render one model here (the subprocess's work); the arrays saved as npz."""
     from training.data import products
     render = render or RENDER
@@ -355,8 +362,12 @@ def render_in_process(key: str, data_dir: str | os.PathLike = "data", **render) 
     path = renders_path(key, data_dir, **render)
     size_m = [s / 100.0 for s in entry["size_cm"]]
     rng = products._rng("render", "sweethome3d", entry["id"])
-    return products.cache_renders(
+    arrays = products.cache_renders(
         path, rng, lambda d, s, r, ss: render_parts(folder, size_m, d, s, r, ss), **render)
+    if not keep_meshes:  # the renders are the cache; the part meshes come back in a second
+        import shutil
+        shutil.rmtree(folder, ignore_errors=True)
+    return arrays
 
 
 def model_renders(key: str, data_dir: str | os.PathLike = "data", timeout: float = RENDER_TIMEOUT,
@@ -364,7 +375,14 @@ def model_renders(key: str, data_dir: str | os.PathLike = "data", timeout: float
     """Views + instances of a model: from the cache, else rendered in a subprocess (a crash or a
     timeout is recorded as failed.json and gives None, now and on every later call)."""
     render = render or RENDER
-    path = renders_path(key, data_dir, **render)
+    return cached_or_subprocess("training.data.sweethome", key,
+                                renders_path(key, data_dir, **render), data_dir, render, timeout)
+
+
+def cached_or_subprocess(module: str, key: str, path: Path, data_dir, render: dict,
+                         timeout: float = RENDER_TIMEOUT) -> dict | None:
+    """The npz at `path`, else `python -m <module> --one <key>` made it (None, and failed.json
+    beside it, when that crashed, failed or timed out; a failed key is never retried)."""
     failed = path.parent / "failed.json"
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
@@ -372,7 +390,7 @@ def model_renders(key: str, data_dir: str | os.PathLike = "data", timeout: float
     if failed.is_file():
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "training.data.sweethome", "--one", key,
+    cmd = [sys.executable, "-m", module, "--one", key,
            "--data-dir", str(Path(data_dir).resolve()), "--render", json.dumps(render)]
     t0 = time.time()
     try:
@@ -387,7 +405,7 @@ def model_renders(key: str, data_dir: str | os.PathLike = "data", timeout: float
             return {k: z[k] for k in z.files}
     failed.write_text(json.dumps({"returncode": rc, "seconds": round(time.time() - t0, 1),
                                   "stderr": err}, indent=1))
-    log.warning("sweethome3d %s: render failed (%s)", key, rc)
+    log.warning("%s %s: render failed (%s)", module, key, rc)
     return None
 
 
