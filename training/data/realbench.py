@@ -5,7 +5,10 @@ numbers) and the training episodes (train split), so what the model learns is wh
 and no object, label photo or background photo crosses splits.
 
 Objects: procedural products with photo/text labels rendered in 3D (products.py; families of 4
-same-kind siblings), and real photo cut-outs (Debian tuxpaint-stamps, perspective-warped).
+same-kind siblings), and real photo cut-outs (Debian tuxpaint-stamps, perspective-warped). Training
+may add Sweet Home 3D models (sweethome.py), GCompris object photos and outdoor backgrounds
+(gcompris.py) and robosuite's objects (robosuite_objects.py): RealConfig's *_per_episode fields,
+0 by default (the benchmark's episodes do not change).
 Episode: C objects — whole product families, so each object's siblings are in the episode as the
 hardest negatives — with 8 reference views each, and S scenes. Each scene pastes 1-4 episode
 objects (rendered from viewpoints >= 15 degrees from every reference view) and 0-3 distractors
