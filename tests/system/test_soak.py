@@ -19,7 +19,8 @@ def test_short_soak(tmp_path):
     env = dict(os.environ, ROS_DOMAIN_ID=str(1 + (os.getpid() + 50) % 100))
     out = subprocess.run([sys.executable, str(ROOT / "tools" / "soak.py"), "--minutes", "1.1",
                           "--kills", "3", "--out", str(tmp_path / "soak"), "--report",
-                          str(report_path), "--param", "threshold:=0.5"], capture_output=True, text=True, timeout=400,
+                          str(report_path), "--param", "threshold:=0.5"],
+                         capture_output=True, text=True, timeout=400,
                          env=env, cwd=ROOT)
     assert report_path.is_file(), out.stdout[-3000:] + out.stderr[-3000:]
     report = json.loads(report_path.read_text())

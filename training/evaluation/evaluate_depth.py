@@ -25,7 +25,7 @@ import numpy as np
 
 from training.data.depth_scene import read_depth_png
 from yolz_ros.runtime.atomic_file import write_bytes_atomic
-from yolz_ros.runtime.crop import crop_view
+from yolz_ros.runtime.crop import clip_box, crop_view
 from yolz_ros.runtime.depth import Intrinsics, locate
 from yolz_ros.runtime.detector import Detector
 from yolz_ros.runtime.decode import peak_cell
@@ -40,21 +40,26 @@ def _rgb(path: Path) -> np.ndarray:
 APPENDED = (0, 12, 24)  # moving frames whose box crops a robot adds while it moves around
 
 
-def _box_view(scene: Path, part: str, frame: dict) -> np.ndarray:
+def _box_view(detector: Detector, scene: Path, part: str, frame: dict) -> np.ndarray:
+    """The view ~/register_from_camera cuts for a box on a frame: the model's rule for views
+    without alpha finds the object in the box on the whole frame (Detector.object_mask: GrabCut
+    with the frame around the box as background), and its mask is the view's alpha."""
     x0, y0, x1, y1 = frame["box"]
     m = BOX_MARGIN
-    view, _ = crop_view(_rgb(scene / part / "color" / f"{frame['frame']:06d}.png"),
-                        (x0 - m, y0 - m, x1 - x0 + 2 * m, y1 - y0 + 2 * m))
+    rgb = _rgb(scene / part / "color" / f"{frame['frame']:06d}.png")
+    xywh = clip_box((x0 - m, y0 - m, x1 - x0 + 2 * m, y1 - y0 + 2 * m), rgb.shape[1],
+                    rgb.shape[0])
+    view, _ = crop_view(rgb, xywh, detector.object_mask(rgb, xywh))
     return view
 
 
-def registrations(scene: Path, truth: dict):
+def registrations(detector: Detector, scene: Path, truth: dict):
     """{label: (views, moving frames left out of the score)}: one view by box from the still
     part; that view plus box views from 3 moving frames (what --append collects while the robot
     moves; those frames are then not scored); the 8 RGBA reference views."""
-    still = _box_view(scene, "still", truth["parts"]["still"][0])
+    still = _box_view(detector, scene, "still", truth["parts"]["still"][0])
     moving = truth["parts"]["moving"]
-    appended = [_box_view(scene, "moving", moving[i]) for i in APPENDED
+    appended = [_box_view(detector, scene, "moving", moving[i]) for i in APPENDED
                 if i < len(moving) and moving[i]["visible"]]
     views = [cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGRA2RGBA)
              for p in sorted((scene / "views").glob("view_*.png"))]
@@ -113,7 +118,7 @@ def main(argv=None) -> int:
     detector = Detector(args.model, backend="onnxruntime", device="cpu")
     results = {"scene": str(args.scene), "siblings": truth.get("siblings"),
                "model_id": detector.model_id, "threshold": detector.info.default_threshold}
-    for label, (views, skip) in registrations(args.scene, truth).items():
+    for label, (views, skip) in registrations(detector, args.scene, truth).items():
         r = score(detector, args.scene, truth, views, skip)
         results[label] = r
         print(f"{label:23s}: found {r['found']}/{r['visible_frames']} visible frames, "
