@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from training.data import rcc, sources
+from yolz_ros.runtime.foreground import grabcut
 
 log = logging.getLogger(__name__)
 
@@ -184,14 +185,9 @@ def cut_out(rgb: np.ndarray, work_side: int = 160, iterations: int = 4) -> np.nd
     mask[edge & (dist <= thresh)] = cv2.GC_BGD
     if not (mask == cv2.GC_PR_FGD).any() or not (mask != cv2.GC_PR_FGD).any():
         return None
-    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    cv2.setRNGSeed(0)
-    try:
-        cv2.grabCut(np.ascontiguousarray(cv2.cvtColor(small, cv2.COLOR_RGB2BGR)), mask, None,
-                    bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
-    except cv2.error:
+    fg = grabcut(small, mask, None, iterations)
+    if fg is None:
         return None
-    fg = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
     if n <= 1:
         return None

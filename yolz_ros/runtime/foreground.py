@@ -24,6 +24,21 @@ ITERATIONS = 3
 MIN_SHARE, MAX_SHARE = 0.05, 0.95  # of the rectangle: outside this, no plausible object
 
 
+def grabcut(rgb: np.ndarray, mask: np.ndarray, rect, iterations: int) -> Optional[np.ndarray]:
+    """OpenCV's GrabCut on an RGB image, seeded for determinism: from ``rect`` (x, y, w, h), or
+    with ``rect`` None from ``mask``'s GC_* labels (updated in place); the foreground as uint8
+    0/1, or None where GrabCut cannot fit its colour models (e.g. one flat colour)."""
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)
+    try:
+        cv2.grabCut(np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)), mask, rect,
+                    bgd, fgd, iterations,
+                    cv2.GC_INIT_WITH_MASK if rect is None else cv2.GC_INIT_WITH_RECT)
+    except cv2.error:
+        return None
+    return ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8)
+
+
 def grabcut_alpha(rgb: np.ndarray, margin: float = MARGIN, work_side: int = WORK_SIDE,
                   iterations: int = ITERATIONS) -> Optional[np.ndarray]:
     """uint8 alpha [H, W] (255 object, 0 background) of an RGB view without a mask, or None when
@@ -38,14 +53,9 @@ def grabcut_alpha(rgb: np.ndarray, margin: float = MARGIN, work_side: int = WORK
     if rect[2] < 4 or rect[3] < 4:
         return None  # too small to split
     mask = np.zeros((sh, sw), np.uint8)
-    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    cv2.setRNGSeed(0)
-    try:
-        cv2.grabCut(np.ascontiguousarray(cv2.cvtColor(small, cv2.COLOR_RGB2BGR)), mask, rect,
-                    bgd, fgd, iterations, cv2.GC_INIT_WITH_RECT)
-    except cv2.error:  # e.g. a view of one flat colour: no colour model to fit
+    fg = grabcut(small, mask, rect, iterations)
+    if fg is None:
         return None
-    fg = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8)
     share = fg.sum() / float(rect[2] * rect[3])
     if not MIN_SHARE <= share <= MAX_SHARE:
         return None
@@ -74,14 +84,9 @@ def box_mask(frame: np.ndarray, box, work_side: int = 2 * WORK_SIDE,
     if rect[2] < 4 or rect[3] < 4:
         return None
     mask = np.zeros(small.shape[:2], np.uint8)
-    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    cv2.setRNGSeed(0)
-    try:
-        cv2.grabCut(np.ascontiguousarray(cv2.cvtColor(small, cv2.COLOR_RGB2BGR)), mask, rect,
-                    bgd, fgd, iterations, cv2.GC_INIT_WITH_RECT)
-    except cv2.error:
+    fg = grabcut(small, mask, rect, iterations)
+    if fg is None:
         return None
-    fg = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8)
     share = fg.sum() / float(rect[2] * rect[3])
     if not MIN_SHARE <= share <= MAX_SHARE:
         return None
