@@ -90,14 +90,19 @@ export: setup
 # where it stopped), exported to out/v4/<config> and evaluated through the runtime on val and
 # test, all collected in $(MODEL)/ablation_v4.json.
 V4_EPISODES ?= 12000
+# episodes 0..5473 are products and tuxpaint stamps only; the rest add the textured sources
+V4_BASE_EPISODES := 5474
+V4_SOURCES ?= sweethome:4,gcompris:2,robosuite:1,outdoor:0.2
 V4_RUNS ?= frozen blocks8_10
 # the last commit that shipped v3: its model is the ablation's first row
 V3_COMMIT := 42b5073^
 data-v4: realbench
 	@$(ENV) python -m training.data.features --split val --from-bench data/realbench/val \
 	  --out data/features_b7/val --block 7 && \
-	  python -m training.data.features --split train --episodes $(V4_EPISODES) \
-	  --out data/features_b7/train --block 7
+	  python -m training.data.features --split train --episodes $(V4_BASE_EPISODES) \
+	  --small-prob 0.3 --out data/features_b7/train --block 7 && \
+	  python -m training.data.features --split train --start $(V4_BASE_EPISODES) \
+	  --episodes $(V4_EPISODES) --small-prob 0.3 --sources $(V4_SOURCES) --out data/features_b7/train --block 7
 
 ablation-v4: data-v4
 	@$(ENV) mkdir -p out/v4/v3_model && for f in model.json embedder.onnx detector.onnx; do \
