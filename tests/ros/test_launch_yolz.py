@@ -8,8 +8,10 @@ tests after the shutdown (every process exited 0, nothing printed above INFO).
 pytest collects it through tests/conftest.py (launch_testing's classes); `colcon test` runs it
 with the ros tier. Without launch_testing (a plain clone without ../shared) it skips, and fails
 under CI (tests/ros/ros2_tools.py)."""
+import atexit
 import os
 import re
+import shutil
 import tempfile
 import time
 import unittest
@@ -46,7 +48,9 @@ NOISE = re.compile(r"\[(WARN|ERROR|FATAL)\]|Warning|Traceback|deprecat|Exception
 
 @pytest.mark.launch_test
 def generate_test_description():
+    # launch_testing gives this function no tmp_path: the folder goes when the test process ends
     work = Path(tempfile.mkdtemp(prefix="yolz_launch_test_"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
     model = make_tiny_model(work / "model")
     share = get_package_share_directory("yolz_ros")
     # the shipped parameter file, edited as a user would, applies to the node in its namespace

@@ -38,8 +38,9 @@ Threading: camera callbacks only store the newest message per camera; one worker
 processes frames; register/remove run in one mutually exclusive callback group and list in
 another, on a multi-threaded executor, so services never wait behind inference and a listing
 never waits behind a registration (the library's listing is lock-free). A registration's work
-(the embedder, GrabCut) runs on one thread of lower priority (registration.Registrar), so it
-does not take the cores from the frame worker. A ~/find search runs on an executor thread of
+(the embedder, GrabCut) runs on one thread (registration.Registrar), so it takes at most one
+core from the frame worker, and ONNX Runtime's pool threads do not spin while they wait, so
+neither holds a core it is not using. A ~/find search runs on an executor thread of
 its own callback group (reentrant: a second goal is refused while one runs, a cancel is heard),
 one network pass at a time, so the worker's frames are processed between its passes. The
 library's snapshot and the live settings are immutable and swapped whole: a frame sees one
@@ -127,7 +128,7 @@ class YolzCore:
         self.detector = self.library = self.pipeline = self.cfg = None
         self._entities = []  # publishers, services, timers created at configure
         self._registration_lock = threading.Lock()
-        self._registrar = registration.Registrar()  # the embedder and GrabCut, low priority
+        self._registrar = registration.Registrar()  # the embedder and GrabCut, one thread
         self._image_group = MutuallyExclusiveCallbackGroup()
         self._service_group = MutuallyExclusiveCallbackGroup()  # register / remove (writes)
         self._read_group = MutuallyExclusiveCallbackGroup()  # list: never waits behind writes

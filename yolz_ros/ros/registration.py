@@ -3,7 +3,7 @@
 Plain logic over the service types (no node): ``register`` fills a RegisterObject response and
 returns the library's new snapshot, or None when the request was refused (the response then says
 what to fix). The caller serialises registrations and swaps the snapshot it gets; the node runs
-them on the Registrar's thread, below the frame pipeline's priority.
+them on the Registrar's thread, one core at most.
 """
 from __future__ import annotations
 
