@@ -1,17 +1,18 @@
-"""Frozen-backbone features of real-object episodes, computed once and trained on many times.
+"""Backbone features of real-object episodes, computed once and trained on many times.
 
-The v2 backbone never trains (training/model/match.py), so each scene and each reference view goes
-through it exactly once; training then runs only the small head, thousands of steps an hour on a
-2-core CPU. Views are prepared by the runtime's own code (yolz_ros.runtime.geometry.prepare_view at every
+Lite0 up to --block never trains (training/model/backbone.py), so each scene and each reference
+view goes through that part exactly once; training then runs only what comes after it (the
+heads, and with --block 7 the adapted blocks 8-10) on a 2-core CPU. Views are prepared by the runtime's own code (yolz_ros.runtime.geometry.prepare_view at every
 view size of the model, yolz_ros.runtime.object_tokens.token_mask for which tokens show the object), so a
 training view is the runtime's view pixel for pixel.
 
     python -m training.data.features --split train --episodes 600 --out data/features/train
     python -m training.data.features --split val --from-bench data/realbench/val --out data/features/val
 
-One npz per episode: scene [S, 112, 30, 40] fp16; for each view size s: views_<s> [C, N, 2, 112,
-s/16, s/16] fp16 (variant 0 = alpha cut-out, 1 = photo with background) and mask_<s> [C, N, 2,
-s/16, s/16]; targets, present, visible_pixels. Resumable: existing files are skipped.
+One npz per episode (Cb: the cached block's channels, 112 at block 10, 80 at block 7): scene
+[S, Cb, 30, 40] fp16; for each view size s: views_<s> [C, N, 2, Cb, s/16, s/16] fp16 (variant
+0 = alpha cut-out, 1 = photo with background) and mask_<s> [C, N, 2, s/16, s/16]; targets,
+present, visible_pixels. Resumable: existing files are skipped.
 
 Experiments (`make ablation`; models/yolz_tokens/ablation_v3.json has what they measured):
   --small-prob P   episodes where a share P of the pasted objects is 20-60 px tall
