@@ -88,12 +88,13 @@ export: setup
 # are kept; 5,474 took 1.9 h and 20 GB (3.7 MB each, fp16) on the shared 2 cores -- then each
 # config of training/configs/v4 trained in resumable chunks (`make ablation-v4` again goes on
 # where it stopped), exported to out/v4/<config> and evaluated through the runtime on val and
-# test, all collected in $(MODEL)/ablation_v4.json.
+# test (again only when best.pt is newer than that evaluation), all collected in
+# $(MODEL)/ablation_v4.json. The _12k configs are the same runs on all 12,000 episodes.
 V4_EPISODES ?= 12000
 # episodes 0..5473 are products and tuxpaint stamps only; the rest add the textured sources
 V4_BASE_EPISODES := 5474
 V4_SOURCES ?= sweethome:4,gcompris:2,robosuite:1,outdoor:0.2
-V4_RUNS ?= frozen blocks8_10
+V4_RUNS ?= frozen blocks8_10 frozen_12k blocks8_10_12k
 # the last commit that shipped v3: its model is the ablation's first row
 V3_COMMIT := 42b5073^
 data-v4: realbench
@@ -113,11 +114,12 @@ ablation-v4: data-v4
 	  for run in $(V4_RUNS); do \
 	  python -m training.train --config training/configs/v4/$$run.yaml --out runs/v4/$$run \
 	    --resume && \
+	  { [ out/v4/eval/$$run/test/evaluation_real.json -nt runs/v4/$$run/best.pt ] || { \
 	  python -m training.model.export --run runs/v4/$$run --out out/v4/$$run --name yolz_v4_$$run \
 	    --no-alpha grabcut && \
 	  for split in val test; do python -m training.evaluation.evaluate --model out/v4/$$run \
-	    --split $$split --threads 1 --out out/v4/eval/$$run/$$split > /dev/null || exit 1; done \
-	  || exit 1; done && \
+	    --split $$split --threads 1 --out out/v4/eval/$$run/$$split > /dev/null || exit 1; done; \
+	  }; } || exit 1; done && \
 	  python -m training.evaluation.ablation_v4 --out $(MODEL)/ablation_v4.json \
 	    --row "v3 (shipped before v4)=out/v4/v3_model:out/v4/eval/v3" \
 	    $(foreach run,$(V4_RUNS),--row "$(run)=runs/v4/$(run):out/v4/eval/$(run)") && \
