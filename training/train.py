@@ -186,9 +186,9 @@ def episode_tokens(model, ep, sizes, variants=(0, 1), views=None):
     pick = slice(None) if views is None else views
     out = {}
     for s in sizes:
-        views_s = ep[f"views_{s}"][:, pick]  # [C, N, 2, C_in, g, g]
+        views_s = ep[f"views_{s}"][:, pick]  # [C, N, 2, C_in, h, h] (h = s/8 from block 4)
         cc, n = views_s.shape[:2]
-        g = views_s.shape[-1]
+        g = s // PATCH  # the tokens' grid: the tail ends at stride 16
         tok = torch.zeros(cc, n, 2, g * g, model.head.cfg.token_dim,
                           device=model.head.proj.weight.device)
         for v in variants:

@@ -209,3 +209,31 @@ def test_evaluation_and_the_ablation_table(toy_v4, toy_v4_model):
     section = "\n".join(model_report.ablation_v4_section(ab, ""))
     assert "| toy | val |" in section and "blocks 8-10 at lr 0.001" in section
     assert "Not evaluated yet: toy: test" in section
+
+
+def test_blocks_5_10_train_from_a_block_4_cache_and_export(toy_v4, tmp_path, toy_bench):
+    """The ablation's deeper row: a block-4 cache (stride 8, 40 channels), blocks 5-10 adapted,
+    exported with the tail the runtime runs."""
+    from yolz_ros.runtime.detector import Detector
+
+    feats = tmp_path / "features_b4"
+    with skimage_photos_only():
+        features.main(["--split", "val", "--from-bench",
+                       str(realbench.bench_dir("val", str(toy_bench))), "--out", str(feats),
+                       "--data-dir", str(toy_bench), "--block", "4"])
+    with np.load(next(feats.glob("episode_*.npz"))) as z:
+        assert int(z["feature_block"]) == 4 and z["scene"].shape[1:] == (40, 60, 80)
+    config = tmp_path / "b5.yaml"
+    config.write_text(yaml.safe_dump({**toy_v4["base"], "steps": 1, "train_features": str(feats),
+                                      "val_features": str(feats)}))
+    train.main(["--config", str(config), "--out", str(tmp_path / "run")])
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert {k.split(".")[1] for k in ck["backbone"]} == {str(b) for b in range(5, 11)}
+    export.main(["--run", str(tmp_path / "run"), "--out", str(tmp_path / "model"), "--name",
+                 "toy5", "--no-alpha", "grabcut"])
+    info = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert "blocks 5-10 trained" in info["training"]["backbone"]
+    det = Detector(str(tmp_path / "model"), backend="onnxruntime", device="cpu")
+    ep = realbench.load("val", str(toy_bench))[0]
+    obj = det.embed_views(list(ep["views_a"][0, :2]))
+    assert det.detect(ep["scenes"][0], obj.vector[None]).probabilities.shape[0] == 1
