@@ -89,12 +89,13 @@ export: setup
 # config of training/configs/v4 trained in resumable chunks (`make ablation-v4` again goes on
 # where it stopped), exported to out/v4/<config> and evaluated through the runtime on val and
 # test (again only when best.pt is newer than that evaluation), all collected in
-# $(MODEL)/ablation_v4.json. The _12k configs are the same runs on all 12,000 episodes.
+# $(MODEL)/ablation_v4.json. The _12k configs are the same runs on all 12,000 episodes; the _1k
+# pair asks whether blocks 5-10 (a block-4 cache of episodes 0-999) beat blocks 8-10.
 V4_EPISODES ?= 12000
 # episodes 0..5473 are products and tuxpaint stamps only; the rest add the textured sources
 V4_BASE_EPISODES := 5474
 V4_SOURCES ?= sweethome:4,gcompris:2,robosuite:1,outdoor:0.2
-V4_RUNS ?= frozen blocks8_10 frozen_12k blocks8_10_12k
+V4_RUNS ?= frozen blocks8_10 frozen_12k blocks8_10_12k blocks8_10_1k blocks5_10_1k
 # the last commit that shipped v3: its model is the ablation's first row
 V3_COMMIT := 42b5073^
 data-v4: realbench
@@ -103,7 +104,11 @@ data-v4: realbench
 	  python -m training.data.features --split train --episodes $(V4_BASE_EPISODES) \
 	  --small-prob 0.3 --out data/features_b7/train --block 7 && \
 	  python -m training.data.features --split train --start $(V4_BASE_EPISODES) \
-	  --episodes $(V4_EPISODES) --small-prob 0.3 --sources $(V4_SOURCES) --out data/features_b7/train --block 7
+	  --episodes $(V4_EPISODES) --small-prob 0.3 --sources $(V4_SOURCES) --out data/features_b7/train --block 7 && \
+	  python -m training.data.features --split val --from-bench data/realbench/val \
+	  --out data/features_b4/val --block 4 && \
+	  python -m training.data.features --split train --episodes 1000 --small-prob 0.3 \
+	  --out data/features_b4/train --block 4
 
 ablation-v4: data-v4
 	@$(ENV) mkdir -p out/v4/v3_model && for f in model.json embedder.onnx detector.onnx; do \
