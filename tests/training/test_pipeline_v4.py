@@ -237,3 +237,20 @@ def test_blocks_5_10_train_from_a_block_4_cache_and_export(toy_v4, tmp_path, toy
     ep = realbench.load("val", str(toy_bench))[0]
     obj = det.embed_views(list(ep["views_a"][0, :2]))
     assert det.detect(ep["scenes"][0], obj.vector[None]).probabilities.shape[0] == 1
+
+
+def test_tail_pads_inside_its_convs_with_the_same_output():
+    """Lite0Tail folds symmetric TF-'same' padding into conv2d: the ImageNet blocks' output
+    unchanged, no padding copy left in blocks 8-10 (block 5's stride-2 conv keeps its own)."""
+    from training.model.backbone import lite0_backbone
+
+    tail, reference = Lite0Tail(5), lite0_backbone(True)._blocks[5:11].eval()
+    pads = {n.split(".")[1] for n, m in tail.named_modules()
+            if isinstance(getattr(m, "static_padding", None), torch.nn.ZeroPad2d)}
+    assert pads == {"0"}  # tail block 0 = Lite0 block 5
+    x = torch.randn(1, 40, 16, 20)
+    with torch.no_grad():
+        expected = x
+        for block in reference:
+            expected = block(expected)
+        torch.testing.assert_close(tail.eval()(x), expected, rtol=0, atol=1e-5)
