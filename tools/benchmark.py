@@ -54,9 +54,9 @@ def measure(fn: Callable[[], object], iterations: int, warmup: int) -> Dict[str,
 
 def stats(times) -> Dict[str, float]:
     t = np.array(times)
-    return {"p50_ms": round(float(np.percentile(t, 50)), 2),
-            "p99_ms": round(float(np.percentile(t, 99)), 2),
-            "mean_ms": round(float(t.mean()), 2),
+    return {"p50_ms": round(float(np.percentile(t, 50)), 3),
+            "p99_ms": round(float(np.percentile(t, 99)), 3),
+            "mean_ms": round(float(t.mean()), 3),
             "throughput_hz": round(float(1e3 / t.mean()), 1), "iterations": len(t)}
 
 

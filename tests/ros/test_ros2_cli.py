@@ -52,6 +52,14 @@ def frame(size=(240, 320), with_object=True, stamp=0):
     return image_msg(pixels, "rgb8", stamp_sec=stamp)
 
 
+def passes_per_frame(home) -> float:
+    """The node's /diagnostics value passes_per_frame (network passes per recent frame)."""
+    out = echo_once("/diagnostics", home)
+    found = re.search(r"key: passes_per_frame\s+value: '?([0-9.]+)", out)
+    assert found, out
+    return float(found.group(1))
+
+
 class Camera:
     """The test's camera: 320x240 frames on ``topic`` at 5 Hz from the test's own rclpy node, in
     a thread of its own while running (start / stop)."""
@@ -210,6 +218,14 @@ def test_readme_quick_start(tools, ros):
         assert "Setting parameter failed" in out, out
         out = ros2("param", "get", "/yolz", "threshold", home=home).stdout
         assert "0.6" in out, out
+
+        # look closer, at run time: /diagnostics counts the extra network passes per frame
+        assert passes_per_frame(home) == 1.0
+        out = ros2("param", "set", "/yolz", "look_closer", "2", home=home).stdout
+        assert "Set parameter successful" in out, out
+        deadline = time.monotonic() + 60
+        while passes_per_frame(home) <= 1.0:
+            assert time.monotonic() < deadline, "look_closer 2 made no extra passes"
 
         out = ros2("run", "yolz_ros", "remove_object", "mug", home=home)
         out = ros2("run", "yolz_ros", "list_objects", home=home).stdout

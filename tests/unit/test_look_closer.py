@@ -48,10 +48,12 @@ def test_detect_budget_zero_is_the_frame_pass_and_a_budget_bounds_the_passes(det
     frame = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
     obj = detector.embed_views([rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)]).vector[None]
     plain = detector.detect(frame, obj).probabilities
-    np.testing.assert_array_equal(detector.detect(frame, obj, look_closer=0).probabilities, plain)
-    assert detector.last_passes == 1
-    closer = detector.detect(frame, obj, look_closer=2).probabilities
-    assert detector.last_passes == 3 and closer.shape == plain.shape
+    off = detector.detect(frame, obj, look_closer=0)
+    np.testing.assert_array_equal(off.probabilities, plain)
+    assert off.passes == 1
+    result = detector.detect(frame, obj, look_closer=2)
+    closer = result.probabilities
+    assert result.passes == 3 and closer.shape == plain.shape
     assert not np.array_equal(closer, plain) and (closer >= plain).all()  # max fusion
     with pytest.raises(ValueError, match="one of them"):
         detector.detect(frame, obj, zoom=2.0, look_closer=1)

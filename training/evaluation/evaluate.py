@@ -56,7 +56,7 @@ class YolzMethod:
         centre, so every model and baseline is scored on the same cells."""
         result = self.detector.detect(scene, np.stack(objects), zoom=self.zoom,
                                       negatives=negatives, look_closer=self.look_closer)
-        self._last = result
+        self.last_result = result
         rows, cols = scene.shape[0] // BENCH_STRIDE, scene.shape[1] // BENCH_STRIDE
         probs = result.probabilities
         if probs.shape[1:] == (rows, cols):
@@ -69,7 +69,7 @@ class YolzMethod:
         model's threshold, what ~/detections publishes, unless box_threshold is given),
         [(score, x0, y0, x1, y1)], best first."""
         return [[(p.score, p.x_min, p.y_min, p.x_max, p.y_max) for p in peaks]
-                for peaks in self.detector.peaks(self._last, self.box_threshold)]
+                for peaks in self.detector.peaks(self.last_result, self.box_threshold)]
 
     def _resample_index(self, lb, rows, cols):
         info = self.detector.info

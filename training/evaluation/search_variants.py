@@ -49,7 +49,7 @@ def records(method, episodes, negatives_per_object=0):
         for b, scene in enumerate(ep["scenes"]):
             t0 = time.perf_counter()
             grids = np.asarray(method.score(scene, objects, negatives), np.float32)
-            frames.append(((time.perf_counter() - t0) * 1e3, method.detector.last_passes))
+            frames.append(((time.perf_counter() - t0) * 1e3, method.last_result.passes))
             for i in range(c):
                 present = bool(ep["present"][b, i])
                 box = ep["boxes"][b, i]

@@ -74,12 +74,13 @@ class Diagnostics:
                 merged_3d = sum(c.merged_3d for c in cameras)
                 lat = sorted(pipeline.stats.latencies)
                 inf = sorted(pipeline.stats.inference)
+                passes = list(pipeline.stats.passes)
                 errors, last_error = pipeline.stats.errors, pipeline.stats.last_error
             received, dropped = pipeline.mailbox.counts()
         else:
             processed = rejected = overlays = errors = received = dropped = 0
             located = unlocated = skipped_3d = merged_3d = 0
-            lat, inf, last_error = [], [], ""
+            lat, inf, passes, last_error = [], [], [], ""
         t_prev, processed_prev = self._prev
         rate = (processed - processed_prev) / max(now - t_prev, 1e-6)
         self._prev = (now, processed)
@@ -113,6 +114,8 @@ class Diagnostics:
             "latency_p50_ms": f"{percentile(lat, 0.5):.2f}",
             "latency_p95_ms": f"{percentile(lat, 0.95):.2f}",
             "inference_p50_ms": f"{percentile(inf, 0.5):.2f}",
+            # network passes per frame (recent frames): 1, more with zoom or look_closer
+            "passes_per_frame": f"{sum(passes) / len(passes):.2f}" if passes else "0.00",
             "frames_received": str(received),
             "frames_processed": str(processed),
             "frames_dropped": str(dropped),

@@ -28,6 +28,7 @@ class Frame:
     detections: Tuple[Tuple[ObjectDetection, int], ...]  # (detection, object index k)
     boxes: Optional[np.ndarray] = None  # float32 [rows, cols, 4] cell boxes, source pixels
     threshold: float = 0.0  # the detection threshold the peaks were decoded with
+    passes: int = 0  # network passes the detector made for it (1 + zoom or look_closer tiles)
 
 
 def object_detections(names: Sequence[str], peaks) -> List[Tuple[ObjectDetection, int]]:

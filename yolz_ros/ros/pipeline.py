@@ -73,13 +73,15 @@ def frame_of(result, rgb, header, camera: str, detector, names, threshold: float
                  probabilities=np.asarray(result.probabilities, np.float32),
                  mapping=(float(lb.scale), float(lb.offset_x), float(lb.offset_y)),
                  stride=int(detector.info.stride), image_size=(int(w), int(h)),
-                 detections=tuple(detections), boxes=result.boxes, threshold=threshold)
+                 detections=tuple(detections), boxes=result.boxes, threshold=threshold,
+                 passes=int(result.passes))
 
 
 @dataclass
 class Stats:
     latencies: collections.deque = field(default_factory=lambda: collections.deque(maxlen=200))
     inference: collections.deque = field(default_factory=lambda: collections.deque(maxlen=200))
+    passes: collections.deque = field(default_factory=lambda: collections.deque(maxlen=200))
     errors: int = 0
     last_error: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -279,6 +281,7 @@ class Pipeline:
             cam.overlays += int(overlay)
             self.stats.latencies.append((time.perf_counter() - t0) * 1000.0)
             self.stats.inference.append(inference_ms)
+            self.stats.passes.append(frame.passes)
         return frame
 
     # -- 3D ----------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ class DetectionResult:
     # pixels, clipped to the image) of whatever object covers each cell; an object's box is the
     # one at its peak (Detector.peaks). None for a model without one.
     object_boxes: Optional[np.ndarray] = None
+    passes: int = 0  # network passes that made it (0: nothing registered; 1: the frame pass)
 
 
 class Detector:
@@ -73,7 +74,6 @@ class Detector:
         self._lock = threading.Lock()
         self._cells: Tuple[Optional[Letterbox], Optional[tuple]] = (None, None)
         self._scan_next = 0  # look_closer's scan over the 2x tiles goes on across frames
-        self.last_passes = 0  # network passes of the last detect()
 
     # ------------------------------------------------------------------ registration
     def embed_views(self, views: Sequence[np.ndarray]) -> ObjectEmbedding:
@@ -140,8 +140,7 @@ class Detector:
         if look_closer and zoom > MIN_ZOOM:
             raise ValueError("look_closer and zoom are two ways to look closer: set one of them")
         rows, cols = self.info.rows, self.info.cols
-        object_boxes = None
-        self.last_passes = 0
+        object_boxes, passes = None, 0
         if k == 0:  # nothing registered: no need to run the network
             lb = Letterbox.fit(rgb.shape[:2], self.info.input_size)
             probs = np.zeros((0, rows, cols), np.float32)
@@ -149,16 +148,16 @@ class Detector:
         else:
             with self._lock:
                 probs, lb, object_boxes = self._frame_pass(rgb, objects)
-                self.last_passes = 1
+                passes = 1
                 if zoom > MIN_ZOOM:
-                    self._zoom_pass(rgb, lb, objects, float(zoom), probs)
+                    passes += self._zoom_pass(rgb, lb, objects, float(zoom), probs)
                 elif look_closer:
-                    self._look_closer(rgb, lb, objects, k, look_closer, probs)
+                    passes += self._look_closer(rgb, lb, objects, k, look_closer, probs)
             probs = suppress(probs[:k], probs[k:], owners)
             boxes, padding = self._cell_boxes(lb)
             probs[:, padding] = 0.0
         latency_ms = (time.perf_counter() - start) * 1e3
-        return DetectionResult(probs, lb, boxes, latency_ms, object_boxes)
+        return DetectionResult(probs, lb, boxes, latency_ms, object_boxes, passes)
 
     def detect_steps(self, rgb: np.ndarray, embeddings: np.ndarray, zoom: float = 2.0,
                      negatives: Optional[Sequence[Optional[np.ndarray]]] = None
@@ -183,17 +182,17 @@ class Detector:
         total = 1 + len(tiles)
         boxes, padding = self._cell_boxes(lb)
 
-        def so_far():
+        def so_far(passes):
             fused = suppress(probs[:k].copy(), probs[k:], owners)
             fused[:, padding] = 0.0
             return DetectionResult(fused, lb, boxes, (time.perf_counter() - start) * 1e3,
-                                   object_boxes)
-        yield 1, total, so_far()
+                                   object_boxes, passes)
+        yield 1, total, so_far(1)
         for i, rect in enumerate(tiles):
             with self._lock:
                 tile = self._tile_pass(rgb, lb, objects, rect)
             pool_tile(probs, tile, rect, self.info.stride)
-            yield 2 + i, total, so_far()
+            yield 2 + i, total, so_far(2 + i)
 
     def _inputs(self, rgb, embeddings, negatives):
         """Checked inputs: (rgb, the objects' rows with their negatives' after them, K, the
@@ -224,19 +223,20 @@ class Detector:
                                            rgb.shape[:2])
         return probs, lb, object_boxes
 
-    def _zoom_pass(self, rgb, lb: Letterbox, objects, zoom: float, probs: np.ndarray) -> None:
-        """The tiles' probabilities max-pooled into ``probs`` (caller holds the lock)."""
+    def _zoom_pass(self, rgb, lb: Letterbox, objects, zoom: float, probs: np.ndarray) -> int:
+        """The tiles' probabilities max-pooled into ``probs`` (caller holds the lock); the
+        number of tiles."""
         area = _image_area(lb)
-        for rect in zoom_tiles(self.info.input_size, zoom):
-            if _overlaps(rect, area):
-                pool_tile(probs, self._tile_pass(rgb, lb, objects, rect), rect, self.info.stride)
-                self.last_passes += 1
+        tiles = [r for r in zoom_tiles(self.info.input_size, zoom) if _overlaps(r, area)]
+        for rect in tiles:
+            pool_tile(probs, self._tile_pass(rgb, lb, objects, rect), rect, self.info.stride)
+        return len(tiles)
 
     def _look_closer(self, rgb, lb: Letterbox, objects, k: int, budget: int,
-                     probs: np.ndarray) -> None:
+                     probs: np.ndarray) -> int:
         """Up to ``budget`` 2x tiles where the frame pass is undecided, max-pooled into
-        ``probs`` (runtime/look_closer.py; caller holds the lock). Candidates come from the
-        objects' own maps (not their negatives')."""
+        ``probs`` (runtime/look_closer.py; caller holds the lock); the number of tiles.
+        Candidates come from the objects' own maps (not their negatives')."""
         area = _image_area(lb)
         scan = [r for r in zoom_tiles(self.info.input_size, LOOK_ZOOM) if _overlaps(r, area)]
         tiles, self._scan_next = choose_tiles(
@@ -244,7 +244,7 @@ class Detector:
             self.info.stride, scan, self._scan_next)
         for rect in tiles:
             pool_tile(probs, self._tile_pass(rgb, lb, objects, rect), rect, self.info.stride)
-            self.last_passes += 1
+        return len(tiles)
 
     def _tile_pass(self, rgb, lb: Letterbox, objects, rect) -> np.ndarray:
         """One network pass over the tile ``rect`` (model-input px) of the source frame:
