@@ -107,7 +107,8 @@ def frame_figures(d0, d1, diag_log, bad_frames_sent, check):
              processed_per_s_window_min=round(min(windows), 2) if windows else None,
              processed_per_s_window_median=round(median, 2) if windows else None,
              node_latency_p50_ms=float(d1.get("latency_p50_ms", 0)),
-             node_inference_p50_ms=float(d1.get("inference_p50_ms", 0)))
+             node_inference_p50_ms=float(d1.get("inference_p50_ms", 0)),
+             node_passes_per_frame=float(d1.get("passes_per_frame", 0)))
     check("bad_frames_rejected", rejected > 0, rejected)
     check("delivered_fraction", r["delivered_fraction"] >= 0.95, r["delivered_fraction"],
           ">= 0.95", kind="target")
