@@ -20,8 +20,9 @@ def test_candidates_are_local_peaks_most_undecided_first():
 
 
 def test_a_tile_is_centred_on_its_candidate_and_kept_inside_the_image():
-    assert centred_tile(320, 240, INPUT, AREA) == (160.0, 120.0, 480.0, 360.0)
-    assert centred_tile(8, 8, INPUT, AREA) == (0.0, 0.0, 320.0, 240.0)  # shifted in
+    assert centred_tile(320, 240, INPUT, AREA, zoom=2.0) == (160.0, 120.0, 480.0, 360.0)
+    assert centred_tile(8, 8, INPUT, AREA, zoom=2.0) == (0.0, 0.0, 320.0, 240.0)  # shifted in
+    assert centred_tile(320, 240, INPUT, AREA) == (192.0, 144.0, 448.0, 336.0)  # LOOK_ZOOM 2.5
 
 
 def test_budget_goes_to_uncovered_candidates_then_scans_across_frames():

@@ -230,7 +230,7 @@ def build(model: Path, comparison: Path | None = None) -> str:
             meta, rows = search_rows(path)
             lines += ["", f"### Search options ({split}): look_closer and negative views (N = 8, "
                       f"alpha views){measured_on(meta['model'], info['model_id'])}", "",
-                      "look_closer B: up to B 2x tiles on the frame pass's most undecided peaks, "
+                      "look_closer B: up to B 2.5x tiles on the frame pass's most undecided peaks, "
                       "max-fused (Detector.detect's look_closer, the node's parameter); negative "
                       "views: M views of each object's closest other object as its negatives "
                       "(Detector.detect's negatives). Look-alike queries: the object absent, that "

@@ -4,7 +4,7 @@ look_closer budgets and negative views of the confusing look-alike.
     python -m training.evaluation.search_variants --split test --threads 1 \\
         --out models/yolz_tokens/search/test.json
 
-look_closer B (Detector.detect's look_closer): every scene scored with up to B 2x tiles;
+look_closer B (Detector.detect's look_closer): every scene scored with up to B 2.5x tiles;
 reported overall and for objects < 40 px tall, with network passes and ms per frame.
 
 Negatives (Detector.detect's negatives): for each object of an episode, the look-alike a user

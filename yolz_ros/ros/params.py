@@ -62,7 +62,7 @@ PARAMS: Tuple[Param, ...] = (
           "10 network passes per frame: for a GPU with time to spare",
           range=(1.0, 3.0), live=True),
     Param("look_closer", "integer", 0,
-          "0 = off; N: up to N more network passes per frame, 2x tiles centred where the frame "
+          "0 = off; N: up to N more network passes per frame, 2.5x tiles centred where the frame "
           "pass is least sure (docs/runtime.md); ignored while zoom > 1",
           range=(0, 9), live=True),
     Param("max_objects", "integer", 64,

@@ -73,7 +73,7 @@ class Detector:
         self._input = np.empty((1, 3, h, w), np.float32)
         self._lock = threading.Lock()
         self._cells: Tuple[Optional[Letterbox], Optional[tuple]] = (None, None)
-        self._scan_next = 0  # look_closer's scan over the 2x tiles goes on across frames
+        self._scan_next = 0  # look_closer's scan over its tiles goes on across frames
 
     # ------------------------------------------------------------------ registration
     def embed_views(self, views: Sequence[np.ndarray]) -> ObjectEmbedding:
@@ -127,7 +127,7 @@ class Detector:
         network passes, 2: 9; runtime/zoom_pass.py): small objects found more often.
         ``negatives``: per object None or the embeddings [M, E] of look-alikes it is not
         (runtime/negatives.py); scored in the same call, K + M <= max_objects.
-        ``look_closer`` N > 0: up to N more passes, 2x tiles on the frame pass's most undecided
+        ``look_closer`` N > 0: up to N more passes, 2.5x tiles on the frame pass's most undecided
         candidates (runtime/look_closer.py); 0 = off (instead of zoom, not with it)."""
         start = time.perf_counter()
         rgb, objects, k, owners = self._inputs(rgb, embeddings, negatives)
@@ -234,7 +234,7 @@ class Detector:
 
     def _look_closer(self, rgb, lb: Letterbox, objects, k: int, budget: int,
                      probs: np.ndarray) -> int:
-        """Up to ``budget`` 2x tiles where the frame pass is undecided, max-pooled into
+        """Up to ``budget`` 2.5x tiles where the frame pass is undecided, max-pooled into
         ``probs`` (runtime/look_closer.py; caller holds the lock); the number of tiles.
         Candidates come from the objects' own maps (not their negatives')."""
         area = _image_area(lb)
