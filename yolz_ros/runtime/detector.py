@@ -59,8 +59,8 @@ class Detector:
                  embed_threads: Optional[int] = None, spin: bool = True):
         """``num_threads``: ONNX Runtime's intra-op threads (0: all cores); ``embed_threads``
         those of the embedder alone (None: the same), e.g. 1 where registration must leave the
-        cores to detection (the node); ``spin`` False: ONNX Runtime's
-        pool threads wait without spinning, leaving the cores to the process's other threads."""
+        cores to detection (the node); ``spin`` False: ONNX Runtime's pool threads wait without
+        spinning, leaving the cores to the process's other threads."""
         self.info = ModelInfo.load(model_dir)
         self.model_id = self.info.model_id
         self.max_objects = int(max_objects)
