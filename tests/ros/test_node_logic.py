@@ -165,8 +165,8 @@ def test_registrations_run_on_one_thread_of_their_own():
 
 def test_the_nodes_embedder_has_one_intra_op_thread_and_registration_works(tmp_path):
     """The node's detector (startup.load_detector): the embedder session on one intra-op thread
-    (so it computes on the registration thread alone), the detector session on num_threads,
-    neither spinning; a registration through the Registrar stores the object."""
+    (so it computes on the registration thread alone), the detector session on num_threads; a
+    registration through the Registrar stores the object."""
     from tiny_model import make_tiny_model
     from yolz_ros.ros import startup
     from yolz_ros.runtime.library import ObjectLibrary
@@ -178,10 +178,6 @@ def test_the_nodes_embedder_has_one_intra_op_thread_and_registration_works(tmp_p
     embedder = det.backend._embedder.get_session_options()
     assert embedder.intra_op_num_threads == startup.REGISTRATION_EMBED_THREADS == 1
     assert det.backend._detector.get_session_options().intra_op_num_threads == 2
-    for session in (det.backend._embedder, det.backend._detector):
-        entry = session.get_session_options().get_session_config_entry(
-            "session.intra_op.allow_spinning")
-        assert entry == "0"
     lib = ObjectLibrary(tmp_path / "library", det.model_id,
                         embedding_dim=det.info.embedding_dim).load()
     request = RegisterObject.Request(name="mug", views=[rgb_to_image_msg(v) for v in views(3, 4)])

@@ -39,8 +39,7 @@ processes frames; register/remove run in one mutually exclusive callback group a
 another, on a multi-threaded executor, so services never wait behind inference and a listing
 never waits behind a registration (the library's listing is lock-free). A registration's work
 (the embedder, GrabCut) runs on one thread (registration.Registrar), so it takes at most one
-core from the frame worker, and ONNX Runtime's pool threads do not spin while they wait, so
-neither holds a core it is not using. A ~/find search runs on an executor thread of
+core from the frame worker. A ~/find search runs on an executor thread of
 its own callback group (reentrant: a second goal is refused while one runs, a cancel is heard),
 one network pass at a time, so the worker's frames are processed between its passes. The
 library's snapshot and the live settings are immutable and swapped whole: a frame sees one

@@ -11,9 +11,6 @@ from yolz_ros.ros.params import StartConfig
 # The embedder's intra-op threads in the node: registration runs it on its one thread
 # (registration.Registrar), so the frame pipeline keeps the other cores.
 REGISTRATION_EMBED_THREADS = 1
-# The node's threads share the cores (frames, a registration, a ~/find search): ONNX Runtime's
-# pool threads wait without spinning, so a core waiting for the next operator is free.
-SPIN = False
 
 
 class StartupError(RuntimeError):
@@ -42,7 +39,7 @@ def load_detector(cfg: StartConfig, logger: logging.Logger):
         return Detector(model_dir=str(model_dir), backend=cfg.backend, device=cfg.device,
                         precision=cfg.precision, max_objects=cfg.max_objects,
                         cache_dir=cfg.cache_dir or None, num_threads=cfg.num_threads,
-                        logger=logger, embed_threads=REGISTRATION_EMBED_THREADS, spin=SPIN)
+                        logger=logger, embed_threads=REGISTRATION_EMBED_THREADS)
     except Exception as exc:  # noqa: BLE001 - anything here is fatal, say where
         raise StartupError(f"cannot load the model folder {model_dir}: "
                            f"{type(exc).__name__}: {exc}") from exc

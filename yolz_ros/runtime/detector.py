@@ -56,16 +56,15 @@ class Detector:
     def __init__(self, model_dir=None, backend: str = "auto", device: str = "cuda",
                  precision: str = "fp16", max_objects: int = 64, cache_dir=None,
                  num_threads: int = 0, logger: Optional[logging.Logger] = None,
-                 embed_threads: Optional[int] = None, spin: bool = True):
+                 embed_threads: Optional[int] = None):
         """``num_threads``: ONNX Runtime's intra-op threads (0: all cores); ``embed_threads``
         those of the embedder alone (None: the same), e.g. 1 where registration must leave the
-        cores to detection (the node); ``spin`` False: ONNX Runtime's pool threads wait without
-        spinning, leaving the cores to the process's other threads."""
+        cores to detection (the node)."""
         self.info = ModelInfo.load(model_dir)
         self.model_id = self.info.model_id
         self.max_objects = int(max_objects)
         self.backend = create_backend(self.info, backend, device, precision, self.max_objects,
-                                      cache_dir, num_threads, logger, embed_threads, spin)
+                                      cache_dir, num_threads, logger, embed_threads)
         self.backend_name = self.backend.name
         h, w = self.info.input_size
         # Preprocessing buffers, allocated once; the lock makes concurrent detect() calls safe.

@@ -19,7 +19,7 @@ def cuda_available() -> bool:
 
 class OnnxRuntimeBackend(Backend):
     def __init__(self, info: ModelInfo, device: str = "cpu", num_threads: int = 0,
-                 embed_threads: Optional[int] = None, spin: bool = True):
+                 embed_threads: Optional[int] = None):
         try:
             import onnxruntime as ort
         except ImportError as e:
@@ -34,9 +34,6 @@ class OnnxRuntimeBackend(Backend):
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = int(threads)  # 0: ONNX Runtime picks (all cores)
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            # Pool threads that spin between operators hold their cores while they wait: the
-            # fastest for one caller, but they take the cores from a process's other threads.
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
             return opts
         # The embedder has its own thread count: with 1 it runs on the caller's thread alone
         # (no pool), so a registration thread of low priority keeps it from the detector's cores.

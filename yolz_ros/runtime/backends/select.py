@@ -46,7 +46,7 @@ def _check_choice(label: str, value: str, allowed: Tuple[str, ...]) -> None:
 def create_backend(model_info: ModelInfo, backend: str = "auto", device: str = "cuda",
                    precision: str = "fp16", max_objects: int = 64, cache_dir=None,
                    num_threads: int = 0, logger: Optional[logging.Logger] = None,
-                   embed_threads: Optional[int] = None, spin: bool = True) -> Backend:
+                   embed_threads: Optional[int] = None) -> Backend:
     """The backend for ``model_info``.
 
     auto: TensorRT when it imports and a GPU is present (device 'cuda'), else ONNX Runtime's CUDA
@@ -55,8 +55,7 @@ def create_backend(model_info: ModelInfo, backend: str = "auto", device: str = "
     run raises BackendError. With 'onnxruntime', device 'cuda' is a preference: without the CUDA
     provider it runs on CPU and says so. ``precision`` applies to TensorRT only (ONNX Runtime
     runs the FP32 graphs); ``num_threads`` to ONNX Runtime only (0: all cores), and
-    ``embed_threads`` to its embedder session (None: num_threads); ``spin`` False stops ONNX
-    Runtime's pool threads spinning while they wait (where other threads need the cores).
+    ``embed_threads`` to its embedder session (None: num_threads).
     """
     from yolz_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend, cuda_available
 
@@ -94,7 +93,7 @@ def create_backend(model_info: ModelInfo, backend: str = "auto", device: str = "
             logger.warning(f"ONNX Runtime has no CUDA provider here (install onnxruntime-gpu); "
                            f"device {device!r} runs on CPU")
         kind = "cpu"
-    runtime = OnnxRuntimeBackend(model_info, kind, num_threads, embed_threads, spin)
+    runtime = OnnxRuntimeBackend(model_info, kind, num_threads, embed_threads)
     if kind == "cuda" and index:
         _use_cuda_device(runtime, index)
     return runtime
