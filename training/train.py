@@ -24,7 +24,9 @@ the newest (for --resume). Each step takes `episodes_per_step` episodes; per epi
 Backbone (v4): a cache of Lite0 block B's features (features.py --block B; B = 7 for blocks 8-10,
 4 for 5-10) runs through Lite0Tail(B + 1), ImageNet weights to start, trained at `backbone_lr`
 (0 = frozen, the baseline) for scenes and reference views alike; a cache of block 10 (v2/v3) has
-no tail. Episodes are read from disk as each step needs them: a 12,000-episode cache is ~45 GB.
+no tail. `init_from` (a frozen-backbone model folder, e.g. the shipped v4) starts the heads where
+that model's training left them instead of untrained (training/model/warm_start.py): adapting the
+backbone as a second stage. Episodes are read from disk as each step needs them: a 12,000-episode cache is ~45 GB.
 Experiments (training/configs/v3_ablation, `make ablation`): `train_features` as a list of folders
 (e.g. + small-object episodes), `cell_stride: 8` (FineGridHead on the stride-8 side files).
 
@@ -49,6 +51,7 @@ from training.model.backbone import BLOCK16, WIDTH16, Lite0Tail
 from training.model.boxes import BoxConfig, BoxHead, box_targets, distances_to_boxes, giou_loss
 from training.model.losses import info_nce, sigmoid_focal_loss
 from training.model.match import PATCH, FineGridHead, MatchConfig, MatchHead
+from training.model.warm_start import load_heads
 from training.evaluation.evaluate import HEIGHT_BUCKETS
 from training.evaluation.metrics import average_precision, summarize
 from training.data import realbench
@@ -72,6 +75,7 @@ DEFAULTS = {
     "backbone_lr": 0.0,  # the Lite0 tail after the cached block; 0 = frozen
     "w_boxes": 0.0, "boxes": {},  # the box head (BoxConfig) and its loss weight; 0 = no box head
     "w_l1": 1.0, "w_giou": 1.0,
+    "init_from": "",  # a frozen-backbone model folder whose heads start the run (warm_start.py)
 }
 
 
@@ -448,6 +452,10 @@ def main(argv=None):
                                        weights_only=True)["val"])
             best = bv.get("score", -1.0)
         print(f"resumed at step {step}")
+    elif cfg["init_from"]:
+        load_heads(Path(cfg["init_from"]), model.head, model.boxes)
+        val = validate(model.eval(), val_eps, mcfg)
+        print(f"val at init (heads of {cfg['init_from']}):", json.dumps(val), flush=True)
     else:
         init_projection(model, [train_eps[i] for i in range(min(50, len(train_eps)))],
                         mcfg.token_dim)

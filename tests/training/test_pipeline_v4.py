@@ -254,3 +254,64 @@ def test_tail_pads_inside_its_convs_with_the_same_output():
         for block in reference:
             expected = block(expected)
         torch.testing.assert_close(tail.eval()(x), expected, rtol=0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def toy_frozen_model(toy_v4):
+    """A frozen-backbone toy run, exported: the first stage that init_from starts from."""
+    root = toy_v4["root"]
+    config = root / "frozen.yaml"
+    config.write_text(yaml.safe_dump({**toy_v4["base"], "steps": 2, "backbone_lr": 0.0}))
+    train.main(["--config", str(config), "--out", str(root / "frozen_run")])
+    export.main(["--run", str(root / "frozen_run"), "--out", str(root / "frozen_model"),
+                 "--name", "toy4f", "--no-alpha", "grabcut"])
+    return root / "frozen_run", root / "frozen_model"
+
+
+def _trained_heads(run):
+    ck = torch.load(run / "best.pt", weights_only=True)
+    return ck["head"], ck["boxes"]
+
+
+def test_warm_start_reads_the_trained_heads_out_of_the_onnx_graph(toy_v4, toy_frozen_model):
+    from training.model.boxes import BoxConfig, BoxHead
+    from training.model.match import MatchConfig, MatchHead
+    from training.model.warm_start import load_heads
+
+    run, model = toy_frozen_model
+    cfg = json.loads((run / "config.json").read_text())
+    head, boxes = MatchHead(MatchConfig(**cfg["model"])), BoxHead(BoxConfig(**cfg["boxes"]))
+    load_heads(model, head, boxes)
+    want_head, want_boxes = _trained_heads(run)
+    for got, want in ((head.state_dict(), want_head), (boxes.state_dict(), want_boxes)):
+        assert got.keys() == want.keys()
+        for k in want:  # FP16-stored weights: equal to half precision
+            torch.testing.assert_close(got[k], want[k], atol=2e-3, rtol=2e-3)
+
+
+def test_warm_start_refuses_a_mapping_the_graph_does_not_reproduce(toy_frozen_model,
+                                                                      monkeypatch):
+    from training.model import warm_start
+    from training.model.boxes import BoxConfig, BoxHead
+    from training.model.match import MatchConfig, MatchHead
+
+    run, model = toy_frozen_model
+    cfg = json.loads((run / "config.json").read_text())
+    swapped = {**warm_start._FOLDED, "match_scale": ("Add", False), "match_shift": ("Mul", False)}
+    monkeypatch.setattr(warm_start, "_FOLDED", swapped)
+    with pytest.raises(SystemExit, match="differ from detector.onnx"):
+        warm_start.load_heads(model, MatchHead(MatchConfig(**cfg["model"])),
+                              BoxHead(BoxConfig(**cfg["boxes"])))
+
+
+def test_init_from_starts_the_run_from_the_frozen_models_heads(toy_v4, toy_frozen_model,
+                                                               tmp_path):
+    run, model = toy_frozen_model
+    config = tmp_path / "ft.yaml"
+    config.write_text(yaml.safe_dump({**toy_v4["base"], "steps": 2, "lr": 1e-9,
+                                      "backbone_lr": 1e-9, "init_from": str(model)}))
+    train.main(["--config", str(config), "--out", str(tmp_path / "ft")])
+    want_head, _ = _trained_heads(run)
+    got = torch.load(tmp_path / "ft" / "last.pt", weights_only=True)["head"]
+    for k in want_head:  # a learning rate of 1e-9: still the frozen model's heads
+        torch.testing.assert_close(got[k], want_head[k], atol=2e-3, rtol=2e-3)

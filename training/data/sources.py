@@ -10,6 +10,8 @@ Every function is idempotent: it looks in the cache first and only does work onc
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import glob
 import hashlib
 import json
@@ -37,6 +39,15 @@ def cache_dir(data_dir: str | os.PathLike = "data") -> Path:
     return path
 
 
+@contextlib.contextmanager
+def fetch_lock(cache: Path):
+    """Held while a package is downloaded and unpacked into `cache`: data jobs run side by side
+    (make data-v4 in two processes), and without it one unpacks a .deb the other is writing."""
+    with open(cache / ".fetch.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 # ----------------------------------------------------------------------------- tuxpaint stamps
 
 def stable_split(name: str) -> str:
@@ -51,6 +62,11 @@ def fetch_debian(package: str, cache: Path, folder: str | None = None) -> Path |
     root = cache / (folder or package)
     if (root / ".done").is_file():
         return root
+    with fetch_lock(cache):
+        return root if (root / ".done").is_file() else _fetch_debian_locked(package, cache, root)
+
+
+def _fetch_debian_locked(package: str, cache: Path, root: Path) -> Path | None:
     try:
         debs = sorted(cache.glob(f"{package}_*.deb"))
         if not debs:
