@@ -95,9 +95,11 @@ V4_EPISODES ?= 12000
 # episodes 0..5473 are products and tuxpaint stamps only; the rest add the textured sources
 V4_BASE_EPISODES := 5474
 V4_SOURCES ?= sweethome:4,gcompris:2,robosuite:1,outdoor:0.2
-V4_RUNS ?= frozen blocks8_10 frozen_12k blocks8_10_12k blocks8_10_1k blocks5_10_1k
+V4_RUNS ?= frozen blocks8_10_ft blocks8_10 frozen_12k blocks8_10_12k blocks8_10_1k blocks5_10_1k
 # the last commit that shipped v3: its model is the ablation's first row
 V3_COMMIT := 42b5073^
+# the commit that shipped v4's frozen-backbone model: blocks8_10_ft starts from its heads
+V4_FROZEN_COMMIT := 42b5073
 data-v4: realbench
 	@$(ENV) python -m training.data.features --split val --from-bench data/realbench/val \
 	  --out data/features_b7/val --block 7 && \
@@ -111,8 +113,10 @@ data-v4: realbench
 	  --out data/features_b4/train --block 4
 
 ablation-v4: data-v4
-	@$(ENV) mkdir -p out/v4/v3_model && for f in model.json embedder.onnx detector.onnx; do \
-	  git show $(V3_COMMIT):models/yolz_tokens/$$f > out/v4/v3_model/$$f || exit 1; done && \
+	@$(ENV) mkdir -p out/v4/v3_model out/v4/frozen_model && \
+	  for f in model.json embedder.onnx detector.onnx; do \
+	  git show $(V3_COMMIT):models/yolz_tokens/$$f > out/v4/v3_model/$$f && \
+	  git show $(V4_FROZEN_COMMIT):models/yolz_tokens/$$f > out/v4/frozen_model/$$f || exit 1; done && \
 	  for split in val test; do [ -f out/v4/eval/v3/$$split/evaluation_real.json ] || \
 	    python -m training.evaluation.evaluate --model out/v4/v3_model --split $$split \
 	      --threads 1 --out out/v4/eval/v3/$$split > /dev/null || exit 1; done && \
