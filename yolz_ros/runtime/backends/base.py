@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 from typing import Dict
 
 import numpy as np
@@ -25,3 +26,9 @@ class Backend(abc.ABC):
         box_distances [rows, cols, 4].
 
         The returned arrays belong to the caller (they are not overwritten by the next call)."""
+
+    @contextlib.contextmanager
+    def cores_shared(self):
+        """While held, detect() computes on one CPU thread and leaves the other cores to the
+        holder's work (the node's registrations). Nothing to share where the GPU computes."""
+        yield
