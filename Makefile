@@ -10,7 +10,8 @@ RUN ?= runs/$(basename $(notdir $(CONFIG)))
 MODEL ?= models/yolz_tokens
 TRAIN_EPISODES ?= 600
 
-.PHONY: setup lint test demo soak realbench data train export data-v4 ablation-v4 \
+.PHONY: setup lint test demo soak realbench data train export data-v4 ablation-v4 v4-ft \
+	v4-frozen-model \
 	evaluate compare ablation \
 	benchmark depth-scene evaluate-depth clean test-fast test-unit test-ros test-training \
 	test-system colcon-test
@@ -112,11 +113,29 @@ data-v4: realbench
 	  python -m training.data.features --split train --episodes 1000 --small-prob 0.3 \
 	  --out data/features_b4/train --block 4
 
-ablation-v4: data-v4
-	@$(ENV) mkdir -p out/v4/v3_model out/v4/frozen_model && \
-	  for f in model.json embedder.onnx detector.onnx; do \
-	  git show $(V3_COMMIT):models/yolz_tokens/$$f > out/v4/v3_model/$$f && \
-	  git show $(V4_FROZEN_COMMIT):models/yolz_tokens/$$f > out/v4/frozen_model/$$f || exit 1; done && \
+v4-frozen-model:
+	@mkdir -p out/v4/frozen_model && for f in model.json embedder.onnx detector.onnx; do \
+	  git show $(V4_FROZEN_COMMIT):models/yolz_tokens/$$f > out/v4/frozen_model/$$f || exit 1; done
+
+# blocks8_10_ft alone, from nothing, in one session (fresh machine, 2 cores: ~2 h): block-7
+# features of val and of training episodes 0-1999 in two processes, the run, its export and
+# its evaluation on val and test. `make ablation-v4` afterwards collects it with the rest.
+v4-ft: realbench v4-frozen-model
+	@$(ENV) F="python -m training.data.features --small-prob 0.3 --block 7" && \
+	  $$F --split val --from-bench data/realbench/val --out data/features_b7/val && \
+	  { $$F --split train --episodes 1000 --out data/features_b7/train & first=$$!; \
+	    $$F --split train --start 1000 --episodes 2000 --out data/features_b7/train && \
+	    wait $$first; } && \
+	  python -m training.train --config training/configs/v4/blocks8_10_ft.yaml \
+	    --out runs/v4/blocks8_10_ft --resume && \
+	  python -m training.model.export --run runs/v4/blocks8_10_ft --out out/v4/blocks8_10_ft \
+	    --name yolz_v4_blocks8_10_ft --no-alpha grabcut && \
+	  for split in val test; do python -m training.evaluation.evaluate --model out/v4/blocks8_10_ft \
+	    --split $$split --threads 1 --out out/v4/eval/blocks8_10_ft/$$split > /dev/null || exit 1; done
+
+ablation-v4: data-v4 v4-frozen-model
+	@$(ENV) mkdir -p out/v4/v3_model && for f in model.json embedder.onnx detector.onnx; do \
+	  git show $(V3_COMMIT):models/yolz_tokens/$$f > out/v4/v3_model/$$f || exit 1; done && \
 	  for split in val test; do [ -f out/v4/eval/v3/$$split/evaluation_real.json ] || \
 	    python -m training.evaluation.evaluate --model out/v4/v3_model --split $$split \
 	      --threads 1 --out out/v4/eval/v3/$$split > /dev/null || exit 1; done && \
