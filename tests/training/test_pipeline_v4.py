@@ -209,6 +209,15 @@ def test_evaluation_and_the_ablation_table(toy_v4, toy_v4_model):
     section = "\n".join(model_report.ablation_v4_section(ab, ""))
     assert "| toy | val |" in section and "blocks 8-10 at lr 0.001" in section
     assert "Not evaluated yet: toy: test" in section
+    # a fresh machine: the run is gone, its row stays as measured; a row never trained is missing
+    ablation_v4.main(["--row", f"toy={toy_v4['root'] / 'gone'}:{out.parent}",
+                      "--row", f"new={toy_v4['root'] / 'never'}:{out.parent}",
+                      "--out", str(ab_path)])
+    again = json.loads(ab_path.read_text())
+    assert again["rows"] == [{**row, "kept": True}]
+    assert again["missing"] == [f"new: not trained yet ({toy_v4['root'] / 'never'})"]
+    kept = "\n".join(model_report.ablation_v4_section(again, ""))
+    assert "earlier machine (their runs are not on the one that wrote this file): toy." in kept
 
 
 def test_blocks_5_10_train_from_a_block_4_cache_and_export(toy_v4, tmp_path, toy_bench):

@@ -12,7 +12,8 @@ A row is LABEL=SOURCE:EVAL_DIR: SOURCE is a training run (best.pt, last.pt) or a
 (model.json's training record, for the shipped model); EVAL_DIR holds {val,test}/
 evaluation_real.json from `python -m training.evaluation.evaluate --split S --out EVAL_DIR/S`.
 A split that was not evaluated yet is left out of its row (and listed as missing), so a
-half-run ablation says so. Val decides; test is reported beside it.
+half-run ablation says so; a row whose SOURCE is not on this machine keeps what --out already
+holds for it (`"kept": true`). Val decides; test is reported beside it.
 """
 from __future__ import annotations
 
@@ -80,10 +81,21 @@ def training_record(source: Path) -> dict:
             "trainer_val": {k: _r(v) for k, v in tr.get("val", {}).items()}}
 
 
-def build(rows) -> dict:
+def build(rows, previous: dict | None = None) -> dict:
+    """The table of `rows`; a row whose run is not on this machine (a fresh machine: runs/ and
+    out/ are not kept) is carried over from `previous` (the file as it stood) as measured, with
+    `"kept": true`, rather than lost."""
+    earlier = {r["label"]: r for r in (previous or {}).get("rows", [])}
     out = {"machine": machine_description(), "rows": [], "missing": []}
     for label, source, eval_dir in rows:
-        row = {"label": label, "training": training_record(Path(source))}
+        source = Path(source)
+        if not ((source / "best.pt").is_file() or (source / "model.json").is_file()):
+            if label in earlier:
+                out["rows"].append({**earlier[label], "kept": True})
+            else:
+                out["missing"].append(f"{label}: not trained yet ({source})")
+            continue
+        row = {"label": label, "training": training_record(source)}
         for split in SPLITS:
             path = Path(eval_dir) / split / "evaluation_real.json"
             if path.is_file():
@@ -106,7 +118,8 @@ def main(argv=None):
                     metavar="LABEL=SOURCE:EVAL_DIR")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    res = build(args.row)
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else None
+    res = build(args.row, previous)
     write_bytes_atomic(args.out, (json.dumps(res, indent=2) + "\n").encode())
     for line in res["missing"]:
         print(f"not evaluated yet: {line}")

@@ -323,6 +323,10 @@ def ablation_v4_section(ab: dict, verdict: str) -> list[str]:
                       t["trainer_val"].get("presence_auroc"), t["trainer_val"].get("fpr_at_95_tpr"),
                       t["trainer_val"].get("cell_ap")]
                      for r in ab["rows"] for t in [r["training"]]])
+    kept = [r["label"] for r in ab["rows"] if r.get("kept")]
+    if kept:
+        lines += ["", "Kept as measured on an earlier machine (their runs are not on the one that "
+                  "wrote this file): " + ", ".join(kept) + "."]
     if ab.get("missing"):
         lines += ["", "Not evaluated yet: " + "; ".join(ab["missing"]) + "."]
     if verdict:
