@@ -192,39 +192,6 @@ def test_the_nodes_embedder_has_one_intra_op_thread_and_registration_works(tmp_p
     assert response.num_views_used == 3 and lib.entries() == [("mug", 3)]
 
 
-def test_frames_run_on_one_thread_while_a_registration_computes(tmp_path):
-    """The Registrar holds the detector's cores_shared around each registration: meanwhile
-    detect() runs on a one-thread session (same outputs), and on num_threads again after."""
-    from tiny_model import make_tiny_model
-    from yolz_ros.ros import startup
-    values = {p.name: p.default for p in params.PARAMS}
-    cfg = params.start_config({**values, "model_dir": str(make_tiny_model(tmp_path / "model")),
-                               "backend": "onnxruntime", "device": "cpu", "precision": "fp32",
-                               "num_threads": 2})
-    det = startup.load_detector(cfg, logging.getLogger("test"))
-    rng = np.random.default_rng(0)
-    frame = rng.integers(0, 255, (120, 160, 3), np.uint8)
-    objects = np.stack([det.embed_views(views(2, s)).vector for s in (1, 2)])
-    before = det.detect(frame, objects).probabilities
-    used = []
-
-    def detect_meanwhile():
-        session = det.backend._detector_one if det.backend._sharing else det.backend._detector
-        used.append(session.get_session_options().intra_op_num_threads)
-        return det.detect(frame, objects).probabilities
-
-    registrar = registration.Registrar()
-    registrar.shares = det.cores_shared
-    try:
-        during = registrar.run(detect_meanwhile)
-    finally:
-        registrar.close()
-    assert used == [1]
-    np.testing.assert_allclose(during, before, atol=1e-5)
-    assert det.backend._sharing == 0
-    np.testing.assert_array_equal(det.detect(frame, objects).probabilities, before)
-
-
 def test_max_objects_is_the_most_registered_at_once(tiny_detector, tmp_path):
     from yolz_ros.runtime.library import ObjectLibrary
     assert not registration.library_full(["a"], "b", 2)

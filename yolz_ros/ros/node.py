@@ -168,7 +168,6 @@ class YolzCore:
         names = list(library.snapshot.names)
         self.log.info(f"object library {library.directory}: {len(names)} objects {names}")
         self.cfg, self.detector, self.library = cfg, detector, library
-        self._registrar.shares = detector.cores_shared
 
         out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
                              reliability=ReliabilityPolicy.RELIABLE)
@@ -288,7 +287,6 @@ class YolzCore:
         self._entities = []
         self.configured = False
         self.detector = self.library = self.pipeline = self.cfg = None
-        self._registrar.shares = registration.nullcontext
 
     def _keep(self, entity):
         self._entities.append(entity)

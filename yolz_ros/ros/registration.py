@@ -10,7 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -51,13 +51,10 @@ class Registrar:
     (single-threaded OpenCV), so a registration takes at most one core from the frame pipeline.
     It runs at the node's own priority: lowered (niceness +5) it held the frame worker up longer,
     not shorter (make soak, 4 min each: window min/median 0.73 vs 0.83, register p99 2437 vs 592
-    ms; docs/reliability.md). OpenCV's own thread count is process-wide, so it is left alone.
-    ``shares``: a context held around each registration (the node's Detector.cores_shared, so
-    that the frames leave it the other core)."""
+    ms; docs/reliability.md). OpenCV's own thread count is process-wide, so it is left alone."""
 
     def __init__(self):
         self.native_id: Optional[int] = None  # the thread's, once it runs
-        self.shares: Callable = nullcontext
         self._pool = concurrent.futures.ThreadPoolExecutor(1, "yolz_registration", self._start)
 
     def _start(self) -> None:
@@ -65,11 +62,7 @@ class Registrar:
 
     def run(self, fn: Callable, *args, **kwargs):
         """``fn(*args, **kwargs)`` on the registration thread: its result, or its exception."""
-        return self._pool.submit(self._shared, fn, args, kwargs).result()
-
-    def _shared(self, fn: Callable, args, kwargs):
-        with self.shares():
-            return fn(*args, **kwargs)
+        return self._pool.submit(fn, *args, **kwargs).result()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -74,11 +74,6 @@ class Detector:
         self._cells: Tuple[Optional[Letterbox], Optional[tuple]] = (None, None)
         self._scan_next = 0  # look_closer's scan over its tiles goes on across frames
 
-    def cores_shared(self):
-        """A context in which detect() computes on one CPU thread (Backend.cores_shared): the
-        node holds it while a registration computes, so that both keep a core."""
-        return self.backend.cores_shared()
-
     # ------------------------------------------------------------------ registration
     def embed_views(self, views: Sequence[np.ndarray]) -> ObjectEmbedding:
         """Embed an object from its reference views (each HxWx3 RGB or HxWx4 RGBA uint8)."""

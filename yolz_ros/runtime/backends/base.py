@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import abc
-import contextlib
 from typing import Dict
 
 import numpy as np
@@ -26,9 +25,3 @@ class Backend(abc.ABC):
         box_distances [rows, cols, 4].
 
         The returned arrays belong to the caller (they are not overwritten by the next call)."""
-
-    @contextlib.contextmanager
-    def cores_shared(self):
-        """While held, detect() computes on one CPU thread and leaves the other cores to the
-        holder's work (the node's registrations). Nothing to share where the GPU computes."""
-        yield

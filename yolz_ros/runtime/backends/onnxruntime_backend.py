@@ -1,8 +1,6 @@
 """ONNX Runtime backend: one InferenceSession per graph; CUDA provider if requested and present."""
 from __future__ import annotations
 
-import contextlib
-import threading
 from typing import Dict, Optional
 
 import numpy as np
@@ -32,7 +30,7 @@ class OnnxRuntimeBackend(Backend):
                                "onnxruntime-gpu, or use device='cpu'")
         providers = (["CUDAExecutionProvider"] if device == "cuda" else []) + \
             ["CPUExecutionProvider"]
-        def options(threads: int):  # noqa: E306
+        def options(threads: int):
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = int(threads)  # 0: ONNX Runtime picks (all cores)
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -44,13 +42,6 @@ class OnnxRuntimeBackend(Backend):
                                               providers=providers)
         self._detector = ort.InferenceSession(str(info.detector_path), options(num_threads),
                                               providers=providers)
-        # cores_shared: frames run on a second, one-thread detector session (made at first use)
-        # while the holder computes, instead of the pool competing with it for both cores.
-        self._one_thread = lambda: ort.InferenceSession(str(info.detector_path), options(1),
-                                                        providers=providers)
-        self._detector_one: Optional[object] = None
-        self._sharing, self._sharing_lock = 0, threading.Lock()
-        self._shares = device == "cpu" and int(num_threads) != 1
         self._outputs = list(info.outputs)
         have = {o.name for o in self._detector.get_outputs()}
         missing = [o for o in self._outputs if o not in have]
@@ -68,20 +59,4 @@ class OnnxRuntimeBackend(Backend):
     def detect(self, image: np.ndarray, embeddings: np.ndarray) -> Dict[str, np.ndarray]:
         feeds = {"image": np.ascontiguousarray(image, np.float32),
                  "embeddings": np.ascontiguousarray(embeddings, np.float32)}
-        session = self._detector_one if self._sharing else self._detector
-        return dict(zip(self._outputs, session.run(self._outputs, feeds)))
-
-    @contextlib.contextmanager
-    def cores_shared(self):
-        if not self._shares:
-            yield
-            return
-        with self._sharing_lock:
-            if self._detector_one is None:
-                self._detector_one = self._one_thread()
-            self._sharing += 1
-        try:
-            yield
-        finally:
-            with self._sharing_lock:
-                self._sharing -= 1
+        return dict(zip(self._outputs, self._detector.run(self._outputs, feeds)))
