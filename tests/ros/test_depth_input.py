@@ -92,6 +92,19 @@ def test_depth_store_matches_by_stamp_and_waits_for_a_late_one():
     assert silent.match(20.0, 0.02, 1.0)[0] is None and time.monotonic() - started < 0.2
 
 
+def test_no_depth_yet_is_only_news_after_the_grace_period():
+    """A young store without depth is 'starting' (the node does not warn); an old one, or one
+    that has had a depth image, is not."""
+    from yolz_ros.ros import depth_input
+    store = DepthStore()
+    assert store.starting()
+    store.created -= depth_input.FIRST_DEPTH_GRACE_S
+    assert not store.starting()
+    fresh = DepthStore()
+    fresh.put_depth(depth_image(np.ones((2, 2), np.float32), "32FC1", stamp=1.0))
+    assert not fresh.starting()
+
+
 def test_transform_rotates_then_translates():
     t = Transform()
     t.translation.x, t.translation.y, t.translation.z = 1.0, 2.0, 3.0

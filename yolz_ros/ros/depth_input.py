@@ -19,6 +19,9 @@ DEPTH_ENCODINGS = {"16uc1": (np.uint16, 0.001), "mono16": (np.uint16, 0.001),
                    "32fc1": (np.float32, 1.0)}
 
 STREAM_ALIVE_S = 1.0  # a frame waits for its depth only if a depth image came this recently
+# A depth topic's first image may arrive after the first colour frames (discovery of the depth
+# publisher takes longer): for this long after the store is made, "none yet" is not a warning.
+FIRST_DEPTH_GRACE_S = 3.0
 
 
 def check_depth_header(msg, max_pixels: int) -> None:
@@ -61,6 +64,7 @@ class DepthStore:
         self.depth_received = 0
         self.info_received = 0
         self._last_arrival = -float("inf")
+        self.created = time.monotonic()
         self._cv = threading.Condition()
 
     def put_depth(self, msg) -> None:
@@ -103,6 +107,11 @@ class DepthStore:
                 return None, (f"no depth image within {tolerance:.3f} s of the frame (nearest "
                               f"is {dt:+.3f} s away): is the depth topic publishing, in sync?")
             return best[1], dt
+
+    def starting(self) -> bool:
+        """No depth image yet, and the store is too young for that to mean anything."""
+        return (self.depth_received == 0
+                and time.monotonic() - self.created < FIRST_DEPTH_GRACE_S)
 
     def _nearest(self, stamp: float):
         return min(self._depth, key=lambda item: abs(item[0] - stamp), default=None)

@@ -311,7 +311,8 @@ class Pipeline:
         stamp = stamp_seconds(header.stamp)
         depth_msg, why = cam.depth.match(stamp, settings.depth_tolerance, settings.depth_timeout)
         if depth_msg is None:
-            self.warn(f"no 3D for {cam.resolved}: {why} ({cam.depth_topic})")
+            if not cam.depth.starting():  # its first depth image may still be on its way
+                self.warn(f"no 3D for {cam.resolved}: {why} ({cam.depth_topic})")
             return None
         info = cam.depth.info_for(stamp, settings.depth_tolerance)
         if info is None:
