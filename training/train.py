@@ -24,9 +24,10 @@ the newest (for --resume). Each step takes `episodes_per_step` episodes; per epi
 Backbone (v4): a cache of Lite0 block B's features (features.py --block B; B = 7 for blocks 8-10,
 4 for 5-10) runs through Lite0Tail(B + 1), ImageNet weights to start, trained at `backbone_lr`
 (0 = frozen, the baseline) for scenes and reference views alike; a cache of block 10 (v2/v3) has
-no tail. `init_from` (a frozen-backbone model folder, e.g. the shipped v4) starts the heads where
-that model's training left them instead of untrained (training/model/warm_start.py): adapting the
-backbone as a second stage. Episodes are read from disk as each step needs them: a 12,000-episode cache is ~45 GB.
+no tail. `init_from` (a frozen-backbone model folder, e.g. v4 as first shipped) starts the heads
+where that model's training left them instead of untrained (training/model/warm_start.py):
+adapting the backbone as a second stage. Episodes are read from disk as each step needs them: a
+12,000-episode cache is ~45 GB.
 Experiments (training/configs/v3_ablation, `make ablation`): `train_features` as a list of folders
 (e.g. + small-object episodes), `cell_stride: 8` (FineGridHead on the stride-8 side files).
 
