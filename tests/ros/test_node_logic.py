@@ -155,10 +155,10 @@ def test_registrations_run_on_one_thread_of_their_own():
     registrar = registration.Registrar()
     try:
         me = threading.get_native_id()
-        seen = {registrar.run(threading.get_native_id) for _ in range(3)}
+        seen = {registrar.submit(threading.get_native_id).result() for _ in range(3)}
         assert seen == {registrar.native_id} and me not in seen
         with pytest.raises(ValueError):
-            registrar.run(int, "not a number")
+            registrar.submit(int, "not a number").result()
     finally:
         registrar.close()
 
@@ -184,8 +184,8 @@ def test_the_nodes_embedder_has_one_intra_op_thread_and_registration_works(tmp_p
     response = RegisterObject.Response()
     registrar = registration.Registrar()
     try:
-        snapshot = registrar.run(registration.register, request, response, lib,
-                                 det.embed_views, 3)
+        snapshot = registrar.submit(registration.register, request, response, lib,
+                                    det.embed_views, 3).result()
     finally:
         registrar.close()
     assert response.success and snapshot.names == ("mug",), response.message

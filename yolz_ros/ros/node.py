@@ -34,24 +34,24 @@ it a lifecycle node: configure loads the model and library and creates the outpu
 activate subscribes to the cameras and starts the worker, deactivate stops the worker and
 releases the cameras, cleanup drops the model.
 
-Threading: camera callbacks only store the newest message per camera; one worker thread
-processes frames; register/remove run in one mutually exclusive callback group and list in
-another, on a multi-threaded executor, so services never wait behind inference and a listing
-never waits behind a registration (the library's listing is lock-free). A registration's work
-(the embedder, GrabCut) runs on one thread (registration.Registrar), so it takes at most one
-core from the frame worker. A ~/find search runs on an executor thread of
-its own callback group (reentrant: a second goal is refused while one runs, a cancel is heard),
-one network pass at a time, so the worker's frames are processed between its passes. The
-library's snapshot and the live settings are immutable and swapped whole: a frame sees one
-consistent pair.
+Threading: one single-threaded executor (yolz_ros/ros/spin.py says why) takes every message
+and request; camera callbacks only store the newest message per camera, and one worker thread
+processes frames. What takes long runs off the executor and its callback awaits it, so frames,
+listings and cancels are taken meanwhile: a registration's work (the embedder, GrabCut) on one
+thread (registration.Registrar), so it takes at most one core from the frame worker; a ~/find
+search on a thread of its own (a second goal is refused while one runs, a cancel is heard), one
+network pass at a time, so the worker's frames are processed between its passes. Writes
+(register/remove) are one mutually exclusive callback group, so they run one at a time, and a
+listing never waits behind them (the library's listing is lock-free). The library's snapshot and
+the live settings are immutable and swapped whole: a frame sees one consistent pair.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
 import signal
 import sys
-import threading
 
 import rclpy
 import rclpy.exceptions
@@ -59,7 +59,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -78,7 +78,7 @@ from yolz_ros.msg import ObjectProbabilities
 from yolz_ros.ros.outputs import label_info
 from yolz_ros.ros.params import (BY_NAME, PARAMS, ConfigError, Settings, check_changes,
                              descriptor, detection_threshold, start_config)
-from yolz_ros.ros.spin import spin_until_shutdown
+from yolz_ros.ros.spin import finished, spin_until_shutdown
 from yolz_ros.srv import (AddViews, GetObjectViews, ListObjects, RegisterFromCamera,
                           RegisterObject, RemoveObject)
 from yolz_ros.ros.startup import StartupError, load_detector, model_folder, open_library
@@ -126,10 +126,13 @@ class YolzCore:
         self.active = False
         self.detector = self.library = self.pipeline = self.cfg = None
         self._entities = []  # publishers, services, timers created at configure
-        self._registration_lock = threading.Lock()
         self._registrar = registration.Registrar()  # the embedder and GrabCut, one thread
+        # a search's thread, and one to refuse a second goal on while a search runs
+        self._find_pool = concurrent.futures.ThreadPoolExecutor(2, "yolz_find")
+        self._wake = node.create_guard_condition(lambda: None)  # off-executor work finished
         self._image_group = MutuallyExclusiveCallbackGroup()
-        self._service_group = MutuallyExclusiveCallbackGroup()  # register / remove (writes)
+        # register / remove (writes): one at a time, across a registration's await too
+        self._service_group = MutuallyExclusiveCallbackGroup()
         self._read_group = MutuallyExclusiveCallbackGroup()  # list: never waits behind writes
         self._diag_group = MutuallyExclusiveCallbackGroup()
         self._frame_log = ReasonThrottle(period_s=5.0)  # per reason, not one for all frames
@@ -216,7 +219,7 @@ class YolzCore:
                                        self._on_get_object_views, callback_group=g))
         self._keep(node.create_service(ListObjects, "~/list_objects", self._on_list,
                                        callback_group=self._read_group))
-        self._keep(ActionServer(node, Find, "~/find", execute_callback=self._find.execute,
+        self._keep(ActionServer(node, Find, "~/find", execute_callback=self._on_find,
                                 goal_callback=lambda goal: GoalResponse.ACCEPT,
                                 cancel_callback=lambda goal_handle: CancelResponse.ACCEPT,
                                 callback_group=self._find_group))
@@ -330,28 +333,32 @@ class YolzCore:
             self.log.warning(line)
 
     # -- services ----------------------------------------------------------------------------
-    def _on_register(self, request, response):
-        with self._registration_lock:
-            snapshot = self._registrar.run(registration.register, request, response,
-                                           self.library, self.detector.embed_views,
-                                           self.cfg.max_objects)
+    async def _off_executor(self, pool, fn, *args):
+        """``fn(*args)`` on ``pool``'s thread, awaited: the executor takes messages meanwhile."""
+        return await finished(pool.submit(fn, *args), self._wake)
+
+    async def _on_register(self, request, response):
+        snapshot = await self._off_executor(
+            self._registrar, registration.register, request, response, self.library,
+            self.detector.embed_views, self.cfg.max_objects)
         return self._registered(snapshot, "register_object", request.name, response)
 
-    def _on_register_from_camera(self, request, response):
-        with self._registration_lock:
-            snapshot = self._registrar.run(
-                registration.register_from_camera, request, response, self.library,
-                self.detector.embed_views, self.pipeline.cameras, self.cfg.max_objects,
-                self.settings.register_max_age, self.cfg.max_image_pixels,
-                self.detector.object_mask, self.detector.info.tokens.dim)
+    async def _on_register_from_camera(self, request, response):
+        snapshot = await self._off_executor(
+            self._registrar, registration.register_from_camera, request, response,
+            self.library, self.detector.embed_views, self.pipeline.cameras,
+            self.cfg.max_objects, self.settings.register_max_age, self.cfg.max_image_pixels,
+            self.detector.object_mask, self.detector.info.tokens.dim)
         return self._registered(snapshot, "register_from_camera", request.name, response)
 
-    def _on_add_views(self, request, response):
-        with self._registration_lock:
-            snapshot = self._registrar.run(registration.add_views, request, response,
-                                           self.library, self.detector.embed_views,
-                                           self.detector.info.tokens.dim, self.cfg.max_objects)
+    async def _on_add_views(self, request, response):
+        snapshot = await self._off_executor(
+            self._registrar, registration.add_views, request, response, self.library,
+            self.detector.embed_views, self.detector.info.tokens.dim, self.cfg.max_objects)
         return self._registered(snapshot, "add_views", request.name, response)
+
+    async def _on_find(self, goal_handle):
+        return await self._off_executor(self._find_pool, self._find.execute, goal_handle)
 
     def _on_get_object_views(self, request, response):
         return registration.get_object_views(request, response, self.library)
@@ -366,8 +373,7 @@ class YolzCore:
         return response
 
     def _on_remove(self, request, response):
-        with self._registration_lock:
-            snapshot = registration.remove(request, response, self.library)
+        snapshot = registration.remove(request, response, self.library)
         if snapshot is None:
             self.log.warning(f"remove_object {request.name!r} refused: {response.message}")
         else:
@@ -481,7 +487,7 @@ def main(args=None):
     if managed:
         node.get_logger().info("managed mode: waiting for configure (lifecycle transitions on "
                                f"{node.get_fully_qualified_name()}/change_state)")
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         spin_until_shutdown(executor)

@@ -60,9 +60,9 @@ class Registrar:
     def _start(self) -> None:
         self.native_id = threading.get_native_id()
 
-    def run(self, fn: Callable, *args, **kwargs):
-        """``fn(*args, **kwargs)`` on the registration thread: its result, or its exception."""
-        return self._pool.submit(fn, *args, **kwargs).result()
+    def submit(self, fn: Callable, *args, **kwargs) -> concurrent.futures.Future:
+        """``fn(*args, **kwargs)`` on the registration thread: a future of its result."""
+        return self._pool.submit(fn, *args, **kwargs)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
