@@ -173,8 +173,15 @@ def test_readme_quick_start(tools, ros):
     launch = Background(["ros2", "launch", "yolz_ros", "yolz.launch.py",
                          "image:=/camera/color/image_raw"], home, home / "launch_readme.log")
     try:
-        listed = ros2(shell='ros2 service call /yolz/list_objects yolz_ros/srv/ListObjects "{}"',
-                      home=home).stdout
+        # the node is up (label_info is latched at activation) before the first call; a call
+        # that still goes unanswered fails with the node's own log, to tell a lost reply from a
+        # stalled node
+        echo_once("/yolz/label_info", home)
+        try:
+            listed = ros2(shell='ros2 service call /yolz/list_objects yolz_ros/srv/ListObjects'
+                          ' "{}"', home=home).stdout
+        except pytest.fail.Exception as exc:
+            pytest.fail(f"{exc}\nlaunch log:\n{launch.output()}", pytrace=False)
         assert "success=True" in listed and "names=[]" in listed, listed
         node_pid = [p for p in launch.processes() if "yolz_node" in " ".join(p.cmdline())]
         assert node_pid, launch.processes()
